@@ -1,0 +1,286 @@
+/* net: address parsing, resolution and socket helpers (see net.h). */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int net_parse_port(const char *s, int allow_zero, struct errbuf *err)
+{
+	long v = 0;
+	const char *p;
+
+	if (*s == '\0')
+		return errbuf_set(err, "missing port number");
+	for (p = s; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return errbuf_set(err, "port \"%.16s\" is not a number", s);
+		v = v * 10 + (*p - '0');
+		if (v > 65535)
+			return errbuf_set(err, "port %.16s is out of range 1-65535", s);
+	}
+	if (v == 0 && !allow_zero)
+		return errbuf_set(err, "port 0 is not allowed here");
+	return (int)v;
+}
+
+int net_split_hostport(const char *spec, int allow_port_zero,
+		       char host[NET_HOSTLEN], char port[NET_PORTLEN],
+		       struct errbuf *err)
+{
+	const char *h, *colon;
+	size_t hlen;
+	int pnum;
+
+	if (spec == NULL || *spec == '\0')
+		return errbuf_set(err, "empty address");
+	if (spec[0] == '[') {
+		const char *close = strchr(spec, ']');
+
+		if (close == NULL)
+			return errbuf_set(err, "\"%.64s\": missing ']'", spec);
+		if (close[1] != ':')
+			return errbuf_set(err, "\"%.64s\": expected ':PORT' after ']'", spec);
+		h = spec + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+		if (hlen == 0)
+			return errbuf_set(err, "\"%.64s\": empty IPv6 address", spec);
+		if (memchr(h, ':', hlen) == NULL)
+			return errbuf_set(err, "\"%.64s\": brackets hold an IPv6 address", spec);
+	} else {
+		colon = strrchr(spec, ':');
+		if (colon == NULL)
+			return errbuf_set(err, "\"%.64s\": expected HOST:PORT", spec);
+		h = spec;
+		hlen = (size_t)(colon - spec);
+		if (memchr(h, ':', hlen) != NULL)
+			return errbuf_set(err, "\"%.64s\": an IPv6 address needs brackets, as in [::1]:PORT", spec);
+		if (hlen == 0)
+			return errbuf_set(err, "\"%.64s\": missing host (use *:PORT for any address)", spec);
+	}
+	if (hlen >= NET_HOSTLEN)
+		return errbuf_set(err, "\"%.64s...\": host name too long", spec);
+	for (size_t i = 0; i < hlen; i++) {
+		unsigned char c = (unsigned char)h[i];
+
+		if (c <= ' ' || c == 0x7f || c == '[' || c == ']' || c == '/')
+			return errbuf_set(err, "\"%.64s\": invalid character in host", spec);
+	}
+	pnum = net_parse_port(colon + 1, allow_port_zero, err);
+	if (pnum < 0) {
+		char reason[ERRBUF_LEN];
+
+		snprintf(reason, sizeof(reason), "%s", err != NULL ? err->msg : "");
+		return errbuf_set(err, "\"%.64s\": %s", spec, reason);
+	}
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	snprintf(port, NET_PORTLEN, "%d", pnum);
+	return 0;
+}
+
+int net_resolve(const char *host, const char *port, int flags,
+		struct addrinfo **out, struct errbuf *err)
+{
+	struct addrinfo hints;
+	const char *node = host;
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	hints.ai_flags = AI_NUMERICSERV;
+	if (flags & NET_RESOLVE_PASSIVE) {
+		hints.ai_flags |= AI_PASSIVE;
+		if (node != NULL && (strcmp(node, "*") == 0 || *node == '\0'))
+			node = NULL;
+	} else {
+		hints.ai_flags |= AI_ADDRCONFIG;
+	}
+	if (flags & NET_RESOLVE_NUMERIC)
+		hints.ai_flags |= AI_NUMERICHOST;
+	rc = getaddrinfo(node, port, &hints, out);
+	if (rc == EAI_SYSTEM)
+		return errbuf_errno(err, errno, "cannot resolve \"%.64s\"", host);
+	if (rc != 0)
+		return errbuf_set(err, "cannot resolve \"%.64s\": %s", host, gai_strerror(rc));
+	return 0;
+}
+
+int net_listen(const struct sockaddr *sa, socklen_t salen, int backlog,
+	       struct errbuf *err)
+{
+	char name[NET_ADDRSTRLEN];
+	int fd, one = 1;
+
+	net_format_addr(sa, name, sizeof(name));
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (fd < 0)
+		return errbuf_errno(err, errno, "socket for %s", name);
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto fail;
+	if (sa->sa_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		goto fail;
+	if (bind(fd, sa, salen) < 0) {
+		errbuf_errno(err, errno, "cannot bind %s", name);
+		close(fd);
+		return -1;
+	}
+	if (listen(fd, backlog) < 0)
+		goto fail;
+	return fd;
+fail:
+	errbuf_errno(err, errno, "cannot listen on %s", name);
+	close(fd);
+	return -1;
+}
+
+int net_connect(const struct sockaddr *sa, socklen_t salen, int nonblock,
+		struct errbuf *err)
+{
+	char name[NET_ADDRSTRLEN];
+	int type = SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0);
+	int fd = socket(sa->sa_family, type, IPPROTO_TCP);
+
+	if (fd < 0) {
+		net_format_addr(sa, name, sizeof(name));
+		return errbuf_errno(err, errno, "socket for %s", name);
+	}
+	while (connect(fd, sa, salen) < 0) {
+		int e = errno;
+
+		if (e == EINTR && !nonblock)
+			continue;
+		if (nonblock && (e == EINPROGRESS || e == EINTR))
+			break;
+		net_format_addr(sa, name, sizeof(name));
+		close(fd);
+		return errbuf_errno(err, e, "cannot connect to %s", name);
+	}
+	return fd;
+}
+
+int net_connect_result(int fd)
+{
+	int soerr = 0;
+	socklen_t len = sizeof(soerr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+		return -1;
+	if (soerr != 0) {
+		errno = soerr;
+		return -1;
+	}
+	return 0;
+}
+
+int net_dial(const char *host, const char *port, struct errbuf *err)
+{
+	struct addrinfo *res, *ai;
+	int fd = -1;
+
+	if (net_resolve(host, port, 0, &res, err) < 0)
+		return -1;
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = net_connect(ai->ai_addr, ai->ai_addrlen, 0, err);
+		if (fd >= 0)
+			break;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+int net_set_nonblock(int fd, int on)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0)
+		return -1;
+	flags = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+	return fcntl(fd, F_SETFL, flags);
+}
+
+int net_set_nodelay(int fd)
+{
+	int one = 1;
+
+	return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void net_format_host(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	switch (sa->sa_family) {
+	case AF_INET:
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, a, sizeof(a));
+		break;
+	case AF_INET6:
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, a, sizeof(a));
+		break;
+	default:
+		snprintf(a, sizeof(a), "?");
+	}
+	snprintf(buf, len, "%s", a);
+}
+
+unsigned net_sockaddr_port(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+	return 0;
+}
+
+void net_format_addr(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	net_format_host(sa, a, sizeof(a));
+	if (sa->sa_family == AF_INET6)
+		snprintf(buf, len, "[%s]:%u", a, net_sockaddr_port(sa));
+	else if (sa->sa_family == AF_INET)
+		snprintf(buf, len, "%s:%u", a, net_sockaddr_port(sa));
+	else
+		snprintf(buf, len, "?");
+}
+
+void net_format_local(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	net_format_addr((struct sockaddr *)&ss, buf, len);
+}
+
+int net_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
