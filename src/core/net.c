@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,8 +84,18 @@ int net_split_hostport(const char *spec, int allow_port_zero,
 	}
 	memcpy(host, h, hlen);
 	host[hlen] = '\0';
-	snprintf(port, NET_PORTLEN, "%d", pnum);
+	/* pnum is 0..65535; the cast lets gcc see that five digits fit. */
+	snprintf(port, NET_PORTLEN, "%u", (unsigned)(uint16_t)pnum);
 	return 0;
+}
+
+static int is_numeric_host(const char *host)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	return host != NULL &&
+	       (inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1);
 }
 
 int net_resolve(const char *host, const char *port, int flags,
@@ -102,11 +114,15 @@ int net_resolve(const char *host, const char *port, int flags,
 		hints.ai_flags |= AI_PASSIVE;
 		if (node != NULL && (strcmp(node, "*") == 0 || *node == '\0'))
 			node = NULL;
-	} else {
+	} else if (!is_numeric_host(host)) {
+		/* Not for a literal address: glibc drops every IPv6 answer, even "::1",
+		 * on a host whose only IPv6 address is the loopback one. */
 		hints.ai_flags |= AI_ADDRCONFIG;
 	}
 	if (flags & NET_RESOLVE_NUMERIC)
 		hints.ai_flags |= AI_NUMERICHOST;
+	if (host == NULL)
+		host = "*";
 	rc = getaddrinfo(node, port, &hints, out);
 	if (rc == EAI_SYSTEM)
 		return errbuf_errno(err, errno, "cannot resolve \"%.64s\"", host);
@@ -119,54 +135,81 @@ int net_listen(const struct sockaddr *sa, socklen_t salen, int backlog,
 	       struct errbuf *err)
 {
 	char name[NET_ADDRSTRLEN];
-	int fd, one = 1;
+	int fd, e, one = 1;
 
 	net_format_addr(sa, name, sizeof(name));
 	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-	if (fd < 0)
-		return errbuf_errno(err, errno, "socket for %s", name);
+	if (fd < 0) {
+		e = errno;
+		errbuf_errno(err, e, "socket for %s", name);
+		errno = e;
+		return -1;
+	}
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
 		goto fail;
 	if (sa->sa_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
 		goto fail;
 	if (bind(fd, sa, salen) < 0) {
-		errbuf_errno(err, errno, "cannot bind %s", name);
+		e = errno;
+		errbuf_errno(err, e, "cannot bind %s", name);
 		close(fd);
+		errno = e;
 		return -1;
 	}
 	if (listen(fd, backlog) < 0)
 		goto fail;
 	return fd;
 fail:
-	errbuf_errno(err, errno, "cannot listen on %s", name);
+	e = errno;
+	errbuf_errno(err, e, "cannot listen on %s", name);
 	close(fd);
+	errno = e;
 	return -1;
+}
+
+/* Waits for a connect in progress on a blocking socket; returns 0 or the error. */
+static int connect_wait(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+
+	while (poll(&pfd, 1, -1) < 0) {
+		if (errno != EINTR)
+			return errno;
+	}
+	return net_connect_result(fd) == 0 ? 0 : errno;
 }
 
 int net_connect(const struct sockaddr *sa, socklen_t salen, int nonblock,
 		struct errbuf *err)
 {
 	char name[NET_ADDRSTRLEN];
-	int type = SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0);
+	int e, type = SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0);
 	int fd = socket(sa->sa_family, type, IPPROTO_TCP);
 
 	if (fd < 0) {
+		e = errno;
 		net_format_addr(sa, name, sizeof(name));
-		return errbuf_errno(err, errno, "socket for %s", name);
+		errbuf_errno(err, e, "socket for %s", name);
+		errno = e;
+		return -1;
 	}
-	while (connect(fd, sa, salen) < 0) {
-		int e = errno;
-
-		if (e == EINTR && !nonblock)
-			continue;
-		if (nonblock && (e == EINPROGRESS || e == EINTR))
-			break;
-		net_format_addr(sa, name, sizeof(name));
-		close(fd);
-		return errbuf_errno(err, e, "cannot connect to %s", name);
-	}
-	return fd;
+	if (connect(fd, sa, salen) == 0)
+		return fd;
+	e = errno;
+	if (nonblock && (e == EINPROGRESS || e == EINTR))
+		return fd;
+	/* An interrupted blocking connect goes on in the background; calling
+	 * connect() again would only report EALREADY, so wait for the outcome. */
+	if (e == EINTR)
+		e = connect_wait(fd);
+	if (e == 0)
+		return fd;
+	net_format_addr(sa, name, sizeof(name));
+	close(fd);
+	errbuf_errno(err, e, "cannot connect to %s", name);
+	errno = e;
+	return -1;
 }
 
 int net_connect_result(int fd)

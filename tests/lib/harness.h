@@ -1,0 +1,106 @@
+/* harness: what the integration tests share. Spawns the built programs with pipes, reads their
+ * output, waits for them and cleans up, so that a failing test never leaves a process behind.
+ * Every wait takes a timeout in milliseconds and is built on poll(); nothing sleeps to
+ * synchronise. Descriptors it creates are close-on-exec. Not thread-safe. */
+#ifndef SOCKGATE_HARNESS_H
+#define SOCKGATE_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* A generous default for one wait: sanitizer builds on a loaded machine are slow. */
+#define HARNESS_TIMEOUT_MS 15000
+
+enum harness_spawn_flags {
+	HARNESS_STDIN_NULL = 1 << 0,  /* stdin from /dev/null instead of a pipe */
+	HARNESS_STDOUT_NULL = 1 << 1, /* stdout to /dev/null: nothing to drain */
+	HARNESS_STDERR_NULL = 1 << 2,
+	/* stdin is a new pseudo-terminal (not the controlling one); in_fd is its master side:
+	 * write to it to type, read from it to see the echo, tcgetattr() it for the modes. */
+	HARNESS_STDIN_PTY = 1 << 3,
+};
+
+/* One spawned process. The pipe ends are non-blocking; -1 where there is none. The process is
+ * the leader of its own process group, so harness_cleanup() also kills what it forked. */
+struct harness_proc {
+	pid_t pid;       /* 0 once cleaned up or if never spawned */
+	int in_fd;       /* write end of the process's stdin (the pty master with a pty) */
+	int out_fd;      /* read end of its stdout */
+	int err_fd;      /* read end of its stderr */
+	int exited;      /* set by harness_wait_exit() */
+	int exit_code;   /* exit status, or -1 when a signal killed it */
+	int term_signal; /* the signal that killed it, or 0 */
+};
+
+/* Starts argv[0] (a name without '/' means a program built in this tree) with argv. env lists
+ * "NAME=value" strings added to, or replacing, the test's environment; NULL for none. The child
+ * gets default signal dispositions, an empty signal mask, and SIGKILL when the test process
+ * dies. Returns 0, or -1 (also when exec failed) with p left empty. */
+int harness_spawn(struct harness_proc *p, const char *const argv[], const char *const env[],
+		  unsigned flags);
+
+/* Waits until p has exited and fills in exited, exit_code and term_signal. p stays a zombie
+ * until harness_cleanup(), so its pid, and so its process group, cannot be reused meanwhile.
+ * Returns 0, or -1 on timeout. */
+int harness_wait_exit(struct harness_proc *p, int timeout_ms);
+
+/* Kills p's whole process group with SIGKILL, reaps p and closes its pipes. Safe to call more
+ * than once, and on a struct that harness_spawn() failed to fill or a zeroed one. */
+void harness_cleanup(struct harness_proc *p);
+
+/* Reads fd line by line until a line contains needle, and copies that line without its newline
+ * (cut to len - 1 bytes) into line, which may be NULL. Reads one byte at a time, so bytes after
+ * the line stay in fd for the next call. Returns 0, or -1 on timeout, EOF or error. */
+int harness_read_line(int fd, const char *needle, char *line, size_t len, int timeout_ms);
+
+/* The port in a "... listening on ADDR:PORT" line, or -1. */
+int harness_parse_port(const char *line);
+
+/* Reads fd (a server's stderr) until a "listening on" line; returns its port, or -1. */
+int harness_read_port(int fd, int timeout_ms);
+
+/* Reads fd until EOF into buf. Returns the byte count, or -1 on timeout, error or when more
+ * than cap bytes arrive. */
+ssize_t harness_read_all(int fd, void *buf, size_t cap, int timeout_ms);
+
+/* Reads exactly len bytes from fd into buf; for output that has no newline, like a prompt.
+ * Returns 0, or -1 on timeout, EOF or error. */
+int harness_read_exact(int fd, void *buf, size_t len, int timeout_ms);
+
+/* Writes all of buf to fd (blocking or not). Returns 0, or -1 on timeout or error. */
+int harness_write_all(int fd, const void *buf, size_t len, int timeout_ms);
+
+/* On a connected socket: sends out while reading into in (so neither side can stall the other),
+ * half-closes after the last byte and reads until EOF. Leaves fd non-blocking. Returns the
+ * number of bytes received, or -1 on timeout, error or more than in_cap bytes. */
+ssize_t harness_exchange(int fd, const void *out, size_t out_len, void *in, size_t in_cap,
+			 int timeout_ms);
+
+/* A blocking TCP connection to a numeric address (IPv4 or IPv6) and port. Returns fd or -1. */
+int harness_connect(const char *ip, int port);
+
+/* A listening TCP socket on a numeric address and a free port, stored in *port. Returns fd or
+ * -1. */
+int harness_listen(const char *ip, int *port);
+
+/* Accepts one connection on lfd within the timeout. Returns the (blocking) fd or -1. */
+int harness_accept(int lfd, int timeout_ms);
+
+/* A datagram socket to receive sd_notify() messages, bound to a fresh abstract address that is
+ * written into path (len bytes) in NOTIFY_SOCKET form ("@..."). Returns fd or -1. */
+int harness_notify_open(char *path, size_t len);
+
+/* Waits for a notification containing the line assignment, e.g. "READY=1"; other messages are
+ * skipped. Returns 0, or -1 on timeout or error. */
+int harness_notify_wait(int fd, const char *assignment, int timeout_ms);
+
+/* The number of processes whose parent is parent (only those in state Z if zombies_only),
+ * read from /proc, or -1. */
+int harness_count_children(pid_t parent, int zombies_only);
+
+/* Waits until parent has no children (zombies_only: no zombie children). The kernel reports
+ * no event for that, so this re-reads /proc every 10 ms up to the timeout. Returns 0, or -1
+ * on timeout. */
+int harness_wait_no_children(pid_t parent, int zombies_only, int timeout_ms);
+
+#endif
