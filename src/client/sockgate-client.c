@@ -1,7 +1,6 @@
 /* sockgate-client: an interactive line client for sockgate-server and the gateway. It shows
  * whatever the server sends the moment it arrives and sends what the user types line by line,
  * hiding the line typed after a password prompt. It knows nothing else of any protocol. */
-#define _GNU_SOURCE /* memrchr */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>

@@ -1,7 +1,6 @@
 /* sockgate-server: a fork-per-connection TCP backend that answers each line (or, with --echo,
  * returns every byte), so the gateway and the tests have a real upstream to talk to.
  * The parent only accepts and reaps; each connection lives and dies in its own child. */
-#define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,6 @@
 /* Integration tests for sockgate-server and sockgate-client: the real programs on loopback,
  * driven through pipes and sockets. Each test starts its own server and its teardown kills
  * whatever is left, so one failure cannot leak into the next test. */
-#define _GNU_SOURCE /* prlimit */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,6 +1,5 @@
 /* harness: process, pipe and socket helpers for the integration tests (see harness.h). Knows
  * nothing of any particular program beyond the "listening on ADDR" start-up line. */
-#define _GNU_SOURCE /* pipe2, accept4, close_range, ptsname_r */
 #include "harness.h"
 
 #include <arpa/inet.h>

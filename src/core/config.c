@@ -1,0 +1,1118 @@
+/* config: reads sockgate.conf with libconfig and turns it into a struct config.
+ * Every setting is a row in a per-section table; one typed handler per kind of
+ * value checks and stores it, so all validation and every message live here. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CONFIG_MAX_NAME 64       /* gateway names: systemd's FileDescriptorName= limit is 255 */
+#define CONFIG_MAX_PATH PATH_MAX /* credentials path as written */
+#define MS_PER_S        1000LL
+
+/* What one load needs besides the tables: where messages point and where
+ * relative paths start. */
+struct loader {
+	const char *name;     /* the file, as given; starts every message */
+	char *dir;            /* absolute directory of name, for relative paths */
+	const char *cred_dir; /* $CREDENTIALS_DIRECTORY, or NULL */
+	struct config *cfg;   /* being built; freed by the caller on failure */
+	struct errbuf *err;
+};
+
+enum option_type {
+	OPT_UINT,      /* integer in [min, max] */
+	OPT_AUTO_UINT, /* "auto" or 0 (both stored as 0), or an integer in [min, max] */
+	OPT_DURATION,  /* seconds, integer or fractional; stored in ms; min/max/def in ms */
+	OPT_STRING,    /* string of min..max bytes */
+	OPT_NAME,      /* as OPT_STRING, limited to [A-Za-z0-9_.-] */
+	OPT_PATH,      /* file name; offset2 receives the resolved path */
+	OPT_ADDRS,     /* "HOST:PORT" or a list of them, resolved; offset2 is the count */
+	OPT_GROUP,     /* { ... } parsed with sub; offset shifts the base */
+	OPT_GROUPS,    /* ( { ... }, ... ) parsed with sub; offset2 is the count */
+	OPT_N_TYPES
+};
+
+enum option_flags {
+	OPT_REQUIRED = 1 << 0,
+	OPT_PASSIVE = 1 << 1, /* OPT_ADDRS for bind(): allows "*" and port 0 */
+};
+
+struct section;
+
+/* One setting. Bounds, defaults and the destination field are data, so adding a
+ * setting is adding a row; what the value means is left to the module using it. */
+struct option {
+	const char *name;
+	enum option_type type;
+	unsigned flags;
+	long long min, max;        /* value bounds; length bounds for strings and lists */
+	long long def;             /* default of a number */
+	const char *def_str;       /* default of a string; NULL: none */
+	size_t offset, size;       /* the field, relative to the section's base */
+	size_t offset2;            /* count (lists) or resolved path (OPT_PATH) */
+	size_t elem_size;          /* OPT_GROUPS: one element of the array */
+	const struct section *sub; /* OPT_GROUP, OPT_GROUPS */
+};
+
+struct section {
+	const struct option *options; /* ends with a row whose name is NULL */
+	/* Cross-setting checks once every row is stored; s is the group itself, or
+	 * its parent when the group was absent. */
+	int (*finish)(struct loader *ld, const config_setting_t *s, void *base);
+};
+
+#define FIELD(type, member) .offset = offsetof(type, member), .size = sizeof(((type *)0)->member)
+
+static int finish_gateway(struct loader *ld, const config_setting_t *s, void *base);
+
+/* The tables read best one setting per row. */
+/* clang-format off */
+static const struct option login_options[] = {
+	{ .name = "username_prompt", .type = OPT_STRING, .min = 1, .max = CONFIG_MAX_TEXT,
+	  .def_str = "Username: ", FIELD(struct config_login, username_prompt) },
+	{ .name = "password_prompt", .type = OPT_STRING, .min = 1, .max = CONFIG_MAX_TEXT,
+	  .def_str = "Password: ", FIELD(struct config_login, password_prompt) },
+	{ .name = "success_message", .type = OPT_STRING, .min = 0, .max = CONFIG_MAX_TEXT,
+	  .def_str = "Username and password are correct.\nYou are now logged in.\n",
+	  FIELD(struct config_login, success_message) },
+	{ .name = "failure_message", .type = OPT_STRING, .min = 0, .max = CONFIG_MAX_TEXT,
+	  .def_str = "Username or password is incorrect.\n",
+	  FIELD(struct config_login, failure_message) },
+	{ .name = "max_attempts", .type = OPT_UINT, .min = 1, .max = 100, .def = 3,
+	  FIELD(struct config_login, max_attempts) },
+	{ .name = "grace_time", .type = OPT_DURATION, .min = 0, .max = 3600 * MS_PER_S,
+	  .def = 30 * MS_PER_S, FIELD(struct config_login, grace_time_ms) },
+	{ .name = NULL },
+};
+
+/* The timeouts group has no struct of its own: its base is the gateway. */
+static const struct option timeouts_options[] = {
+	{ .name = "connect", .type = OPT_DURATION, .min = 0, .max = 3600 * MS_PER_S,
+	  .def = 5 * MS_PER_S, FIELD(struct config_gateway, connect_timeout_ms) },
+	{ .name = "idle", .type = OPT_DURATION, .min = 0, .max = 31536000 * MS_PER_S, .def = 0,
+	  FIELD(struct config_gateway, idle_timeout_ms) },
+	{ .name = NULL },
+};
+
+static const struct section login_section = { .options = login_options };
+static const struct section timeouts_section = { .options = timeouts_options };
+
+static const struct option gateway_options[] = {
+	{ .name = "name", .type = OPT_NAME, .flags = OPT_REQUIRED, .min = 1,
+	  .max = CONFIG_MAX_NAME, FIELD(struct config_gateway, name) },
+	{ .name = "listen", .type = OPT_ADDRS, .flags = OPT_PASSIVE, .min = 0,
+	  FIELD(struct config_gateway, listen), .offset2 = offsetof(struct config_gateway, n_listen) },
+	{ .name = "upstream", .type = OPT_ADDRS, .flags = OPT_REQUIRED, .min = 1,
+	  FIELD(struct config_gateway, upstream),
+	  .offset2 = offsetof(struct config_gateway, n_upstream) },
+	{ .name = "credentials", .type = OPT_PATH, .flags = OPT_REQUIRED, .min = 1,
+	  .max = CONFIG_MAX_PATH - 1, FIELD(struct config_gateway, credentials),
+	  .offset2 = offsetof(struct config_gateway, credentials_path) },
+	{ .name = "login", .type = OPT_GROUP, .offset = offsetof(struct config_gateway, login),
+	  .sub = &login_section },
+	{ .name = "timeouts", .type = OPT_GROUP, .offset = 0, .sub = &timeouts_section },
+	{ .name = "max_sessions", .type = OPT_UINT, .min = 1, .max = 1000000, .def = 1000,
+	  FIELD(struct config_gateway, max_sessions) },
+	{ .name = NULL },
+};
+
+static const struct section gateway_section = {
+	.options = gateway_options,
+	.finish = finish_gateway,
+};
+
+static const struct option top_options[] = {
+	{ .name = "workers", .type = OPT_AUTO_UINT, .min = 1, .max = 256, .def = 0,
+	  FIELD(struct config, workers) },
+	{ .name = "auth_threads", .type = OPT_AUTO_UINT, .min = 1, .max = 64, .def = 0,
+	  FIELD(struct config, auth_threads) },
+	{ .name = "gateways", .type = OPT_GROUPS, .flags = OPT_REQUIRED, .min = 1,
+	  FIELD(struct config, gateways), .offset2 = offsetof(struct config, n_gateways),
+	  .elem_size = sizeof(struct config_gateway), .sub = &gateway_section },
+	{ .name = NULL },
+};
+
+static const struct section top_section = { .options = top_options };
+/* clang-format on */
+
+/* ---- messages ---- */
+
+/* "gateways.[0].login.max_attempts", libconfig's own path syntax. */
+static void setting_path(const config_setting_t *s, char *buf, size_t len)
+{
+	const config_setting_t *parent = config_setting_parent(s);
+	size_t n;
+
+	buf[0] = '\0';
+	if (parent == NULL)
+		return;
+	setting_path(parent, buf, len);
+	n = strlen(buf);
+	if (n > 0 && n + 1 < len)
+		buf[n++] = '.';
+	if (config_setting_name(s) != NULL)
+		snprintf(buf + n, len - n, "%s", config_setting_name(s));
+	else
+		snprintf(buf + n, len - n, "[%d]", config_setting_index(s));
+}
+
+static int cf_error(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* "FILE:LINE: PATH: message". The root has no line of its own; line 1 stands
+ * for "the file as a whole". */
+static int cf_error(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
+{
+	char path[256], msg[ERRBUF_LEN];
+	unsigned line = config_setting_source_line(s);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	setting_path(s, path, sizeof(path));
+	return errbuf_set(ld->err, "%s:%u: %s%s%s", ld->name, line > 0 ? line : 1, path,
+			  path[0] != '\0' ? ": " : "", msg);
+}
+
+static int cf_oom(struct loader *ld, const config_setting_t *s)
+{
+	return cf_error(ld, s, "out of memory");
+}
+
+static const char *type_name(const config_setting_t *s)
+{
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_GROUP:
+		return "a group";
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		return "an integer";
+	case CONFIG_TYPE_FLOAT:
+		return "a number with a fraction";
+	case CONFIG_TYPE_STRING:
+		return "a string";
+	case CONFIG_TYPE_BOOL:
+		return "a boolean";
+	case CONFIG_TYPE_ARRAY:
+		return "an array";
+	case CONFIG_TYPE_LIST:
+		return "a list";
+	default:
+		return "something else";
+	}
+}
+
+/* Seconds for messages, from milliseconds: "30", "0.5". */
+static void format_seconds(long long ms, char *buf, size_t len)
+{
+	if (ms % MS_PER_S == 0) {
+		snprintf(buf, len, "%lld", ms / MS_PER_S);
+		return;
+	}
+	snprintf(buf, len, "%lld.%03lld", ms / MS_PER_S, ms % MS_PER_S);
+	for (size_t n = strlen(buf); n > 0 && buf[n - 1] == '0'; n--)
+		buf[n - 1] = '\0';
+}
+
+/* ---- storing values ---- */
+
+static void *field_at(void *base, size_t offset)
+{
+	return (char *)base + offset;
+}
+
+/* Numbers go into unsigned or uint64_t fields; the row's size says which. */
+static int store_uint(struct loader *ld, const config_setting_t *s, const struct option *o,
+		      void *base, unsigned long long v)
+{
+	void *field = field_at(base, o->offset);
+
+	if (o->size == sizeof(uint64_t)) {
+		*(uint64_t *)field = v;
+		return 0;
+	}
+	if (o->size == sizeof(unsigned) && v <= UINT_MAX) {
+		*(unsigned *)field = (unsigned)v;
+		return 0;
+	}
+	return cf_error(ld, s, "internal error: %llu does not fit the field", v);
+}
+
+static int get_integer(const config_setting_t *s, long long *v)
+{
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+		*v = config_setting_get_int(s);
+		return 0;
+	case CONFIG_TYPE_INT64:
+		*v = config_setting_get_int64(s);
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+static int load_uint(struct loader *ld, const struct option *o, const config_setting_t *s,
+		     void *base)
+{
+	long long v;
+
+	if (get_integer(s, &v) < 0)
+		return cf_error(ld, s, "must be an integer %lld..%lld, not %s", o->min, o->max,
+				type_name(s));
+	if (v < o->min || v > o->max)
+		return cf_error(ld, s, "%lld is out of range %lld..%lld", v, o->min, o->max);
+	return store_uint(ld, s, o, base, (unsigned long long)v);
+}
+
+static int load_auto_uint(struct loader *ld, const struct option *o, const config_setting_t *s,
+			  void *base)
+{
+	const char *str;
+	long long v;
+
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		str = config_setting_get_string(s);
+		if (strcmp(str, "auto") != 0)
+			return cf_error(ld, s,
+					"must be \"auto\" or an integer %lld..%lld, not \"%.64s\"",
+					o->min, o->max, str);
+		return store_uint(ld, s, o, base, 0);
+	}
+	if (get_integer(s, &v) < 0)
+		return cf_error(ld, s, "must be \"auto\" or an integer %lld..%lld, not %s", o->min,
+				o->max, type_name(s));
+	if (v != 0 && (v < o->min || v > o->max))
+		return cf_error(ld, s, "%lld is out of range %lld..%lld (or 0 or \"auto\")", v,
+				o->min, o->max);
+	return store_uint(ld, s, o, base, (unsigned long long)v);
+}
+
+/* Durations are written in seconds; a fraction allows sub-second values (tests
+ * use grace_time = 0.2). Stored rounded to the millisecond. */
+static int load_duration(struct loader *ld, const struct option *o, const config_setting_t *s,
+			 void *base)
+{
+	char lo[32], hi[32], given[32];
+	unsigned long long rounded;
+	long long iv;
+	double sec, ms;
+
+	format_seconds(o->min, lo, sizeof(lo));
+	format_seconds(o->max, hi, sizeof(hi));
+	if (get_integer(s, &iv) == 0) {
+		sec = (double)iv;
+		snprintf(given, sizeof(given), "%lld", iv);
+	} else if (config_setting_type(s) == CONFIG_TYPE_FLOAT) {
+		sec = config_setting_get_float(s);
+		snprintf(given, sizeof(given), "%g", sec);
+	} else {
+		return cf_error(ld, s, "must be a number of seconds %s..%s, not %s", lo, hi,
+				type_name(s));
+	}
+	ms = sec * (double)MS_PER_S;
+	/* Durations are never negative, so the bounds check also keeps ms >= 0 for
+	 * the rounding below (done by hand: no libm for one llround). */
+	if (!isfinite(ms) || ms < (double)o->min || ms > (double)o->max || ms < 0)
+		return cf_error(ld, s, "%s is out of range %s..%s seconds", given, lo, hi);
+	rounded = (unsigned long long)(ms + 0.5);
+	if (ms > 0 && rounded == 0)
+		return cf_error(ld, s,
+				"%s seconds is below the resolution of 0.001 (use 0 for none)",
+				given);
+	return store_uint(ld, s, o, base, rounded);
+}
+
+/* Spelled out rather than isalnum(), which follows the locale. */
+static int name_char_ok(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '.' || c == '-';
+}
+
+static int load_string(struct loader *ld, const struct option *o, const config_setting_t *s,
+		       void *base)
+{
+	char **field = field_at(base, o->offset);
+	const char *v;
+	size_t len;
+	char *copy;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return cf_error(ld, s, "must be a string, not %s", type_name(s));
+	v = config_setting_get_string(s);
+	len = strlen(v);
+	if (len == 0 && o->min > 0)
+		return cf_error(ld, s, "must not be empty");
+	if ((long long)len < o->min || (long long)len > o->max)
+		return cf_error(ld, s, "is %zu bytes long; %lld..%lld allowed", len, o->min,
+				o->max);
+	if (o->type == OPT_NAME) {
+		for (const char *p = v; *p != '\0'; p++) {
+			if (!name_char_ok((unsigned char)*p))
+				return cf_error(ld, s,
+						"\"%.64s\" has a character (0x%02x) that is not "
+						"allowed; use A-Z a-z 0-9 _ . -",
+						v, (unsigned char)*p);
+		}
+	}
+	copy = strdup(v);
+	if (copy == NULL)
+		return cf_oom(ld, s);
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+static int set_default_string(struct loader *ld, const struct option *o,
+			      const config_setting_t *where, void *base)
+{
+	char **field = field_at(base, o->offset);
+
+	if (o->def_str == NULL)
+		return 0;
+	*field = strdup(o->def_str);
+	return *field != NULL ? 0 : cf_oom(ld, where);
+}
+
+static int set_default_number(struct loader *ld, const struct option *o,
+			      const config_setting_t *where, void *base)
+{
+	return store_uint(ld, where, o, base, (unsigned long long)o->def);
+}
+
+static void release_string(const struct option *o, void *base)
+{
+	char **field = field_at(base, o->offset);
+
+	free(*field);
+	*field = NULL;
+}
+
+/* Relative paths follow systemd's LoadCredential= when it is in use, else the
+ * configuration file, never the daemon's working directory. */
+static int load_path(struct loader *ld, const struct option *o, const config_setting_t *s,
+		     void *base)
+{
+	char **resolved = field_at(base, o->offset2);
+	const char *v, *dir;
+	size_t len;
+
+	if (load_string(ld, o, s, base) < 0)
+		return -1;
+	v = *(char **)field_at(base, o->offset);
+	free(*resolved);
+	if (v[0] == '/') {
+		*resolved = strdup(v);
+	} else {
+		dir = ld->cred_dir != NULL ? ld->cred_dir : ld->dir;
+		len = strlen(dir) + 1 + strlen(v) + 1;
+		*resolved = malloc(len);
+		if (*resolved != NULL)
+			snprintf(*resolved, len, "%s%s%s", dir,
+				 dir[strlen(dir) - 1] == '/' ? "" : "/", v);
+	}
+	return *resolved != NULL ? 0 : cf_oom(ld, s);
+}
+
+static void release_path(const struct option *o, void *base)
+{
+	char **resolved = field_at(base, o->offset2);
+
+	release_string(o, base);
+	free(*resolved);
+	*resolved = NULL;
+}
+
+/* ---- addresses ---- */
+
+static int sockaddr_is_any(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr ==
+		       htonl(INADDR_ANY);
+	if (a->ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(
+			&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr);
+	return 0;
+}
+
+static int sockaddr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	const struct sockaddr_in6 *a6 = (const void *)a, *b6 = (const void *)b;
+	const struct sockaddr_in *a4 = (const void *)a, *b4 = (const void *)b;
+
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET)
+		return a4->sin_port == b4->sin_port && a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+	return a6->sin6_port == b6->sin6_port && a6->sin6_scope_id == b6->sin6_scope_id &&
+	       memcmp(&a6->sin6_addr, &b6->sin6_addr, sizeof(a6->sin6_addr)) == 0;
+}
+
+/* Two listen addresses that bind() could not both get: the same address, or the
+ * same port with a wildcard on either side (IPv6 sockets are V6ONLY, so the
+ * families never collide). Port 0 asks for a fresh port, so it never clashes. */
+static int listen_clash(const struct config_addr *a, const struct config_addr *b)
+{
+	unsigned port = net_sockaddr_port((const struct sockaddr *)&a->ss);
+
+	if (a->ss.ss_family != b->ss.ss_family || port == 0 ||
+	    port != net_sockaddr_port((const struct sockaddr *)&b->ss))
+		return 0;
+	return sockaddr_is_any(&a->ss) || sockaddr_is_any(&b->ss) || sockaddr_equal(&a->ss, &b->ss);
+}
+
+static int append_addr(struct loader *ld, const config_setting_t *s, struct config_addr **arr,
+		       size_t *n, const char *spec, const struct addrinfo *ai)
+{
+	struct config_addr *grown, *a;
+
+	if (*n >= SIZE_MAX / sizeof(**arr) - 1)
+		return cf_oom(ld, s);
+	grown = realloc(*arr, (*n + 1) * sizeof(**arr));
+	if (grown == NULL)
+		return cf_oom(ld, s);
+	*arr = grown;
+	a = &grown[*n];
+	memset(a, 0, sizeof(*a));
+	memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
+	a->len = ai->ai_addrlen;
+	snprintf(a->text, sizeof(a->text), "%s", spec);
+	net_format_addr(ai->ai_addr, a->resolved, sizeof(a->resolved));
+	(*n)++;
+	return 0;
+}
+
+/* Resolves one "HOST:PORT" now, so the event loop never waits for DNS; a name
+ * with several addresses adds each, in resolver order. */
+static int load_one_addr(struct loader *ld, const struct option *o, const config_setting_t *s,
+			 void *base)
+{
+	struct config_addr **arr = field_at(base, o->offset);
+	size_t *n = field_at(base, o->offset2), first = *n;
+	int passive = (o->flags & OPT_PASSIVE) != 0;
+	char host[NET_HOSTLEN], port[NET_PORTLEN];
+	struct addrinfo *res = NULL, *ai;
+	struct errbuf why;
+	const char *spec;
+	int rc = -1;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return cf_error(ld, s, "must be a string \"HOST:PORT\", not %s", type_name(s));
+	spec = config_setting_get_string(s);
+	if (strlen(spec) >= sizeof((*arr)->text))
+		return cf_error(ld, s, "\"%.64s...\" is too long", spec);
+	/* net's messages already say which form or range was expected. */
+	if (net_split_hostport(spec, passive, host, port, &why) < 0)
+		return cf_error(ld, s, "%s", why.msg);
+	if (!passive && strcmp(host, "*") == 0)
+		return cf_error(ld, s, "\"%s\": '*' (any address) is only for listen", spec);
+	if (net_resolve(host, port, passive ? NET_RESOLVE_PASSIVE : 0, &res, &why) < 0)
+		return cf_error(ld, s, "%s", why.msg);
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		int dup = 0;
+
+		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+		    ai->ai_addrlen > sizeof((*arr)->ss))
+			continue;
+		/* /etc/hosts may repeat a line; that is no reason to refuse it. */
+		for (size_t i = first; i < *n && !dup; i++)
+			dup = sockaddr_equal(&(*arr)[i].ss, (const void *)ai->ai_addr);
+		if (!dup && append_addr(ld, s, arr, n, spec, ai) < 0)
+			goto out;
+	}
+	if (*n == first) {
+		cf_error(ld, s, "\"%s\" resolves to no IPv4 or IPv6 address", spec);
+		goto out;
+	}
+	rc = 0;
+out:
+	freeaddrinfo(res);
+	return rc;
+}
+
+static int load_addrs(struct loader *ld, const struct option *o, const config_setting_t *s,
+		      void *base)
+{
+	int n;
+
+	if (config_setting_type(s) == CONFIG_TYPE_STRING)
+		return load_one_addr(ld, o, s, base);
+	if (config_setting_type(s) != CONFIG_TYPE_LIST &&
+	    config_setting_type(s) != CONFIG_TYPE_ARRAY)
+		return cf_error(ld, s, "must be a string \"HOST:PORT\" or a list of them, not %s",
+				type_name(s));
+	n = config_setting_length(s);
+	if (n < o->min)
+		return cf_error(ld, s, "is empty; at least %lld address%s required", o->min,
+				o->min == 1 ? " is" : "es are");
+	for (int i = 0; i < n; i++) {
+		if (load_one_addr(ld, o, config_setting_get_elem(s, (unsigned)i), base) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void release_addrs(const struct option *o, void *base)
+{
+	struct config_addr **arr = field_at(base, o->offset);
+
+	free(*arr);
+	*arr = NULL;
+	*(size_t *)field_at(base, o->offset2) = 0;
+}
+
+/* ---- groups ---- */
+
+static int load_section(struct loader *ld, const struct section *sec, const config_setting_t *group,
+			const config_setting_t *where, const char *prefix, void *base);
+static void release_section(const struct section *sec, void *base);
+
+static int load_group(struct loader *ld, const struct option *o, const config_setting_t *s,
+		      void *base)
+{
+	if (!config_setting_is_group(s))
+		return cf_error(ld, s, "must be a group { ... }, not %s", type_name(s));
+	return load_section(ld, o->sub, s, s, NULL, field_at(base, o->offset));
+}
+
+/* An absent group still gets its defaults (and reports its required rows). */
+static int set_default_group(struct loader *ld, const struct option *o,
+			     const config_setting_t *where, void *base)
+{
+	return load_section(ld, o->sub, NULL, where, o->name, field_at(base, o->offset));
+}
+
+static void release_group(const struct option *o, void *base)
+{
+	release_section(o->sub, field_at(base, o->offset));
+}
+
+static int load_groups(struct loader *ld, const struct option *o, const config_setting_t *s,
+		       void *base)
+{
+	void **arr = field_at(base, o->offset);
+	size_t *count = field_at(base, o->offset2);
+	int n;
+
+	if (!config_setting_is_list(s))
+		return cf_error(ld, s, "must be a list of groups: %s = ( { ... }, { ... } );",
+				o->name);
+	n = config_setting_length(s);
+	if (n < o->min)
+		return cf_error(ld, s, "is empty; at least %lld entr%s required", o->min,
+				o->min == 1 ? "y is" : "ies are");
+	if (n == 0)
+		return 0;
+	/* Count set at once: a failure below leaves a zeroed tail the release frees. */
+	*arr = calloc((size_t)n, o->elem_size);
+	if (*arr == NULL)
+		return cf_oom(ld, s);
+	*count = (size_t)n;
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		void *elem = (char *)*arr + (size_t)i * o->elem_size;
+
+		if (!config_setting_is_group(e))
+			return cf_error(ld, e, "must be a group { ... }, not %s", type_name(e));
+		if (load_section(ld, o->sub, e, e, NULL, elem) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void release_groups(const struct option *o, void *base)
+{
+	void **arr = field_at(base, o->offset);
+	size_t *count = field_at(base, o->offset2);
+
+	for (size_t i = 0; i < *count; i++)
+		release_section(o->sub, (char *)*arr + i * o->elem_size);
+	free(*arr);
+	*arr = NULL;
+	*count = 0;
+}
+
+/* ---- the handlers, by type ---- */
+
+struct option_handler {
+	const char *what; /* for "missing required setting 'x' (what)" */
+	int (*load)(struct loader *ld, const struct option *o, const config_setting_t *s,
+		    void *base);
+	int (*set_default)(struct loader *ld, const struct option *o, const config_setting_t *where,
+			   void *base);
+	void (*release)(const struct option *o, void *base);
+};
+
+static const struct option_handler handlers[OPT_N_TYPES] = {
+	/* clang-format off */
+	[OPT_UINT] = { "an integer", load_uint, set_default_number, NULL },
+	[OPT_AUTO_UINT] = { "\"auto\" or an integer", load_auto_uint, set_default_number, NULL },
+	[OPT_DURATION] = { "seconds", load_duration, set_default_number, NULL },
+	[OPT_STRING] = { "a string", load_string, set_default_string, release_string },
+	[OPT_NAME] = { "a name of A-Z a-z 0-9 _ . -", load_string, set_default_string,
+		       release_string },
+	[OPT_PATH] = { "a file name", load_path, NULL, release_path },
+	[OPT_ADDRS] = { "\"HOST:PORT\" or a list of them", load_addrs, NULL, release_addrs },
+	[OPT_GROUP] = { "a group { ... }", load_group, set_default_group, release_group },
+	[OPT_GROUPS] = { "a list of groups ( { ... } )", load_groups, NULL, release_groups },
+	/* clang-format on */
+};
+
+static const struct option *find_option(const struct section *sec, const char *name)
+{
+	for (const struct option *o = sec->options; o->name != NULL; o++) {
+		if (strcmp(o->name, name) == 0)
+			return o;
+	}
+	return NULL;
+}
+
+/* Levenshtein distance, enough to turn "logn" into "did you mean 'login'". */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), row[33];
+
+	if (la > 32 || lb > 32)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t cost = tolower((unsigned char)a[i - 1]) !=
+				      tolower((unsigned char)b[j - 1]);
+			size_t best = diag + cost;
+
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+/* Typos must not pass silently: name the closest known setting, or list them. */
+static int unknown_setting(struct loader *ld, const struct section *sec, const config_setting_t *s)
+{
+	const char *name = config_setting_name(s), *best = NULL;
+	size_t best_d = 3, len = 0;
+	char known[256] = "";
+
+	for (const struct option *o = sec->options; o->name != NULL; o++) {
+		size_t d = edit_distance(name, o->name);
+
+		if (d < best_d) {
+			best_d = d;
+			best = o->name;
+		}
+		len += (size_t)snprintf(known + len, len < sizeof(known) ? sizeof(known) - len : 0,
+					"%s%s", len > 0 ? ", " : "", o->name);
+		if (len >= sizeof(known))
+			len = sizeof(known);
+	}
+	if (best != NULL)
+		return cf_error(ld, s, "unknown setting; did you mean '%s'?", best);
+	return cf_error(ld, s, "unknown setting; known here: %s", known);
+}
+
+/* Loads group (NULL when absent: defaults only) into base. where is what
+ * messages about missing rows point at; prefix names the absent group. */
+static int load_section(struct loader *ld, const struct section *sec, const config_setting_t *group,
+			const config_setting_t *where, const char *prefix, void *base)
+{
+	const struct option *o;
+
+	/* In file order, so the first message is about the first problem. */
+	for (int i = 0; group != NULL && i < config_setting_length(group); i++) {
+		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+
+		o = find_option(sec, config_setting_name(s));
+		if (o == NULL)
+			return unknown_setting(ld, sec, s);
+		if (handlers[o->type].load(ld, o, s, base) < 0)
+			return -1;
+	}
+	for (o = sec->options; o->name != NULL; o++) {
+		if (group != NULL && config_setting_get_member(group, o->name) != NULL)
+			continue;
+		if (o->flags & OPT_REQUIRED)
+			return cf_error(ld, where, "missing required setting '%s%s%s' (%s)",
+					prefix != NULL ? prefix : "", prefix != NULL ? "." : "",
+					o->name, handlers[o->type].what);
+		if (handlers[o->type].set_default != NULL &&
+		    handlers[o->type].set_default(ld, o, where, base) < 0)
+			return -1;
+	}
+	return sec->finish != NULL ? sec->finish(ld, where, base) : 0;
+}
+
+static void release_section(const struct section *sec, void *base)
+{
+	for (const struct option *o = sec->options; o->name != NULL; o++) {
+		if (handlers[o->type].release != NULL)
+			handlers[o->type].release(o, base);
+	}
+}
+
+/* ---- checks across gateways ---- */
+
+/* The list element a listen address came from, for a precise line. */
+static const config_setting_t *listen_element(const config_setting_t *gw, const char *text)
+{
+	const config_setting_t *l = config_setting_get_member(gw, "listen");
+
+	if (l == NULL || config_setting_type(l) == CONFIG_TYPE_STRING)
+		return l != NULL ? l : gw;
+	for (int i = 0; i < config_setting_length(l); i++) {
+		const config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+
+		if (strcmp(config_setting_get_string(e), text) == 0)
+			return e;
+	}
+	return l;
+}
+
+static int check_listen(struct loader *ld, const config_setting_t *s,
+			const struct config_gateway *gw, size_t idx)
+{
+	const struct config *cfg = ld->cfg;
+
+	for (size_t j = 0; j < gw->n_listen; j++) {
+		const struct config_addr *a = &gw->listen[j];
+
+		for (size_t k = 0; k < j; k++) {
+			if (listen_clash(a, &gw->listen[k]))
+				return cf_error(
+					ld, listen_element(s, a->text),
+					"%s (\"%s\") clashes with %s (\"%s\") listed before",
+					a->resolved, a->text, gw->listen[k].resolved,
+					gw->listen[k].text);
+		}
+		for (size_t i = 0; i < idx; i++) {
+			const struct config_gateway *o = &cfg->gateways[i];
+
+			for (size_t k = 0; k < o->n_listen; k++) {
+				if (!listen_clash(a, &o->listen[k]))
+					continue;
+				return cf_error(
+					ld, listen_element(s, a->text),
+					"%s (\"%s\") clashes with %s (\"%s\") of gateway "
+					"\"%s\" (line %d); an address can serve one gateway only",
+					a->resolved, a->text, o->listen[k].resolved,
+					o->listen[k].text, o->name, o->line);
+			}
+		}
+	}
+	return 0;
+}
+
+/* Names and listen addresses are unique across gateways; earlier gateways are
+ * complete when a later one is finished. */
+static int finish_gateway(struct loader *ld, const config_setting_t *s, void *base)
+{
+	struct config_gateway *gw = base;
+	size_t idx = (size_t)(gw - ld->cfg->gateways);
+
+	gw->line = (int)config_setting_source_line(s);
+	for (size_t i = 0; i < idx; i++) {
+		const struct config_gateway *o = &ld->cfg->gateways[i];
+
+		if (strcmp(o->name, gw->name) == 0)
+			return cf_error(ld, config_setting_get_member(s, "name"),
+					"\"%s\" is already the name of the gateway at line %d",
+					gw->name, o->line);
+	}
+	return check_listen(ld, s, gw, idx);
+}
+
+/* ---- reading ---- */
+
+/* libconfig 1.5 silently wraps integer literals that do not fit in 32 bits
+ * (max_sessions = 4294967297 reads as 1), so a typo could become a valid but
+ * different value. This scan finds such literals before libconfig sees them; it
+ * skips strings and comments the way libconfig's scanner does. It also refuses
+ * @include: the whole configuration is one size-checked regular file. */
+static int check_literals(struct loader *ld, const char *text)
+{
+	char name[CONFIG_MAX_NAME + 1] = "";
+	const char *p = text;
+	unsigned line = 1;
+
+	while (*p != '\0') {
+		const char *start = p;
+
+		if (*p == '\n') {
+			line++;
+			p++;
+		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+			while (*p != '\0' && *p != '\n')
+				p++;
+		} else if (p[0] == '/' && p[1] == '*') {
+			for (p += 2; *p != '\0' && !(p[0] == '*' && p[1] == '/'); p++)
+				line += *p == '\n';
+			p += *p != '\0' ? 2 : 0;
+		} else if (*p == '"') {
+			for (p++; *p != '\0' && *p != '"'; p++) {
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+				line += *p == '\n';
+			}
+			p += *p != '\0';
+		} else if (isalpha((unsigned char)*p) || *p == '*') {
+			while (isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '*')
+				p++;
+			snprintf(name, sizeof(name), "%.*s", (int)(p - start), start);
+		} else if (strncmp(p, "@include", 8) == 0) {
+			return errbuf_set(ld->err,
+					  "%s:%u: @include is not supported; keep the "
+					  "configuration in one file",
+					  ld->name, line);
+		} else if (isdigit((unsigned char)*p) ||
+			   ((*p == '-' || *p == '+') && isdigit((unsigned char)p[1]))) {
+			char tok[64], *end;
+			long long v;
+			size_t len;
+			int hex;
+
+			p++;
+			while (isalnum((unsigned char)*p) || *p == '.' ||
+			       ((*p == '-' || *p == '+') && (p[-1] == 'e' || p[-1] == 'E')))
+				p++;
+			len = (size_t)(p - start);
+			/* Fractions and 64-bit (L) literals are fine; malformed ones are
+			 * libconfig's to report. */
+			if (len >= sizeof(tok) || memchr(start, '.', len) != NULL || p[-1] == 'L')
+				continue;
+			memcpy(tok, start, len);
+			tok[len] = '\0';
+			hex = tok[0] == '0' && (tok[1] == 'x' || tok[1] == 'X');
+			if (!hex && strpbrk(tok, "eE") != NULL)
+				continue;
+			errno = 0;
+			v = strtoll(tok, &end, hex ? 16 : 10);
+			if (*end != '\0')
+				continue;
+			if (errno == ERANGE || v > INT_MAX || v < INT_MIN)
+				return errbuf_set(ld->err,
+						  "%s:%u: %s: %s is too large for an integer "
+						  "(%d..%d)",
+						  ld->name, line, name, tok, INT_MIN, INT_MAX);
+		} else {
+			p++;
+		}
+	}
+	return 0;
+}
+
+static void config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	release_section(&top_section, cfg);
+	free(cfg->path);
+	free(cfg);
+}
+
+/* The absolute directory of name (the working directory for a bare name),
+ * where relative paths in the file start. */
+static char *dir_of(const char *name, struct errbuf *err)
+{
+	const char *slash = strrchr(name, '/');
+	size_t len = slash == NULL ? 0 : (size_t)(slash - name), n;
+	char *cwd, *dir;
+
+	if (name[0] == '/') {
+		dir = len == 0 ? strdup("/") : strndup(name, len);
+	} else {
+		cwd = getcwd(NULL, 0);
+		if (cwd == NULL) {
+			errbuf_errno(err, errno, "%s: cannot get the working directory", name);
+			return NULL;
+		}
+		n = strlen(cwd) + 1 + len + 1;
+		dir = malloc(n);
+		if (dir != NULL)
+			snprintf(dir, n, "%s%s%.*s", cwd,
+				 len > 0 && strcmp(cwd, "/") != 0 ? "/" : "", (int)len, name);
+		free(cwd);
+	}
+	if (dir == NULL)
+		errbuf_set(err, "%s: out of memory", name);
+	return dir;
+}
+
+static int refuse_size(struct errbuf *err, const char *name)
+{
+	return errbuf_set(err, "%s: larger than %d bytes; not a configuration file", name,
+			  CONFIG_MAX_FILE_SIZE);
+}
+
+struct config *config_parse(const char *name, const char *text, struct errbuf *err)
+{
+	struct loader ld = {.name = name, .err = err};
+	config_setting_t *root;
+	config_t lc;
+	int rc = -1;
+
+	config_init(&lc);
+	if (strlen(text) > CONFIG_MAX_FILE_SIZE) {
+		refuse_size(err, name);
+		goto out;
+	}
+	ld.dir = dir_of(name, err);
+	if (ld.dir == NULL || check_literals(&ld, text) < 0)
+		goto out;
+	ld.cred_dir = getenv("CREDENTIALS_DIRECTORY");
+	if (ld.cred_dir != NULL && ld.cred_dir[0] == '\0')
+		ld.cred_dir = NULL;
+	if (config_read_string(&lc, text) != CONFIG_TRUE) {
+		errbuf_set(err, "%s:%d: %s", name, config_error_line(&lc), config_error_text(&lc));
+		goto out;
+	}
+	ld.cfg = calloc(1, sizeof(*ld.cfg));
+	if (ld.cfg == NULL || (ld.cfg->path = strdup(name)) == NULL) {
+		errbuf_set(err, "%s: out of memory", name);
+		goto out;
+	}
+	ld.cfg->refs = 1;
+	root = config_root_setting(&lc);
+	rc = load_section(&ld, &top_section, root, root, NULL, ld.cfg);
+out:
+	if (rc < 0) {
+		config_free(ld.cfg);
+		ld.cfg = NULL;
+	}
+	config_destroy(&lc);
+	free(ld.dir);
+	return ld.cfg;
+}
+
+/* Reads fd to its end as a string. The size from fstat is only a hint: the
+ * file may change while it is read, so the limit is checked on what arrives. */
+static char *read_all(int fd, const char *path, size_t hint, struct errbuf *err)
+{
+	size_t len = 0, cap = hint + 1;
+	char *buf = malloc(cap + 1), *grown;
+	ssize_t n;
+
+	if (buf == NULL) {
+		errbuf_set(err, "%s: out of memory", path);
+		return NULL;
+	}
+	for (;;) {
+		if (len == cap) {
+			grown = realloc(buf, 2 * cap + 1);
+			if (grown == NULL) {
+				errbuf_set(err, "%s: out of memory", path);
+				goto fail;
+			}
+			buf = grown;
+			cap *= 2;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n == 0)
+			break;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			errbuf_errno(err, errno, "%s: cannot read", path);
+			goto fail;
+		}
+		len += (size_t)n;
+		if (len > CONFIG_MAX_FILE_SIZE) {
+			refuse_size(err, path);
+			goto fail;
+		}
+	}
+	/* libconfig would stop at a NUL and silently ignore the rest. */
+	if (memchr(buf, '\0', len) != NULL) {
+		errbuf_set(err, "%s: contains a NUL byte; not a configuration file", path);
+		goto fail;
+	}
+	buf[len] = '\0';
+	return buf;
+fail:
+	free(buf);
+	return NULL;
+}
+
+/* Only a regular file of at most CONFIG_MAX_FILE_SIZE bytes is read. */
+static char *read_file(const char *path, struct errbuf *err)
+{
+	char *text = NULL;
+	struct stat st;
+	int fd;
+
+	/* O_NONBLOCK: opening a FIFO must not block before fstat refuses it. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		errbuf_errno(err, errno, "%s: cannot open", path);
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0)
+		errbuf_errno(err, errno, "%s: cannot stat", path);
+	else if (!S_ISREG(st.st_mode))
+		errbuf_set(err, "%s: not a regular file", path);
+	else if (st.st_size > CONFIG_MAX_FILE_SIZE)
+		refuse_size(err, path);
+	else
+		text = read_all(fd, path, (size_t)st.st_size, err);
+	close(fd);
+	return text;
+}
+
+struct config *config_load(const char *path, struct errbuf *err)
+{
+	struct config *cfg;
+	char *text = read_file(path, err);
+
+	if (text == NULL)
+		return NULL;
+	cfg = config_parse(path, text, err);
+	free(text);
+	return cfg;
+}
+
+struct config *config_ref(struct config *cfg)
+{
+	if (cfg != NULL)
+		__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_RELAXED);
+	return cfg;
+}
+
+void config_unref(struct config *cfg)
+{
+	/* Release/acquire so the last owner sees every other owner's reads done. */
+	if (cfg != NULL && __atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		config_free(cfg);
+}
+
+const struct config_gateway *config_find_gateway(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_gateways; i++) {
+		if (strcmp(cfg->gateways[i].name, name) == 0)
+			return &cfg->gateways[i];
+	}
+	return NULL;
+}

@@ -1,0 +1,88 @@
+/* config: /etc/sockgate.conf (libconfig syntax) loaded into an immutable struct
+ * config. Validation lives here and only here: every setting is checked against a
+ * table of {name, type, bounds, default}, and every error names file:line and the
+ * setting. A reload builds a new struct config; the old one stays valid for the
+ * sessions that still hold a reference to it. */
+#ifndef SOCKGATE_CONFIG_H
+#define SOCKGATE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "errbuf.h"
+#include "net.h"
+
+#define CONFIG_DEFAULT_PATH SOCKGATE_SYSCONFDIR "/sockgate.conf"
+/* A larger file is refused: it is surely not a configuration file. */
+#define CONFIG_MAX_FILE_SIZE (1024 * 1024)
+/* Longest prompt or message, in bytes. */
+#define CONFIG_MAX_TEXT 1024
+
+/* One resolved socket address with the text it came from ("127.0.0.1:8080"). */
+struct config_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[NET_HOSTLEN + NET_PORTLEN + 4]; /* as written in the file */
+	char resolved[NET_ADDRSTRLEN];            /* numeric form */
+};
+
+struct config_login {
+	char *username_prompt;
+	char *password_prompt;
+	char *success_message;
+	char *failure_message;
+	unsigned max_attempts;  /* failed attempts before the connection is closed */
+	unsigned grace_time_ms; /* to complete the login; 0 = none */
+};
+
+struct config_gateway {
+	char *name;            /* unique; also the FileDescriptorName= of its sockets */
+	int line;              /* where it starts in the file, for messages */
+	struct config_addr *listen;
+	size_t n_listen;
+	struct config_addr *upstream; /* tried in order until one connects */
+	size_t n_upstream;
+	char *credentials;      /* as written */
+	char *credentials_path; /* resolved: $CREDENTIALS_DIRECTORY/x for relative paths */
+	struct config_login login;
+	unsigned connect_timeout_ms; /* per upstream address; 0 = kernel default */
+	uint64_t idle_timeout_ms;    /* relayed session without traffic; 0 = none;
+				      * 64 bits: up to a year does not fit in 32 */
+	unsigned max_sessions;       /* open sessions of this gateway, all states */
+};
+
+struct config {
+	int refs;              /* atomic; see config_ref() */
+	char *path;
+	unsigned workers;      /* relay event loops; 0 in the file means "auto" */
+	unsigned auth_threads; /* password-check threads; 0 means "auto" */
+	struct config_gateway *gateways;
+	size_t n_gateways;
+};
+
+/* Reads and validates path. Listen and upstream names are resolved here, once, so
+ * nothing blocks on DNS later. Relative credentials paths are resolved against
+ * $CREDENTIALS_DIRECTORY if set, else against the configuration file's directory.
+ * Durations are seconds in the file (fractions allowed, as in 0.5) and
+ * milliseconds in the struct. Only a regular file of at most CONFIG_MAX_FILE_SIZE
+ * bytes is read. Returns NULL with "FILE:LINE: SETTING: problem" in err (for
+ * syntax errors "FILE:LINE: problem"; when the file cannot be read at all,
+ * "FILE: problem"). */
+struct config *config_load(const char *path, struct errbuf *err);
+
+/* The same from a string (for tests and fuzzing); name is used in messages and
+ * to resolve relative paths. */
+struct config *config_parse(const char *name, const char *text, struct errbuf *err);
+
+/* A loaded config starts with one reference. Sessions and gateways take their
+ * own, so a reload can replace the config while live sessions keep theirs.
+ * Both are thread-safe. config_unref(NULL) does nothing. */
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config *cfg);
+
+/* The gateway called name, or NULL. */
+const struct config_gateway *config_find_gateway(const struct config *cfg, const char *name);
+
+#endif

@@ -1,0 +1,70 @@
+/* credentials: an immutable, reference-counted snapshot of a credentials file
+ * ("user:crypt-hash" lines) and the password check against it. The check is slow
+ * by design (yescrypt, bcrypt, sha512-crypt), so the daemon calls it off the
+ * event loop (see auth.h); this module itself is thread-safe and blocking. */
+#ifndef SOCKGATE_CREDENTIALS_H
+#define SOCKGATE_CREDENTIALS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "errbuf.h"
+
+#define CREDENTIALS_MAX_USER      255         /* bytes in a user name */
+#define CREDENTIALS_MAX_PASSWORD  255         /* bytes in a password */
+#define CREDENTIALS_MAX_FILE_SIZE (16u << 20) /* bytes in a credentials file */
+
+struct credentials;
+
+enum credentials_result {
+	CREDENTIALS_OK = 0,
+	CREDENTIALS_DENIED = 1, /* unknown user or wrong password: never says which */
+	CREDENTIALS_ERROR = 2,  /* crypt failed: the check could not be made */
+};
+
+/* Loads path, refusing (as sshd's StrictModes does) a file that group or others
+ * can write, or that is owned by neither root nor owner_uid (the daemon's user),
+ * and a file that is not a regular file. Every line must be empty, a # comment,
+ * or "user:hash" with a hash libxcrypt can check and that names a known strong
+ * method ($y$ yescrypt, $gy$ gost-yescrypt, $7$ scrypt, $2b$/$2y$/$2a$ bcrypt,
+ * $6$ sha512-crypt, $5$ sha256-crypt); a plaintext or unknown hash, a duplicate
+ * user or an invalid user name is refused with "FILE:LINE: problem".
+ * Returns a snapshot with one reference, or NULL with err filled in. */
+struct credentials *credentials_load(const char *path, uid_t owner_uid, struct errbuf *err);
+
+/* Parses text as a credentials file named name (no file checks). */
+struct credentials *credentials_parse(const char *name, const char *text, size_t len,
+				      struct errbuf *err);
+
+struct credentials *credentials_ref(struct credentials *c);
+void credentials_unref(struct credentials *c);
+
+size_t credentials_count(const struct credentials *c);
+
+/* Checks user/password. An unknown user is hashed against a dummy made with
+ * the same method and cost as the file's first entry, so it costs what a wrong
+ * password costs; the final comparison is constant-time. Intermediate copies of
+ * the password and hash are wiped before returning. */
+enum credentials_result credentials_verify(const struct credentials *c, const char *user,
+					   const char *password);
+
+/* True if user exists in both snapshots with the same hash: used on reload to
+ * find sessions whose user was removed or whose password changed. */
+bool credentials_unchanged(const struct credentials *old_c, const struct credentials *new_c,
+			   const char *user);
+
+/* True if user names an entry (for listing tools and tests; not for the login
+ * path, whose answer must not depend on it). */
+bool credentials_has_user(const struct credentials *c, const char *user);
+
+/* True if user is a name the file format can hold: 1..CREDENTIALS_MAX_USER
+ * bytes of printable ASCII without ':' or space, not starting with '#'. The
+ * parser applies the same rule; sockgate-passwd uses it before writing. On
+ * false, err says why without quoting the name. */
+bool credentials_valid_user(const char *user, struct errbuf *err);
+
+/* Compares a and b in time that depends only on len. 0 if equal. */
+int credentials_memcmp_ct(const void *a, const void *b, size_t len);
+
+#endif

@@ -1,0 +1,566 @@
+/* daemon: start-up, reload, shutdown and the accept path (see daemon.h). */
+#include "daemon.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "config.h"
+#include "gateway.h"
+#include "listener.h"
+#include "log.h"
+#include "loop.h"
+#include "notify.h"
+#include "session.h"
+#include "worker.h"
+
+/* Relay read size: large reads win here (the cost is per system call). */
+#define DAEMON_SCRATCH_LEN (256u << 10)
+#define DAEMON_AUTH_QUEUE 256
+#define DAEMON_AUTH_NICE 5
+#define DAEMON_BACKLOG 1024
+#define DAEMON_STATUS_MS 1000
+
+struct daemon {
+	const char *config_path;
+	struct config *config;
+	struct gateway **gws; /* one per config->gateways[i] */
+	size_t n_gws;
+	struct loop *loop;
+	struct listener *listeners;
+	struct worker **workers;
+	unsigned n_workers;
+	struct auth_pool *auth;
+	struct loop_io sig_io;
+	struct loop_timer status_timer;
+	struct loop_timer watchdog_timer;
+	uint64_t watchdog_usec;
+	char status[256];
+	int exit_code;
+};
+
+/* ---- gateways ----------------------------------------------------------- */
+
+static void daemon_free_gateways(struct gateway **gws, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		gateway_unref(gws[i]);
+	free(gws);
+}
+
+static struct gateway *daemon_find_gateway(struct gateway **gws, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(gws[i]->cfg->name, name) == 0)
+			return gws[i];
+	return NULL;
+}
+
+/* Builds the live gateways of cfg, loading every credentials file. */
+static struct gateway **daemon_build_gateways(struct config *cfg, struct gateway **old,
+					      size_t n_old, struct errbuf *err)
+{
+	struct gateway **gws = calloc(cfg->n_gateways, sizeof(*gws));
+
+	if (gws == NULL) {
+		errbuf_set(err, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < cfg->n_gateways; i++) {
+		const struct config_gateway *g = &cfg->gateways[i];
+		const struct gateway *prev = daemon_find_gateway(old, n_old, g->name);
+
+		gws[i] = gateway_create(cfg, g, geteuid(), prev, err);
+		if (gws[i] == NULL) {
+			daemon_free_gateways(gws, i);
+			return NULL;
+		}
+	}
+	return gws;
+}
+
+/* ---- accepting ---------------------------------------------------------- */
+
+static void daemon_refuse(int fd, const struct sockaddr *peer, const char *gw,
+			  const char *message, const char *reason)
+{
+	char addr[NET_ADDRSTRLEN], port[8];
+
+	net_format_host(peer, addr, sizeof(addr));
+	snprintf(port, sizeof(port), "%u", net_sockaddr_port(peer));
+	log_event(LOG_WARNING, LOG_EV_LIMIT_REACHED, "connection refused",
+		  LOG_FIELDS({"SOCKGATE_GATEWAY", gw}, {"REMOTE_ADDR", addr},
+			     {"REMOTE_PORT", port}, {"REASON", reason}));
+	/* Best effort, never blocking: the socket is non-blocking and fresh. */
+	(void)!send(fd, message, strlen(message), MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+}
+
+static void daemon_accept(struct listener *l, int fd, const struct sockaddr *peer,
+			  socklen_t peerlen, void *arg)
+{
+	struct daemon *d = arg;
+	struct gateway *gw = l->gw;
+	struct session *s;
+
+	if (gw == NULL) {
+		close(fd);
+		return;
+	}
+	if (!gateway_session_begin(gw)) {
+		daemon_refuse(fd, peer, gw->cfg->name, "Too many connections.\n",
+			      "max_sessions reached");
+		return;
+	}
+	s = session_create(gateway_ref(gw), fd, peer, peerlen);
+	if (s == NULL) {
+		gateway_session_end(gw);
+		gateway_unref(gw);
+		daemon_refuse(fd, peer, gw->cfg->name, "Service unavailable.\n", "out of memory");
+		return;
+	}
+	session_start(s, worker_least_loaded(d->workers, d->n_workers));
+}
+
+/* ---- listeners ---------------------------------------------------------- */
+
+static struct listener *daemon_add_listener(struct daemon *d, struct listener **list, int fd,
+					    struct gateway *gw, struct errbuf *err)
+{
+	struct listener *l = listener_create(d->loop, fd, daemon_accept, d, err);
+
+	if (l == NULL) {
+		close(fd);
+		return NULL;
+	}
+	l->gw = gateway_ref(gw);
+	l->next = *list;
+	*list = l;
+	return l;
+}
+
+static void daemon_free_listeners(struct listener *l)
+{
+	while (l != NULL) {
+		struct listener *next = l->next;
+
+		listener_free(l);
+		l = next;
+	}
+}
+
+static bool daemon_same_addr(const struct sockaddr_storage *a, socklen_t alen,
+			     const struct sockaddr_storage *b, socklen_t blen)
+{
+	return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* The existing listener (not systemd's) bound for the configured address a. */
+static struct listener *daemon_find_listener(struct listener *list, const struct config_addr *a)
+{
+	for (struct listener *l = list; l != NULL; l = l->next)
+		if (!l->from_systemd && daemon_same_addr(&l->cfg_ss, l->cfg_len, &a->ss, a->len))
+			return l;
+	return NULL;
+}
+
+/* True if a socket systemd passed in is already bound to a. */
+static bool daemon_inherited(struct listener *list, const struct config_addr *a)
+{
+	for (struct listener *l = list; l != NULL; l = l->next) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		if (l->from_systemd && getsockname(l->io.fd, (struct sockaddr *)&ss, &sl) == 0 &&
+		    daemon_same_addr(&ss, sl, &a->ss, a->len))
+			return true;
+	}
+	return false;
+}
+
+static void daemon_log_listening(const struct listener *l)
+{
+	log_event(LOG_INFO, LOG_EV_LISTENING, "listening",
+		  LOG_FIELDS({"SOCKGATE_GATEWAY", l->gw->cfg->name}, {"SOCKGATE_LISTEN", l->name},
+			     {"SOCKGATE_SOURCE", l->from_systemd ? "systemd" : "config"}));
+}
+
+static void daemon_point_listener(struct listener *l, struct gateway *gw)
+{
+	gateway_unref(l->gw);
+	l->gw = gateway_ref(gw);
+}
+
+/* Makes d->listeners serve gws: systemd's sockets (matched to gateways by
+ * name) and every configured address, keeping the sockets of addresses that did
+ * not change. Two phases: first everything that can fail (binding new
+ * addresses), then the switch, which cannot; on failure nothing changed. */
+static int daemon_bind_listeners(struct daemon *d, struct gateway **gws, size_t n_gws,
+				 struct errbuf *err)
+{
+	struct listener *fresh = NULL, *keep = NULL, **p;
+
+	for (struct listener *l = d->listeners; l != NULL; l = l->next)
+		if (l->from_systemd && daemon_find_gateway(gws, n_gws, l->gw->cfg->name) == NULL)
+			return errbuf_set(err, "socket %s from systemd serves gateway \"%s\", which the configuration no longer has",
+					  l->name, l->gw->cfg->name);
+	for (size_t i = 0; i < n_gws; i++) {
+		const struct config_gateway *g = gws[i]->cfg;
+
+		for (size_t j = 0; j < g->n_listen; j++) {
+			const struct config_addr *a = &g->listen[j];
+			struct listener *l;
+			int fd;
+
+			if (daemon_inherited(d->listeners, a) || daemon_find_listener(d->listeners, a))
+				continue;
+			fd = net_listen((const struct sockaddr *)&a->ss, a->len, DAEMON_BACKLOG, err);
+			if (fd < 0) {
+				char why[ERRBUF_LEN];
+
+				snprintf(why, sizeof(why), "%s", err->msg);
+				errbuf_set(err, "gateway \"%s\": %s", g->name, why);
+				goto fail;
+			}
+			l = daemon_add_listener(d, &fresh, fd, gws[i], err);
+			if (l == NULL)
+				goto fail;
+			memcpy(&l->cfg_ss, &a->ss, a->len);
+			l->cfg_len = a->len;
+		}
+	}
+
+	/* Commit: re-point what stays, close what is no longer configured. */
+	for (p = &d->listeners; *p != NULL;) {
+		struct listener *l = *p;
+		struct gateway *gw = NULL;
+
+		if (l->from_systemd) {
+			gw = daemon_find_gateway(gws, n_gws, l->gw->cfg->name);
+		} else {
+			for (size_t i = 0; i < n_gws && gw == NULL; i++)
+				for (size_t j = 0; j < gws[i]->cfg->n_listen && gw == NULL; j++)
+					if (daemon_same_addr(&l->cfg_ss, l->cfg_len,
+							     &gws[i]->cfg->listen[j].ss,
+							     gws[i]->cfg->listen[j].len))
+						gw = gws[i];
+		}
+		*p = l->next;
+		if (gw == NULL) {
+			log_msg(LOG_INFO, "no longer listening on %s", l->name);
+			listener_free(l);
+			continue;
+		}
+		daemon_point_listener(l, gw);
+		l->next = keep;
+		keep = l;
+	}
+	while (fresh != NULL) {
+		struct listener *l = fresh;
+
+		fresh = l->next;
+		l->next = keep;
+		keep = l;
+		daemon_log_listening(l);
+	}
+	d->listeners = keep;
+	return 0;
+fail:
+	daemon_free_listeners(fresh);
+	return -1;
+}
+
+/* ---- systemd ------------------------------------------------------------ */
+
+static int daemon_inherit_sockets(struct daemon *d, struct errbuf *err)
+{
+	char **names = NULL;
+	int n = notify_listen_fds(&names, err);
+	int rc = 0;
+
+	if (n < 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		int fd = NOTIFY_LISTEN_FDS_START + i;
+		struct gateway *gw = daemon_find_gateway(d->gws, d->n_gws, names[i]);
+		struct listener *l;
+
+		if (rc < 0 || gw == NULL) {
+			if (rc == 0)
+				rc = errbuf_set(err, "systemd passed a socket named \"%s\", but no gateway has that name (set FileDescriptorName= to a gateway's name)",
+						names[i]);
+			close(fd);
+			continue;
+		}
+		(void)net_set_nonblock(fd, 1);
+		l = daemon_add_listener(d, &d->listeners, fd, gw, err);
+		if (l == NULL) {
+			rc = -1;
+			continue;
+		}
+		l->from_systemd = true;
+		daemon_log_listening(l);
+	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+static void daemon_update_status(struct daemon *d)
+{
+	unsigned sessions = 0, logging_in = 0;
+	char status[sizeof(d->status)];
+
+	for (unsigned i = 0; i < d->n_workers; i++) {
+		sessions += __atomic_load_n(&d->workers[i]->sessions, __ATOMIC_RELAXED);
+		logging_in += __atomic_load_n(&d->workers[i]->logging_in, __ATOMIC_RELAXED);
+	}
+	snprintf(status, sizeof(status), "%u sessions, %u logging in, %u password checks pending",
+		 sessions, logging_in, auth_pool_pending(d->auth));
+	if (strcmp(status, d->status) != 0) {
+		memcpy(d->status, status, sizeof(status));
+		notify_status(d->status);
+	}
+}
+
+static void daemon_status_timer(struct loop_timer *t)
+{
+	struct daemon *d = t->arg;
+
+	daemon_update_status(d);
+	loop_timer_arm(d->loop, t, DAEMON_STATUS_MS, daemon_status_timer, d);
+}
+
+static void daemon_watchdog_timer(struct loop_timer *t)
+{
+	struct daemon *d = t->arg;
+
+	notify_watchdog();
+	loop_timer_arm(d->loop, t, d->watchdog_usec / 2000, daemon_watchdog_timer, d);
+}
+
+/* ---- reload and stop ---------------------------------------------------- */
+
+static void daemon_reload(struct daemon *d)
+{
+	struct errbuf err;
+	struct config *cfg;
+	struct gateway **gws;
+
+	notify_reloading();
+	cfg = config_load(d->config_path, &err);
+	if (cfg == NULL)
+		goto failed;
+	gws = daemon_build_gateways(cfg, d->gws, d->n_gws, &err);
+	if (gws == NULL) {
+		config_unref(cfg);
+		goto failed;
+	}
+	if (daemon_bind_listeners(d, gws, cfg->n_gateways, &err) < 0) {
+		daemon_free_gateways(gws, cfg->n_gateways);
+		config_unref(cfg);
+		goto failed;
+	}
+	daemon_free_gateways(d->gws, d->n_gws);
+	config_unref(d->config);
+	d->config = cfg;
+	d->gws = gws;
+	d->n_gws = cfg->n_gateways;
+	log_event(LOG_NOTICE, LOG_EV_RELOADED, "configuration reloaded",
+		  LOG_FIELDS({"SOCKGATE_CONFIG", d->config_path}));
+	notify_ready(d->status);
+	return;
+failed:
+	log_event(LOG_ERR, LOG_EV_RELOAD_FAILED, "reload failed, keeping the running configuration",
+		  LOG_FIELDS({"SOCKGATE_CONFIG", d->config_path}, {"REASON", err.msg}));
+	notify_ready(d->status);
+}
+
+static void daemon_signal_cb(struct loop_io *io, uint32_t events)
+{
+	struct daemon *d = io->arg;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGHUP:
+			daemon_reload(d);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			loop_stop(d->loop);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static int daemon_setup_signals(struct daemon *d, struct errbuf *err)
+{
+	sigset_t set;
+	int fd;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return errbuf_errno(err, errno, "sigprocmask");
+	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (fd < 0)
+		return errbuf_errno(err, errno, "signalfd");
+	if (loop_io_add(d->loop, &d->sig_io, fd, EPOLLIN, daemon_signal_cb, d) < 0) {
+		close(fd);
+		return errbuf_errno(err, errno, "epoll_ctl");
+	}
+	return 0;
+}
+
+static unsigned daemon_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned)n : 1;
+}
+
+static int daemon_start_workers(struct daemon *d, struct errbuf *err)
+{
+	unsigned n = d->config->workers != 0 ? d->config->workers : daemon_cpus();
+
+	d->auth = auth_pool_create(d->config->auth_threads, DAEMON_AUTH_QUEUE, DAEMON_AUTH_NICE,
+				   err);
+	if (d->auth == NULL)
+		return -1;
+	d->workers = calloc(n, sizeof(*d->workers));
+	if (d->workers == NULL)
+		return errbuf_set(err, "out of memory");
+	for (; d->n_workers < n; d->n_workers++) {
+		struct worker *w = worker_create(d->n_workers, d->auth, DAEMON_SCRATCH_LEN, err);
+
+		if (w == NULL)
+			return -1;
+		d->workers[d->n_workers] = w;
+		if (worker_start(w, err) < 0) {
+			d->n_workers++;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void daemon_shutdown(struct daemon *d)
+{
+	int sigfd = d->sig_io.fd;
+
+	/* Order matters: no new connections, then every pending password check
+	 * returns to its session, then the workers close their sessions. */
+	daemon_free_listeners(d->listeners);
+	d->listeners = NULL;
+	auth_pool_free(d->auth);
+	d->auth = NULL;
+	for (unsigned i = 0; i < d->n_workers; i++) {
+		worker_stop(d->workers[i], "shutdown");
+		worker_free(d->workers[i]);
+	}
+	free(d->workers);
+	if (d->loop != NULL) {
+		loop_timer_disarm(d->loop, &d->status_timer);
+		loop_timer_disarm(d->loop, &d->watchdog_timer);
+		loop_io_del(d->loop, &d->sig_io);
+	}
+	if (sigfd >= 0)
+		close(sigfd);
+	daemon_free_gateways(d->gws, d->n_gws);
+	config_unref(d->config);
+	loop_free(d->loop);
+}
+
+int daemon_run(const char *config_path)
+{
+	struct daemon d = { .config_path = config_path, .sig_io.fd = -1, .exit_code = 1 };
+	struct errbuf err = { "" };
+
+	/* Relay remainders are up to 256 KiB: keep them on the heap instead of a
+	 * fresh mmap() each time. */
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+	notify_setup_logging();
+
+	d.config = config_load(config_path, &err);
+	if (d.config == NULL) {
+		log_event(LOG_ERR, LOG_EV_CONFIG_ERROR, "configuration error",
+			  LOG_FIELDS({"SOCKGATE_CONFIG", config_path}, {"REASON", err.msg}));
+		return 1;
+	}
+	d.gws = daemon_build_gateways(d.config, NULL, 0, &err);
+	if (d.gws == NULL) {
+		log_event(LOG_ERR, LOG_EV_CONFIG_ERROR, "configuration error",
+			  LOG_FIELDS({"SOCKGATE_CONFIG", config_path}, {"REASON", err.msg}));
+		goto out;
+	}
+	d.n_gws = d.config->n_gateways;
+	d.loop = loop_create(&err);
+	if (d.loop == NULL || daemon_setup_signals(&d, &err) < 0 ||
+	    daemon_start_workers(&d, &err) < 0 || daemon_inherit_sockets(&d, &err) < 0 ||
+	    daemon_bind_listeners(&d, d.gws, d.n_gws, &err) < 0) {
+		log_msg(LOG_ERR, "cannot start: %s", err.msg);
+		goto out;
+	}
+	d.exit_code = 0;
+	daemon_update_status(&d);
+	loop_timer_arm(d.loop, &d.status_timer, DAEMON_STATUS_MS, daemon_status_timer, &d);
+	d.watchdog_usec = notify_watchdog_usec();
+	if (d.watchdog_usec > 0)
+		loop_timer_arm(d.loop, &d.watchdog_timer, d.watchdog_usec / 2000,
+			       daemon_watchdog_timer, &d);
+	{
+		char workers[16];
+
+		snprintf(workers, sizeof(workers), "%u", d.n_workers);
+		log_event(LOG_INFO, LOG_EV_STARTED, "started",
+			  LOG_FIELDS({"SOCKGATE_VERSION", SOCKGATE_VERSION},
+				     {"SOCKGATE_CONFIG", config_path}, {"SOCKGATE_WORKERS", workers}));
+	}
+	notify_ready(d.status);
+	if (loop_run(d.loop) < 0) {
+		log_msg(LOG_CRIT, "main event loop failed: %s", strerror(errno));
+		d.exit_code = 1;
+	}
+	notify_stopping();
+	log_event(LOG_INFO, LOG_EV_STOPPING, "stopping", NULL, 0);
+out:
+	daemon_shutdown(&d);
+	return d.exit_code;
+}
+
+int daemon_check(const char *config_path)
+{
+	struct errbuf err;
+	struct config *cfg = config_load(config_path, &err);
+	struct gateway **gws;
+
+	if (cfg == NULL) {
+		fprintf(stderr, "sockgate: %s\n", err.msg);
+		return 1;
+	}
+	gws = daemon_build_gateways(cfg, NULL, 0, &err);
+	if (gws == NULL) {
+		fprintf(stderr, "sockgate: %s\n", err.msg);
+		config_unref(cfg);
+		return 1;
+	}
+	printf("sockgate: configuration %s ok (%zu gateway%s)\n", config_path, cfg->n_gateways,
+	       cfg->n_gateways == 1 ? "" : "s");
+	daemon_free_gateways(gws, cfg->n_gateways);
+	config_unref(cfg);
+	return 0;
+}

@@ -1,0 +1,71 @@
+/* gateway: live gateways and their counters (see gateway.h). */
+#include "gateway.h"
+
+#include <stdlib.h>
+
+struct gateway *gateway_create(struct config *config, const struct config_gateway *cfg,
+			       uid_t owner_uid, const struct gateway *prev, struct errbuf *err)
+{
+	struct gateway *gw = calloc(1, sizeof(*gw));
+
+	if (gw == NULL) {
+		errbuf_set(err, "out of memory");
+		return NULL;
+	}
+	gw->creds = credentials_load(cfg->credentials_path, owner_uid, err);
+	if (gw->creds == NULL) {
+		free(gw);
+		return NULL;
+	}
+	if (prev != NULL) {
+		gw->counters = prev->counters;
+		__atomic_add_fetch(&gw->counters->refs, 1, __ATOMIC_RELAXED);
+	} else {
+		gw->counters = calloc(1, sizeof(*gw->counters));
+		if (gw->counters == NULL) {
+			credentials_unref(gw->creds);
+			free(gw);
+			errbuf_set(err, "out of memory");
+			return NULL;
+		}
+		gw->counters->refs = 1;
+	}
+	gw->refs = 1;
+	gw->config = config_ref(config);
+	gw->cfg = cfg;
+	return gw;
+}
+
+struct gateway *gateway_ref(struct gateway *gw)
+{
+	__atomic_add_fetch(&gw->refs, 1, __ATOMIC_RELAXED);
+	return gw;
+}
+
+void gateway_unref(struct gateway *gw)
+{
+	if (gw == NULL || __atomic_sub_fetch(&gw->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (__atomic_sub_fetch(&gw->counters->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(gw->counters);
+	credentials_unref(gw->creds);
+	config_unref(gw->config);
+	free(gw);
+}
+
+bool gateway_session_begin(struct gateway *gw)
+{
+	unsigned n = __atomic_load_n(&gw->counters->sessions, __ATOMIC_RELAXED);
+
+	do {
+		if (n >= gw->cfg->max_sessions)
+			return false;
+	} while (!__atomic_compare_exchange_n(&gw->counters->sessions, &n, n + 1, true,
+					      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+	return true;
+}
+
+void gateway_session_end(struct gateway *gw)
+{
+	__atomic_sub_fetch(&gw->counters->sessions, 1, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,43 @@
+/* gateway: the live form of one configured gateway: its settings, its loaded
+ * credentials and its session counters. Sessions hold a reference, so a reload
+ * that builds new gateways leaves live sessions on the settings they started
+ * with. Counters are shared by the gateways of the same name across reloads, so
+ * max_sessions counts every live session of that name. */
+#ifndef SOCKGATE_GATEWAY_H
+#define SOCKGATE_GATEWAY_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "credentials.h"
+#include "errbuf.h"
+
+struct gateway_counters {
+	int refs;
+	unsigned sessions;   /* open sessions, any state */
+	unsigned logging_in; /* not yet relaying */
+};
+
+struct gateway {
+	int refs;
+	struct config *config; /* a reference: cfg points into it */
+	const struct config_gateway *cfg;
+	struct credentials *creds;
+	struct gateway_counters *counters;
+};
+
+/* Builds the gateway for cfg (a gateway of config), loading its credentials
+ * file (owner check against owner_uid). prev, if not NULL, is the gateway of the
+ * same name being replaced: its counters carry over. */
+struct gateway *gateway_create(struct config *config, const struct config_gateway *cfg,
+			       uid_t owner_uid, const struct gateway *prev, struct errbuf *err);
+
+struct gateway *gateway_ref(struct gateway *gw);
+void gateway_unref(struct gateway *gw);
+
+/* Reserves a session slot; false if max_sessions are open. */
+bool gateway_session_begin(struct gateway *gw);
+void gateway_session_end(struct gateway *gw);
+
+#endif

@@ -1,0 +1,33 @@
+/* notify: everything the daemon says to or takes from systemd: readiness and
+ * status (sd_notify), the watchdog, sockets passed in (socket activation), and
+ * whether stderr is the journal. Each call is a no-op outside systemd. */
+#ifndef SOCKGATE_NOTIFY_H
+#define SOCKGATE_NOTIFY_H
+
+#include <stdint.h>
+
+#include "errbuf.h"
+
+#define NOTIFY_LISTEN_FDS_START 3
+
+/* READY=1, with STATUS=status if not NULL. */
+void notify_ready(const char *status);
+/* RELOADING=1 with MONOTONIC_USEC, so `systemctl reload` waits for READY=1. */
+void notify_reloading(void);
+void notify_stopping(void);
+void notify_status(const char *status);
+void notify_watchdog(void);
+/* The watchdog interval systemd asked for, or 0. */
+uint64_t notify_watchdog_usec(void);
+
+/* Sockets systemd passed (LISTEN_FDS), from fd 3 on, and their names
+ * (FileDescriptorName=; "unknown" if unnamed). Returns how many, 0 if none, -1
+ * on error. *names (an array of n strings) is the caller's to free. Unsets the
+ * variables so children do not inherit them. */
+int notify_listen_fds(char ***names, struct errbuf *err);
+
+/* Logs through the journal's native protocol if stderr is connected to it
+ * (JOURNAL_STREAM names stderr's device and inode). */
+void notify_setup_logging(void);
+
+#endif

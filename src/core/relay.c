@@ -1,0 +1,152 @@
+/* relay: the byte pump (see relay.h). */
+#include "relay.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void relay_dir_release(struct relay_dir *d)
+{
+	if (d->buf != NULL) {
+		explicit_bzero(d->buf, d->off + d->len);
+		free(d->buf);
+	}
+	d->buf = NULL;
+	d->off = 0;
+	d->len = 0;
+}
+
+int relay_queue(struct relay_dir *d, const void *data, size_t len)
+{
+	char *nb;
+
+	if (len == 0)
+		return 0;
+	if ((size_t)d->len + len > UINT32_MAX)
+		return -1;
+	nb = malloc(d->len + len);
+	if (nb == NULL)
+		return -1;
+	if (d->len > 0)
+		memcpy(nb, d->buf + d->off, d->len);
+	memcpy(nb + d->len, data, len);
+	if (d->buf != NULL) {
+		explicit_bzero(d->buf, d->off + d->len);
+		free(d->buf);
+	}
+	d->buf = nb;
+	d->off = 0;
+	d->len += (uint32_t)len;
+	return 0;
+}
+
+int relay_flush(struct relay_dir *d, int dst, bool *dst_writable)
+{
+	while (d->len > 0) {
+		ssize_t n = send(dst, d->buf + d->off, d->len, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				*dst_writable = false;
+				return 1;
+			}
+			return -1;
+		}
+		d->off += (uint32_t)n;
+		d->len -= (uint32_t)n;
+	}
+	relay_dir_release(d);
+	return 0;
+}
+
+/* Keeps the unwritten tail of a chunk: a block of exactly its size, so a stalled
+ * session holds what is in flight and nothing more. */
+static int relay_keep(struct relay_dir *d, const char *data, size_t len)
+{
+	d->buf = malloc(len);
+	if (d->buf == NULL)
+		return -1;
+	memcpy(d->buf, data, len);
+	d->off = 0;
+	d->len = (uint32_t)len;
+	return 0;
+}
+
+enum relay_status relay_pump(struct relay_dir *d, int src, bool *src_readable, bool src_hup,
+			     int dst, bool *dst_writable, char *scratch, size_t scratch_len,
+			     size_t budget)
+{
+	size_t moved = 0;
+
+	if (d->len > 0) {
+		int r;
+
+		if (!*dst_writable)
+			return RELAY_BLOCKED;
+		r = relay_flush(d, dst, dst_writable);
+		if (r < 0)
+			return RELAY_DST_ERROR;
+		if (r > 0)
+			return RELAY_BLOCKED;
+	}
+	while (!d->eof && *src_readable) {
+		ssize_t n, w;
+
+		if (moved >= budget)
+			return RELAY_YIELD;
+		n = recv(src, scratch, scratch_len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				*src_readable = false;
+				break;
+			}
+			return RELAY_SRC_ERROR;
+		}
+		if (n == 0) {
+			d->eof = true;
+			break;
+		}
+		d->bytes += (uint64_t)n;
+		moved += (size_t)n;
+		/* A short read emptied the socket: the next byte brings a new edge,
+		 * so skip the recv() that would only say EAGAIN. Not after a hang-up
+		 * event: the EOF behind the data brings no further edge. */
+		if ((size_t)n < scratch_len && !src_hup)
+			*src_readable = false;
+		w = 0;
+		if (*dst_writable) {
+			do
+				w = send(dst, scratch, (size_t)n, MSG_NOSIGNAL);
+			while (w < 0 && errno == EINTR);
+			if (w < 0) {
+				if (errno != EAGAIN)
+					return RELAY_DST_ERROR;
+				w = 0;
+			}
+		}
+		if (w < n) {
+			*dst_writable = false;
+			if (relay_keep(d, scratch + w, (size_t)(n - w)) < 0) {
+				errno = ENOMEM;
+				return RELAY_DST_ERROR;
+			}
+			return RELAY_BLOCKED;
+		}
+	}
+	if (d->eof && d->len == 0) {
+		if (!d->shut) {
+			/* Half-close: the peer sees EOF and may still answer. */
+			if (shutdown(dst, SHUT_WR) < 0 && errno != ENOTCONN)
+				return RELAY_DST_ERROR;
+			d->shut = true;
+		}
+		return RELAY_FINISHED;
+	}
+	return RELAY_BLOCKED;
+}

@@ -1,0 +1,42 @@
+/* worker: one thread running one event loop that owns a share of the sessions.
+ * The listener hands each accepted connection to the least-loaded worker; from
+ * then on the session lives on that worker's thread only. */
+#ifndef SOCKGATE_WORKER_H
+#define SOCKGATE_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "auth.h"
+#include "errbuf.h"
+#include "loop.h"
+
+struct session;
+
+struct worker {
+	unsigned id;
+	pthread_t thread;
+	bool running;
+	struct loop *loop;
+	struct auth_pool *auth;
+	unsigned sessions;   /* atomic: open sessions on this worker */
+	unsigned logging_in; /* atomic: of those, not yet relaying */
+	struct session *list; /* this thread only */
+	char *scratch;        /* relay read buffer, shared by its sessions */
+	size_t scratch_len;
+	struct loop_task stop_task;
+	const char *stop_reason;
+};
+
+struct worker *worker_create(unsigned id, struct auth_pool *auth, size_t scratch_len,
+			     struct errbuf *err);
+int worker_start(struct worker *w, struct errbuf *err);
+/* Closes every session (reason is logged), stops the loop, joins the thread. */
+void worker_stop(struct worker *w, const char *reason);
+void worker_free(struct worker *w);
+
+/* Of n workers, the one with the fewest sessions. */
+struct worker *worker_least_loaded(struct worker **workers, unsigned n);
+
+#endif

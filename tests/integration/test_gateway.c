@@ -1,0 +1,576 @@
+/* test_gateway: the real sockgate in front of a real sockgate-server on
+ * loopback: the login exchange, its failures, the relay, reloads and shutdown. */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fixture.h"
+
+#define PASSWORD "s3cr3t-Pw!x"
+#define T FIXTURE_TIMEOUT_MS
+
+static const char *const users[] = {"alice", PASSWORD, "bob", "hunter2-bob", NULL};
+
+struct ctx {
+	struct fixture f;
+};
+
+static int start_with(void **state, const char *const upstream_args[], const char *extra)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+
+	assert_non_null(c);
+	*state = c;
+	assert_int_equal(fixture_init(&c->f, users), 0);
+	assert_int_equal(fixture_upstream(&c->f, upstream_args), 0);
+	assert_int_equal(fixture_simple_config(&c->f, extra), 0);
+	assert_int_equal(fixture_start(&c->f), 0);
+	return 0;
+}
+
+static int setup_message(void **state)
+{
+	return start_with(state, NULL, "");
+}
+
+static int setup_echo(void **state)
+{
+	static const char *const echo[] = {"--echo", NULL};
+
+	return start_with(state, echo, "");
+}
+
+static int teardown(void **state)
+{
+	struct ctx *c = *state;
+
+	int rc = c->f.daemon.exited ? c->f.daemon.exit_code : fixture_stop(&c->f);
+	/* The password never reaches the log, whatever the test did. */
+	int leaked = c->f.log != NULL && logtap_contains(c->f.log, PASSWORD);
+
+	/* A clean exit after every test: under ASan this also proves no leak and
+	 * no memory error happened anywhere in the daemon. */
+	fixture_teardown(&c->f, rc != 0 || leaked);
+	free(c);
+	assert_int_equal(rc, 0);
+	assert_false(leaked);
+	return 0;
+}
+
+static void send_str(int fd, const char *s)
+{
+	assert_int_equal(harness_write_all(fd, s, strlen(s), T), 0);
+}
+
+static void expect_str(int fd, const char *s)
+{
+	char buf[8192];
+
+	if (fixture_expect(fd, s, buf, sizeof(buf), T) < 0)
+		fail_msg("expected \"%s\", got \"%s\"", s, buf);
+}
+
+/* Reads until EOF; fails on timeout. Returns what came (static buffer). */
+static const char *read_to_eof(int fd)
+{
+	static char buf[65536];
+	ssize_t n = harness_read_all(fd, buf, sizeof(buf) - 1, T);
+
+	assert_true(n >= 0);
+	buf[n] = '\0';
+	return buf;
+}
+
+static void login_and_relay(void **state)
+{
+	struct ctx *c = *state;
+	char line[1024];
+	int fd = harness_connect("127.0.0.1", c->f.port);
+
+	assert_true(fd >= 0);
+	expect_str(fd, "Username: ");
+	send_str(fd, "alice\n");
+	expect_str(fd, "Password: ");
+	send_str(fd, PASSWORD "\n");
+	expect_str(fd, "Username and password are correct.\nYou are now logged in.\n");
+	send_str(fd, "hello\n");
+	expect_str(fd, "I got your message: hello\n");
+	send_str(fd, "world\n");
+	expect_str(fd, "I got your message: world\n");
+	close(fd);
+	assert_int_equal(fixture_log_wait(&c->f, "login ok", line, sizeof(line)), 0);
+	assert_non_null(strstr(line, "user=\"alice\""));
+	assert_non_null(strstr(line, "remote_addr=127.0.0.1"));
+	assert_int_equal(fixture_log_wait(&c->f, "session closed", line, sizeof(line)), 0);
+	assert_non_null(strstr(line, "bytes_in=12"));
+	assert_non_null(strstr(line, "duration_ms="));
+}
+
+static void wrong_then_right(void **state)
+{
+	struct ctx *c = *state;
+	char line[1024];
+	int fd = harness_connect("127.0.0.1", c->f.port);
+
+	expect_str(fd, "Username: ");
+	send_str(fd, "alice\n");
+	expect_str(fd, "Password: ");
+	send_str(fd, "not-the-password\n");
+	expect_str(fd, "Username or password is incorrect.\nUsername: ");
+	send_str(fd, "alice\n");
+	expect_str(fd, "Password: ");
+	send_str(fd, PASSWORD "\n");
+	expect_str(fd, "You are now logged in.\n");
+	send_str(fd, "ping\n");
+	expect_str(fd, "I got your message: ping\n");
+	close(fd);
+	assert_int_equal(fixture_log_wait(&c->f, "login failed", line, sizeof(line)), 0);
+	assert_non_null(strstr(line, "user=\"alice\""));
+	assert_null(strstr(line, "not-the-password"));
+	assert_int_equal(fixture_log_wait(&c->f, "login ok", line, sizeof(line)), 0);
+}
+
+static void max_attempts_exhausted(void **state)
+{
+	struct ctx *c = *state;
+	int fd = harness_connect("127.0.0.1", c->f.port);
+	const char *rest;
+
+	/* The default is three attempts; pipeline them all. */
+	expect_str(fd, "Username: ");
+	send_str(fd, "alice\nx1\nalice\nx2\nalice\nx3\nalice\n" PASSWORD "\n");
+	rest = read_to_eof(fd);
+	assert_non_null(strstr(rest, "incorrect"));
+	assert_null(strstr(rest, "logged in"));
+	close(fd);
+	assert_int_equal(fixture_log_wait(&c->f, "too many failed logins", NULL, 0), 0);
+	assert_int_equal(logtap_count(c->f.log, "login failed"), 3);
+}
+
+static void unknown_user(void **state)
+{
+	struct ctx *c = *state;
+	char line[1024];
+	int fd = harness_connect("127.0.0.1", c->f.port);
+
+	expect_str(fd, "Username: ");
+	send_str(fd, "mallory\n");
+	expect_str(fd, "Password: ");
+	send_str(fd, "whatever\n");
+	/* Exactly what a wrong password gets. */
+	expect_str(fd, "Username or password is incorrect.\nUsername: ");
+	close(fd);
+	assert_int_equal(fixture_log_wait(&c->f, "login failed", line, sizeof(line)), 0);
+	assert_non_null(strstr(line, "user=\"mallory\""));
+}
+
+static void grace_time_expired(void **state)
+{
+	struct ctx *c = *state;
+	int fd = harness_connect("127.0.0.1", c->f.port);
+	const char *rest;
+
+	expect_str(fd, "Username: ");
+	send_str(fd, "alice\n");
+	rest = read_to_eof(fd);
+	assert_non_null(strstr(rest, "Login timed out."));
+	close(fd);
+	assert_int_equal(fixture_log_wait(&c->f, "login grace time expired", NULL, 0), 0);
+}
+
+static void upstream_down(void **state)
+{
+	struct ctx *c = *state;
+	int fd = harness_connect("127.0.0.1", c->f.port);
+	const char *rest;
+
+	expect_str(fd, "Username: ");
+	send_str(fd, "alice\n" PASSWORD "\n");
+	rest = read_to_eof(fd);
+	assert_non_null(strstr(rest, "Service unavailable.\n"));
+	assert_null(strstr(rest, "logged in"));
+	close(fd);
+	/* Both addresses were tried, in order. */
+	assert_int_equal(fixture_log_wait(&c->f, "upstream connect failed", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(&c->f, "upstream connect failed", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(&c->f, "no upstream reachable", NULL, 0), 0);
+}
+
+static void pipelined_after_password(void **state)
+{
+	struct ctx *c = *state;
+	int fd = harness_connect("127.0.0.1", c->f.port);
+
+	/* Everything in one write: the lines after the password are relayed. */
+	send_str(fd, "alice\n" PASSWORD "\nfirst\nsecond\n");
+	expect_str(fd, "You are now logged in.\n");
+	expect_str(fd, "I got your message: second\n");
+	close(fd);
+}
+
+static void crlf_lines(void **state)
+{
+	struct ctx *c = *state;
+	int fd = harness_connect("127.0.0.1", c->f.port);
+
+	expect_str(fd, "Username: ");
+	send_str(fd, "alice\r\n");
+	expect_str(fd, "Password: ");
+	send_str(fd, PASSWORD "\r\n");
+	expect_str(fd, "You are now logged in.\n");
+	close(fd);
+}
+
+static void one_byte_at_a_time(void **state)
+{
+	struct ctx *c = *state;
+	const char *in = "alice\r\n" PASSWORD "\n";
+	int fd = harness_connect("127.0.0.1", c->f.port);
+
+	expect_str(fd, "Username: ");
+	for (const char *p = in; *p != '\0'; p++)
+		assert_int_equal(harness_write_all(fd, p, 1, T), 0);
+	expect_str(fd, "You are now logged in.\n");
+	close(fd);
+}
+
+static void overlong_line(void **state)
+{
+	struct ctx *c = *state;
+	char big[400];
+	const char *rest;
+	int fd = harness_connect("127.0.0.1", c->f.port);
+
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	expect_str(fd, "Username: ");
+	send_str(fd, big);
+	rest = read_to_eof(fd);
+	assert_non_null(strstr(rest, "too long"));
+	close(fd);
+	assert_int_equal(fixture_log_wait(&c->f, "login line too long", NULL, 0), 0);
+}
+
+static void control_character(void **state)
+{
+	struct ctx *c = *state;
+	const char *rest;
+	int fd = harness_connect("127.0.0.1", c->f.port);
+
+	expect_str(fd, "Username: ");
+	assert_int_equal(harness_write_all(fd, "al\0ice\n", 7, T), 0);
+	rest = read_to_eof(fd);
+	assert_non_null(strstr(rest, "Invalid character"));
+	close(fd);
+	assert_int_equal(fixture_log_wait(&c->f, "control character", NULL, 0), 0);
+}
+
+static void half_close(void **state)
+{
+	struct ctx *c = *state;
+	int fd = fixture_login(c->f.port, "alice", PASSWORD);
+	const char *rest;
+
+	assert_true(fd >= 0);
+	send_str(fd, "last words");
+	/* After our SHUT_WR the upstream sees EOF; its answer still reaches us. */
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	rest = read_to_eof(fd);
+	assert_string_equal(rest, "last words");
+	close(fd);
+	assert_int_equal(fixture_log_wait(&c->f, "session closed", NULL, 0), 0);
+}
+
+static void bulk_100mib_each_way(void **state)
+{
+	struct ctx *c = *state;
+	size_t len = 100u << 20;
+	unsigned char *out = malloc(len), *in = malloc(len + 1);
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	int fd = fixture_login(c->f.port, "alice", PASSWORD);
+
+	assert_true(fd >= 0);
+	assert_non_null(out);
+	assert_non_null(in);
+	for (size_t i = 0; i < len; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		out[i] = (unsigned char)x;
+	}
+	assert_int_equal(harness_exchange(fd, out, len, in, len + 1, 120000), (ssize_t)len);
+	assert_memory_equal(in, out, len);
+	close(fd);
+	free(out);
+	free(in);
+}
+
+#define CONCURRENT 200
+
+static void concurrent_sessions(void **state)
+{
+	struct ctx *c = *state;
+	int fds[CONCURRENT];
+
+	for (int i = 0; i < CONCURRENT; i++) {
+		fds[i] = harness_connect("127.0.0.1", c->f.port);
+		assert_true(fds[i] >= 0);
+	}
+	/* All log in at once: the password checks overlap. */
+	for (int i = 0; i < CONCURRENT; i++)
+		send_str(fds[i], i % 2 ? "alice\n" PASSWORD "\n" : "bob\nhunter2-bob\n");
+	for (int i = 0; i < CONCURRENT; i++)
+		expect_str(fds[i], "You are now logged in.\n");
+	for (int i = 0; i < CONCURRENT; i++) {
+		char msg[64];
+
+		snprintf(msg, sizeof(msg), "message %d\n", i);
+		send_str(fds[i], msg);
+	}
+	for (int i = 0; i < CONCURRENT; i++) {
+		char want[96];
+
+		snprintf(want, sizeof(want), "I got your message: message %d\n", i);
+		expect_str(fds[i], want);
+		close(fds[i]);
+	}
+	for (int i = 0; i < CONCURRENT; i++)
+		assert_int_equal(fixture_log_wait(&c->f, "session closed", NULL, 0), 0);
+}
+
+static void reload_changed_credentials(void **state)
+{
+	struct ctx *c = *state;
+	static const char *const changed[] = {"alice", "new-alice-pw", "carol", "carol-pw", NULL};
+	int live = fixture_login(c->f.port, "alice", PASSWORD);
+	int fd;
+
+	assert_true(live >= 0);
+	send_str(live, "before\n");
+	expect_str(live, "I got your message: before\n");
+
+	assert_int_equal(fixture_write_users(&c->f, changed), 0);
+	assert_int_equal(fixture_reload(&c->f), 0);
+	assert_int_equal(fixture_log_wait(&c->f, "configuration reloaded", NULL, 0), 0);
+
+	/* The live session keeps relaying. */
+	send_str(live, "after\n");
+	expect_str(live, "I got your message: after\n");
+
+	/* The old password no longer works; the new one and the new user do. */
+	fd = harness_connect("127.0.0.1", c->f.port);
+	send_str(fd, "alice\n" PASSWORD "\n");
+	expect_str(fd, "incorrect");
+	close(fd);
+	fd = fixture_login(c->f.port, "alice", "new-alice-pw");
+	assert_true(fd >= 0);
+	close(fd);
+	fd = fixture_login(c->f.port, "carol", "carol-pw");
+	assert_true(fd >= 0);
+	close(fd);
+	close(live);
+}
+
+static void reload_broken_config(void **state)
+{
+	struct ctx *c = *state;
+	char line[1024];
+	int live = fixture_login(c->f.port, "alice", PASSWORD);
+	int fd;
+
+	assert_true(live >= 0);
+	assert_int_equal(fixture_write_config(&c->f, "gateways = ( { name = \"x\"; oops } );\n"), 0);
+	assert_int_equal(fixture_reload(&c->f), 0);
+	assert_int_equal(fixture_log_wait(&c->f, "reload failed", line, sizeof(line)), 0);
+	assert_non_null(strstr(line, "sockgate.conf:1"));
+	/* The old configuration still serves, old sessions and new ones. */
+	send_str(live, "still here\n");
+	expect_str(live, "I got your message: still here\n");
+	fd = fixture_login(c->f.port, "bob", "hunter2-bob");
+	assert_true(fd >= 0);
+	close(fd);
+	close(live);
+}
+
+static void max_sessions_enforced(void **state)
+{
+	struct ctx *c = *state;
+	int a, b, d;
+	const char *rest;
+
+	a = harness_connect("127.0.0.1", c->f.port);
+	b = harness_connect("127.0.0.1", c->f.port);
+	expect_str(a, "Username: ");
+	expect_str(b, "Username: ");
+	d = harness_connect("127.0.0.1", c->f.port);
+	rest = read_to_eof(d);
+	assert_non_null(strstr(rest, "Too many connections."));
+	close(d);
+	assert_int_equal(fixture_log_wait(&c->f, "max_sessions reached", NULL, 0), 0);
+	/* A slot freed is a slot usable again. */
+	close(a);
+	assert_int_equal(fixture_log_wait(&c->f, "session closed", NULL, 0), 0);
+	d = fixture_login(c->f.port, "bob", "hunter2-bob");
+	assert_true(d >= 0);
+	close(d);
+	close(b);
+}
+
+static void sigterm_closes_sessions(void **state)
+{
+	struct ctx *c = *state;
+	int live = fixture_login(c->f.port, "alice", PASSWORD);
+	const char *rest;
+
+	assert_true(live >= 0);
+	assert_int_equal(fixture_stop(&c->f), 0);
+	/* The password must never reach the log. */
+	assert_false(logtap_contains(c->f.log, PASSWORD));
+	rest = read_to_eof(live);
+	(void)rest;
+	close(live);
+	assert_int_equal(fixture_log_wait(&c->f, "stopping", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(&c->f, "reason=shutdown", NULL, 0), 0);
+}
+
+/* Runs `sockgate -t -c conf`; returns its exit code and stdout+stderr in out. */
+static int check_config(const char *conf, char *out, size_t cap)
+{
+	const char *argv[] = {"sockgate", "-t", "-c", conf, NULL};
+	struct harness_proc p;
+	ssize_t n, m;
+	int rc;
+
+	assert_int_equal(harness_spawn(&p, argv, NULL, HARNESS_STDIN_NULL), 0);
+	n = harness_read_all(p.out_fd, out, cap - 1, T);
+	assert_true(n >= 0);
+	m = harness_read_all(p.err_fd, out + n, cap - 1 - (size_t)n, T);
+	assert_true(m >= 0);
+	out[n + m] = '\0';
+	assert_int_equal(harness_wait_exit(&p, T), 0);
+	rc = p.exit_code;
+	harness_cleanup(&p);
+	return rc;
+}
+
+static void check_mode(void **state)
+{
+	struct ctx *c = *state;
+	char out[4096], text[PATH_MAX + 256];
+
+	/* The running configuration is good. */
+	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "ok"));
+
+	/* A syntax error: file and line. */
+	assert_int_equal(fixture_write_config(&c->f, "gateways = (\n  { name = \"x\" \n"), 0);
+	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, c->f.conf));
+	assert_non_null(strstr(out, "sockgate.conf:"));
+
+	/* A bad value: file, line and setting. */
+	snprintf(text, sizeof(text),
+		 "gateways = ( { name = \"t\"; upstream = \"127.0.0.1:1\";\n"
+		 "  credentials = \"%s\";\n  login = { max_attempts = 0; }; } );\n",
+		 c->f.users);
+	assert_int_equal(fixture_write_config(&c->f, text), 0);
+	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "sockgate.conf:3"));
+	assert_non_null(strstr(out, "max_attempts"));
+
+	/* A credentials file with a plaintext password: its file and line, and
+	 * never the password itself. */
+	snprintf(text, sizeof(text),
+		 "gateways = ( { name = \"t\"; upstream = \"127.0.0.1:1\";\n"
+		 "  credentials = \"%s\"; } );\n", c->f.users);
+	assert_int_equal(fixture_write_config(&c->f, text), 0);
+	{
+		FILE *f = fopen(c->f.users, "w");
+
+		assert_non_null(f);
+		fputs("# users\nalice:plain-text-secret\n", f);
+		fclose(f);
+	}
+	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "users:2"));
+	assert_null(strstr(out, "plain-text-secret"));
+
+	/* A missing credentials file. */
+	unlink(c->f.users);
+	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, c->f.users));
+}
+
+static int setup_grace(void **state)
+{
+	return start_with(state, NULL, "login = { grace_time = 0.3; };");
+}
+
+/* Two upstream addresses where nothing listens (ports that were just free). */
+static int setup_down(void **state)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+	char text[PATH_MAX + 512];
+	int p1, p2, l1, l2;
+
+	assert_non_null(c);
+	*state = c;
+	assert_int_equal(fixture_init(&c->f, users), 0);
+	l1 = harness_listen("127.0.0.1", &p1);
+	l2 = harness_listen("127.0.0.1", &p2);
+	assert_true(l1 >= 0 && l2 >= 0);
+	close(l1);
+	close(l2);
+	snprintf(text, sizeof(text),
+		 "gateways = ( { name = \"down\"; listen = \"127.0.0.1:0\";"
+		 " upstream = ( \"127.0.0.1:%d\", \"127.0.0.1:%d\" ); credentials = \"%s\"; } );\n",
+		 p1, p2, c->f.users);
+	assert_int_equal(fixture_write_config(&c->f, text), 0);
+	assert_int_equal(fixture_start(&c->f), 0);
+	return 0;
+}
+
+static int setup_max2(void **state)
+{
+	return start_with(state, NULL, "max_sessions = 2;");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(login_and_relay, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(wrong_then_right, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(max_attempts_exhausted, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(unknown_user, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(grace_time_expired, setup_grace, teardown),
+		cmocka_unit_test_setup_teardown(upstream_down, setup_down, teardown),
+		cmocka_unit_test_setup_teardown(pipelined_after_password, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(crlf_lines, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(one_byte_at_a_time, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(overlong_line, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(control_character, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(half_close, setup_echo, teardown),
+		cmocka_unit_test_setup_teardown(bulk_100mib_each_way, setup_echo, teardown),
+		cmocka_unit_test_setup_teardown(concurrent_sessions, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(reload_changed_credentials, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(reload_broken_config, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(max_sessions_enforced, setup_max2, teardown),
+		cmocka_unit_test_setup_teardown(sigterm_closes_sessions, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(check_mode, setup_message, teardown),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests_name("gateway", tests, NULL, NULL);
+}

@@ -1,0 +1,60 @@
+/* fixture: a running sockgate for integration tests: a temporary directory with
+ * a credentials file and a configuration, a sockgate-server upstream, and the
+ * daemon itself, started with a NOTIFY_SOCKET (ready means READY=1) and its log
+ * drained by a logtap. Plus client-side helpers that speak the login exchange. */
+#ifndef SOCKGATE_FIXTURE_H
+#define SOCKGATE_FIXTURE_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "harness.h"
+#include "logtap.h"
+
+#define FIXTURE_TIMEOUT_MS HARNESS_TIMEOUT_MS
+
+struct fixture {
+	char dir[PATH_MAX];
+	char conf[PATH_MAX + 32];
+	char users[PATH_MAX + 32];
+	struct harness_proc upstream;
+	int upstream_port;
+	struct harness_proc daemon;
+	struct logtap *log;
+	int notify_fd;
+	char notify_path[128];
+	int port; /* the first listener's port */
+	size_t cursor; /* logtap cursor for fixture_log_wait */
+};
+
+/* Makes the directory and writes users: pairs of user and password, NULL-ended. */
+int fixture_init(struct fixture *f, const char *const users[]);
+/* (Re)writes the credentials file with these users (atomically, via rename). */
+int fixture_write_users(struct fixture *f, const char *const users[]);
+/* Starts sockgate-server on 127.0.0.1, ephemeral port, with extra args (NULL-ended). */
+int fixture_upstream(struct fixture *f, const char *const args[]);
+/* Writes the configuration text (atomically). */
+int fixture_write_config(struct fixture *f, const char *text);
+/* A one-gateway configuration: listen on 127.0.0.1:0, upstream the fixture's
+ * upstream, credentials the fixture's users, and extra settings (may be ""). */
+int fixture_simple_config(struct fixture *f, const char *extra);
+/* Starts the daemon on the written configuration and waits for READY=1 and the
+ * first "listening" line (its port goes to f->port). */
+int fixture_start(struct fixture *f);
+/* Waits for a log line containing needle after the last one waited for. */
+int fixture_log_wait(struct fixture *f, const char *needle, char *line, size_t len);
+/* Sends SIGHUP and waits for the reload's READY=1. */
+int fixture_reload(struct fixture *f);
+/* SIGTERM, wait for exit; returns the exit code (-1 if killed or timed out). */
+int fixture_stop(struct fixture *f);
+/* Stops whatever runs, dumps the log if dump, removes the directory. */
+void fixture_teardown(struct fixture *f, int dump);
+
+/* Reads from fd until the bytes received (kept in buf, NUL-terminated) contain
+ * text. Returns the total received, or -1 on timeout/EOF (buf holds what came). */
+ssize_t fixture_expect(int fd, const char *text, char *buf, size_t cap, int timeout_ms);
+/* Connects to port and logs in; on success returns the socket positioned right
+ * after the success message, else -1. */
+int fixture_login(int port, const char *user, const char *password);
+
+#endif

@@ -1,0 +1,574 @@
+/* Unit tests for credentials: file format, hash acceptance, file checks,
+ * password verification, snapshots. Timing is measured by the benchmarks, not
+ * here. */
+#include <crypt.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "credentials.h"
+
+/* Fixed vectors: sha-crypt from Drepper's specification, bcrypt from Openwall's
+ * crypt_blowfish tests, scrypt from the escrypt tests; the yescrypt ones are
+ * regression vectors made with libxcrypt 4.4.33. */
+static const struct {
+	const char *hash;
+	const char *password;
+} vectors[] = {
+	{"$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEd"
+	 "FCoEOfaS35inz1",
+	 "Hello world!"},
+	{"$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5", "Hello world!"},
+	{"$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8v"
+	 "OuZeHBy/YTBmSK6H9qs/y3RnOaw5v.",
+	 "Hello world!"},
+	{"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", "U*U"},
+	{"$2b$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", "U*U"},
+	{"$y$j9T$F5Jx5fExrKuPp53xLKQ..1$tnSYvahCwPBHKZUspmcxMfb0.WiB9W.zEaKlOBL35rC", "password"},
+	{"$gy$j9T$F5Jx5fExrKuPp53xLKQ..1$Dogv.jai3UfiqXFIeQV0FWiA2xx/QPuuov.EGnMByDD", "password"},
+	{"$7$C6..../....SodiumChloride$kBGj9fHznVYFQMEn/qDCfrDevf9YDtcDdKvEqHJLV8D",
+	 "pleaseletmein"},
+};
+
+static const char *const generated_methods[] = {"$y$", "$2b$", "$6$"};
+
+/* A valid hash for text that must not be quoted in messages. */
+#define H_Y "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$tnSYvahCwPBHKZUspmcxMfb0.WiB9W.zEaKlOBL35rC"
+
+static void hash_make(const char *prefix, const char *password, char *out, size_t size)
+{
+	char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data *data = calloc(1, sizeof(*data));
+	const char *h;
+
+	assert_non_null(data);
+	assert_non_null(crypt_gensalt_rn(prefix, 0, NULL, 0, setting, sizeof(setting)));
+	h = crypt_r(password, setting, data);
+	assert_non_null(h);
+	assert_true(h[0] != '*');
+	assert_true(strlen(h) < size);
+	strcpy(out, h);
+	free(data);
+}
+
+static struct credentials *parse_str(const char *text, struct errbuf *err)
+{
+	memset(err, 0, sizeof(*err));
+	return credentials_parse("users", text, strlen(text), err);
+}
+
+static void test_known_vectors(void **state)
+{
+	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+		char text[512];
+		struct errbuf err;
+		struct credentials *c;
+
+		snprintf(text, sizeof(text), "alice:%s\n", vectors[i].hash);
+		c = parse_str(text, &err);
+		if (c == NULL)
+			fail_msg("vector %zu refused: %s", i, err.msg);
+		assert_int_equal(credentials_verify(c, "alice", vectors[i].password),
+				 CREDENTIALS_OK);
+		assert_int_equal(credentials_verify(c, "alice", "wrong"), CREDENTIALS_DENIED);
+		assert_int_equal(credentials_verify(c, "bob", vectors[i].password),
+				 CREDENTIALS_DENIED);
+		credentials_unref(c);
+	}
+}
+
+static void test_generated_methods(void **state)
+{
+	for (size_t i = 0; i < sizeof(generated_methods) / sizeof(generated_methods[0]); i++) {
+		char ha[CRYPT_OUTPUT_SIZE], hb[CRYPT_OUTPUT_SIZE], text[1024];
+		struct errbuf err;
+		struct credentials *c;
+
+		hash_make(generated_methods[i], "correct horse", ha, sizeof(ha));
+		hash_make(generated_methods[i], "battery staple", hb, sizeof(hb));
+		snprintf(text, sizeof(text), "alice:%s\nbob:%s\n", ha, hb);
+		c = parse_str(text, &err);
+		if (c == NULL)
+			fail_msg("%s refused: %s", generated_methods[i], err.msg);
+		assert_int_equal(credentials_count(c), 2);
+		assert_int_equal(credentials_verify(c, "alice", "correct horse"), CREDENTIALS_OK);
+		assert_int_equal(credentials_verify(c, "bob", "battery staple"), CREDENTIALS_OK);
+		assert_int_equal(credentials_verify(c, "alice", "battery staple"),
+				 CREDENTIALS_DENIED);
+		assert_int_equal(credentials_verify(c, "alice", ""), CREDENTIALS_DENIED);
+		assert_int_equal(credentials_verify(c, "alice", "correct horse "),
+				 CREDENTIALS_DENIED);
+		/* Unknown users are hashed against the dummy: denied, not an error. */
+		assert_int_equal(credentials_verify(c, "carol", "correct horse"),
+				 CREDENTIALS_DENIED);
+		assert_int_equal(credentials_verify(c, "", "correct horse"), CREDENTIALS_DENIED);
+		credentials_unref(c);
+	}
+}
+
+/* The length caps: a 255-byte password works; one byte more is denied even
+ * when its first 255 bytes are right, so truncation never grants access. */
+static void test_length_caps(void **state)
+{
+	char pw[CREDENTIALS_MAX_PASSWORD + 2], h[CRYPT_OUTPUT_SIZE], text[1024];
+	char user[CREDENTIALS_MAX_USER + 2];
+	struct errbuf err;
+	struct credentials *c;
+
+	memset(pw, 'p', CREDENTIALS_MAX_PASSWORD);
+	pw[CREDENTIALS_MAX_PASSWORD] = '\0';
+	memset(user, 'u', CREDENTIALS_MAX_USER);
+	user[CREDENTIALS_MAX_USER] = '\0';
+	hash_make("$6$", pw, h, sizeof(h));
+	snprintf(text, sizeof(text), "%s:%s\n", user, h);
+	c = parse_str(text, &err);
+	if (c == NULL)
+		fail_msg("refused: %s", err.msg);
+	assert_int_equal(credentials_verify(c, user, pw), CREDENTIALS_OK);
+	pw[CREDENTIALS_MAX_PASSWORD] = 'p';
+	pw[CREDENTIALS_MAX_PASSWORD + 1] = '\0';
+	assert_int_equal(credentials_verify(c, user, pw), CREDENTIALS_DENIED);
+	pw[CREDENTIALS_MAX_PASSWORD] = '\0';
+	user[CREDENTIALS_MAX_USER] = 'u';
+	user[CREDENTIALS_MAX_USER + 1] = '\0';
+	assert_int_equal(credentials_verify(c, user, pw), CREDENTIALS_DENIED);
+	credentials_unref(c);
+}
+
+static void test_null_arguments(void **state)
+{
+	struct errbuf err;
+	struct credentials *c = parse_str("alice:" H_Y "\n", &err);
+
+	assert_non_null(c);
+	assert_int_equal(credentials_verify(NULL, "alice", "password"), CREDENTIALS_ERROR);
+	assert_int_equal(credentials_verify(c, NULL, "password"), CREDENTIALS_ERROR);
+	assert_int_equal(credentials_verify(c, "alice", NULL), CREDENTIALS_ERROR);
+	credentials_unref(c);
+	credentials_unref(NULL);
+}
+
+static const struct {
+	const char *text;
+	size_t count;
+} good_files[] = {
+	{"", 0},
+	{"\n\n\n", 0},
+	{"# only a comment\n", 0},
+	{"  \t# indented comment\n \t \n", 0},
+	{"#alice:" H_Y "\n", 0},
+	{"alice:" H_Y "\n", 1},
+	{"alice:" H_Y, 1},                   /* no final newline */
+	{"alice:" H_Y "\r\n# c\r\n\r\n", 1}, /* CRLF */
+	{"# users\n\nalice:" H_Y "\n\n# more\nbob:" H_Y "\n", 2},
+	{"a#b:" H_Y "\nALICE:" H_Y "\nalice:" H_Y "\n", 3}, /* case-sensitive */
+	{"u.s-e_r@example.com:" H_Y "\n", 1},
+};
+
+static void test_good_files(void **state)
+{
+	for (size_t i = 0; i < sizeof(good_files) / sizeof(good_files[0]); i++) {
+		struct errbuf err;
+		struct credentials *c = parse_str(good_files[i].text, &err);
+
+		if (c == NULL)
+			fail_msg("file %zu refused: %s", i, err.msg);
+		assert_int_equal(credentials_count(c), good_files[i].count);
+		if (good_files[i].count > 0)
+			assert_true(credentials_verify(c, "alice", "password") == CREDENTIALS_OK ||
+				    credentials_has_user(c, "u.s-e_r@example.com"));
+		/* An empty file still has a dummy to hash unknown users against. */
+		assert_int_equal(credentials_verify(c, "nobody", "password"), CREDENTIALS_DENIED);
+		credentials_unref(c);
+	}
+}
+
+#define LONG_USER                                                                                  \
+	"uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu"    \
+	"uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu"    \
+	"uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu"
+
+_Static_assert(sizeof(LONG_USER) == CREDENTIALS_MAX_USER + 2, "LONG_USER is one byte too long");
+
+/* Each bad file, the text its error must contain and a secret it must not:
+ * the password field (or a would-be password) never reaches a message. */
+static const struct {
+	const char *text;
+	const char *expect;
+	const char *secret;
+} bad_files[] = {
+	{"# c\nalice:hunter2\n", "users:2: user \"alice\": password field is not a crypt hash",
+	 "hunter2"},
+	{"alice:s3cr3t p4ssw0rd\n", "password field is not a crypt hash", "p4ssw0rd"},
+	{"alice:$1$abcdefgh$0123456789abcdefghijkl\n",
+	 "users:1: user \"alice\": password field "
+	 "uses MD5-crypt",
+	 "abcdefgh"},
+	{"alice:abJnggxhB/yWI\n", "users:1: user \"alice\": password field is a traditional DES",
+	 "abJnggxhB"},
+	{"alice:hunter2secret\n", "or a plaintext password", "hunter2"},
+	{"alice:_J9..CCCCXBrJUJV154M\n", "BSDi extended DES", "CCCCXBrJ"},
+	{"alice:$2x$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\n", "buggy bcrypt",
+	 "CCCCCCCC"},
+	{"alice:$9$whatever$Zz\n", "uses an unknown hash method", "whatever"},
+	{"\n\nnocolonpassword\n", "users:3: expected USER:HASH", "nocolonpassword"},
+	{":" H_Y "\n", "users:1: empty user name", "F5Jx5fEx"},
+	{"al ice:" H_Y "\n", "users:1: user name contains whitespace", "al ice"},
+	{"\talice:" H_Y "\n", "users:1: user name contains whitespace", "F5Jx5fEx"},
+	{"alice\x01:" H_Y "\n", "users:1: user name contains whitespace", "F5Jx5fEx"},
+	{"\xc3\xa9lise:" H_Y "\n", "users:1: user name contains", "F5Jx5fEx"},
+	{LONG_USER ":" H_Y "\n", "users:1: user name longer than 255 bytes", "F5Jx5fEx"},
+	{"alice:" H_Y "\nbob:" H_Y "\n# x\nalice:" H_Y "\n",
+	 "users:4: duplicate user \"alice\" (first defined at line 1)", "F5Jx5fEx"},
+	{"alice:\n", "users:1: user \"alice\": password field is empty", NULL},
+	{"alice:!" H_Y "\n", "password field is a locked-account marker", "F5Jx5fEx"},
+	{"alice:*\n", "password field is a locked-account marker", NULL},
+	{"alice:$6$\n", "is not a well-formed sha512-crypt hash", NULL},
+	{"alice:$6$saltonly\n", "is not a well-formed sha512-crypt hash", "saltonly"},
+	{"alice:$y$j9T$F5Jx5fExrKuPp53xLKQ..1$\n", "is not a well-formed yescrypt hash",
+	 "F5Jx5fEx"},
+	{"alice:" H_Y " \n", "is not a well-formed yescrypt hash", "F5Jx5fEx"},
+	{"alice:$2b$03$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\n",
+	 "is not a well-formed bcrypt hash", "CCCCCCCC"},
+	{"alice:$6$rounds=$salt$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiB"
+	 "FdcbYEdFCoEOfaS35inz1\n",
+	 "is not a well-formed sha512-crypt hash", "svn8UoSV"},
+	{"alice:$6$rounds=5000$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFd"
+	 "cbYEdFCoEOfaS35inz1\n",
+	 "is not a well-formed sha512-crypt hash", "svn8UoSV"},
+	{"alice:$6$$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfa"
+	 "S35inz1\n",
+	 "is not a well-formed sha512-crypt hash", "svn8UoSV"},
+	/* The first problem from the top wins, whatever its kind. */
+	{"alice:" H_Y "\nalice:" H_Y "\nbob:s3cr3t\n", "users:2: duplicate user", "s3cr3t"},
+	{"bob:s3cr3t\nalice:" H_Y "\nalice:" H_Y "\n", "users:1: user \"bob\"", "s3cr3t"},
+};
+
+static void test_bad_files(void **state)
+{
+	for (size_t i = 0; i < sizeof(bad_files) / sizeof(bad_files[0]); i++) {
+		struct errbuf err;
+		struct credentials *c = parse_str(bad_files[i].text, &err);
+
+		if (c != NULL)
+			fail_msg("file %zu accepted", i);
+		if (strstr(err.msg, bad_files[i].expect) == NULL)
+			fail_msg("file %zu: \"%s\" lacks \"%s\"", i, err.msg, bad_files[i].expect);
+		if (bad_files[i].secret != NULL && strstr(err.msg, bad_files[i].secret) != NULL)
+			fail_msg("file %zu: \"%s\" quotes \"%s\"", i, err.msg, bad_files[i].secret);
+		if (strstr(bad_files[i].expect, "password field") != NULL &&
+		    strstr(err.msg, "sockgate-passwd") == NULL)
+			fail_msg("file %zu: \"%s\" does not mention sockgate-passwd", i, err.msg);
+	}
+}
+
+static void test_nul_byte(void **state)
+{
+	static const char text[] = "alice:" H_Y "\nb\0b:" H_Y "\n";
+	struct errbuf err;
+
+	assert_null(credentials_parse("users", text, sizeof(text) - 1, &err));
+	assert_non_null(strstr(err.msg, "users:2: line contains a NUL byte"));
+}
+
+static const struct {
+	const char *user;
+	bool valid;
+} users[] = {
+	{"alice", true},    {"a", true},       {"user@example.com", true},
+	{"x#y", true},      {"", false},       {"#alice", false},
+	{"al ice", false},  {"al:ice", false}, {"al\tice", false},
+	{"al\nice", false}, {"\x7f", false},   {"\xc3\xa9", false},
+	{LONG_USER, false},
+};
+
+static void test_valid_user(void **state)
+{
+	char max[CREDENTIALS_MAX_USER + 1];
+	struct errbuf err;
+
+	for (size_t i = 0; i < sizeof(users) / sizeof(users[0]); i++) {
+		err.msg[0] = '\0';
+		if (credentials_valid_user(users[i].user, &err) != users[i].valid)
+			fail_msg("user %zu: expected %s", i, users[i].valid ? "valid" : "invalid");
+		assert_true(users[i].valid == (err.msg[0] == '\0'));
+	}
+	memset(max, 'm', CREDENTIALS_MAX_USER);
+	max[CREDENTIALS_MAX_USER] = '\0';
+	assert_true(credentials_valid_user(max, NULL));
+	assert_false(credentials_valid_user(NULL, NULL));
+}
+
+static void test_refcount(void **state)
+{
+	struct errbuf err;
+	struct credentials *c = parse_str("alice:" H_Y "\n", &err);
+
+	assert_non_null(c);
+	assert_ptr_equal(credentials_ref(c), c);
+	assert_ptr_equal(credentials_ref(c), c);
+	credentials_unref(c);
+	credentials_unref(c);
+	/* Still alive on its last reference (ASan would catch a premature free). */
+	assert_int_equal(credentials_count(c), 1);
+	assert_true(credentials_has_user(c, "alice"));
+	assert_false(credentials_has_user(c, "bob"));
+	credentials_unref(c);
+	assert_null(credentials_ref(NULL));
+}
+
+static void test_unchanged(void **state)
+{
+	char h2[CRYPT_OUTPUT_SIZE], h3[CRYPT_OUTPUT_SIZE], a[1024], b[1024];
+	struct credentials *old_c, *new_c;
+	struct errbuf err;
+
+	hash_make("$6$", "two", h2, sizeof(h2));
+	hash_make("$6$", "three", h3, sizeof(h3));
+	snprintf(a, sizeof(a), "alice:%s\nbob:%s\ndave:%s\n", H_Y, h2, h2);
+	snprintf(b, sizeof(b), "# reordered\nbob:%s\nalice:%s\ncarol:%s\n", h3, H_Y, h2);
+	old_c = parse_str(a, &err);
+	assert_non_null(old_c);
+	new_c = parse_str(b, &err);
+	assert_non_null(new_c);
+	assert_true(credentials_unchanged(old_c, new_c, "alice"));
+	assert_false(credentials_unchanged(old_c, new_c, "bob"));   /* new password */
+	assert_false(credentials_unchanged(old_c, new_c, "carol")); /* added */
+	assert_false(credentials_unchanged(old_c, new_c, "dave"));  /* removed */
+	assert_false(credentials_unchanged(old_c, new_c, "eve"));   /* never there */
+	assert_true(credentials_unchanged(old_c, old_c, "bob"));
+	assert_false(credentials_unchanged(NULL, new_c, "alice"));
+	credentials_unref(old_c);
+	credentials_unref(new_c);
+}
+
+static const struct {
+	const char *a, *b;
+	size_t len;
+	bool equal;
+} ct_cases[] = {
+	{"", "", 0, true},          {"abc", "abc", 3, true},    {"abc", "abd", 3, false},
+	{"xbc", "abc", 3, false},   {"abc", "abd", 2, true},    {"a\0c", "a\0d", 3, false},
+	{"\x80", "\x00", 1, false}, {"\xff", "\xfe", 1, false},
+};
+
+static void test_memcmp_ct(void **state)
+{
+	for (size_t i = 0; i < sizeof(ct_cases) / sizeof(ct_cases[0]); i++) {
+		int r = credentials_memcmp_ct(ct_cases[i].a, ct_cases[i].b, ct_cases[i].len);
+
+		if ((r == 0) != ct_cases[i].equal)
+			fail_msg("case %zu: got %d", i, r);
+	}
+}
+
+/* Files on disk, for credentials_load's checks. */
+struct fixture {
+	char dir[64];
+	char path[128];
+};
+
+static int fixture_setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return -1;
+	strcpy(f->dir, "/tmp/test_credentials.XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/users", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int fixture_teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[160];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static void file_write(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	assert_int_equal(fchmod(fd, mode), 0);
+	assert_int_equal(close(fd), 0);
+}
+
+static struct credentials *load_expect(const char *path, uid_t owner, const char *expect)
+{
+	struct errbuf err = {{0}};
+	struct credentials *c = credentials_load(path, owner, &err);
+
+	if (expect == NULL && c == NULL)
+		fail_msg("%s refused: %s", path, err.msg);
+	if (expect != NULL && c != NULL)
+		fail_msg("%s accepted, expected \"%s\"", path, expect);
+	if (expect != NULL && strstr(err.msg, expect) == NULL)
+		fail_msg("\"%s\" lacks \"%s\"", err.msg, expect);
+	return c;
+}
+
+static void test_load_modes(void **state)
+{
+	static const struct {
+		mode_t mode;
+		const char *expect;
+	} modes[] = {
+		{0600, NULL},
+		{0640, NULL},
+		{0644, NULL},
+		{0400, NULL},
+		{0660, "group or others can write it (mode 0660)"},
+		{0664, "group or others can write it (mode 0664)"},
+		{0602, "group or others can write it (mode 0602)"},
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		struct credentials *c;
+
+		file_write(f->path, "alice:" H_Y "\n", modes[i].mode);
+		c = load_expect(f->path, getuid(), modes[i].expect);
+		if (c != NULL)
+			assert_int_equal(credentials_verify(c, "alice", "password"),
+					 CREDENTIALS_OK);
+		credentials_unref(c);
+		assert_int_equal(unlink(f->path), 0);
+	}
+}
+
+static void test_load_owner(void **state)
+{
+	struct fixture *f = *state;
+	struct credentials *c;
+
+	if (geteuid() != 0)
+		skip();
+	file_write(f->path, "alice:" H_Y "\n", 0600);
+	assert_int_equal(chown(f->path, 12345, 12345), 0);
+	load_expect(f->path, 0, "owned by uid 12345; expected root or uid 0");
+	load_expect(f->path, 4242, "owned by uid 12345; expected root or uid 4242");
+	c = load_expect(f->path, 12345, NULL);
+	credentials_unref(c);
+	assert_int_equal(chown(f->path, 0, 0), 0);
+	c = load_expect(f->path, 12345, NULL); /* root always may own it */
+	credentials_unref(c);
+}
+
+static void test_load_file_kinds(void **state)
+{
+	struct fixture *f = *state;
+	char other[160];
+	struct credentials *c;
+	int fd;
+
+	/* A directory, a FIFO (must not hang) and a missing file. */
+	assert_int_equal(mkdir(f->path, 0700), 0);
+	load_expect(f->path, getuid(), "not a regular file");
+	assert_int_equal(rmdir(f->path), 0);
+	assert_int_equal(mkfifo(f->path, 0600), 0);
+	load_expect(f->path, getuid(), "not a regular file");
+	assert_int_equal(unlink(f->path), 0);
+	load_expect(f->path, getuid(), "No such file or directory");
+
+	/* A symlink is followed and the target is what gets checked. */
+	snprintf(other, sizeof(other), "%s/target", f->dir);
+	file_write(other, "alice:" H_Y "\n", 0600);
+	assert_int_equal(symlink(other, f->path), 0);
+	c = load_expect(f->path, getuid(), NULL);
+	credentials_unref(c);
+	assert_int_equal(chmod(other, 0666), 0);
+	load_expect(f->path, getuid(), "group or others can write it");
+	assert_int_equal(unlink(f->path), 0);
+
+	/* Over the size cap (sparse, so the test stays cheap). */
+	fd = open(f->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)CREDENTIALS_MAX_FILE_SIZE + 1), 0);
+	close(fd);
+	load_expect(f->path, getuid(), "larger than 16 MiB");
+}
+
+static void test_load_parse_error(void **state)
+{
+	struct fixture *f = *state;
+
+	file_write(f->path, "alice:" H_Y "\nbob:s3cr3t-pass\n", 0600);
+	load_expect(f->path, getuid(), ":2: user \"bob\": password field is not a crypt hash");
+}
+
+/* Many users: the lookup must find each, and loading must stay fast enough
+ * for ctest's timeout even under the sanitizers. */
+static void test_many_users(void **state)
+{
+	enum { N = 100000 };
+	size_t cap = (size_t)N * 100, len = 0;
+	char *text = malloc(cap);
+	struct errbuf err;
+	struct credentials *c;
+	char name[32];
+
+	assert_non_null(text);
+	for (int i = N - 1; i >= 0; i--)
+		len += (size_t)snprintf(text + len, cap - len, "user%d:%s\n", i, H_Y);
+	c = credentials_parse("users", text, len, &err);
+	if (c == NULL)
+		fail_msg("refused: %s", err.msg);
+	assert_int_equal(credentials_count(c), N);
+	for (int i = 0; i < N; i += 997) {
+		snprintf(name, sizeof(name), "user%d", i);
+		assert_true(credentials_has_user(c, name));
+	}
+	assert_false(credentials_has_user(c, "user100000"));
+	assert_false(credentials_has_user(c, "user"));
+	assert_int_equal(credentials_verify(c, "user31337", "password"), CREDENTIALS_OK);
+	credentials_unref(c);
+	free(text);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_known_vectors),
+		cmocka_unit_test(test_generated_methods),
+		cmocka_unit_test(test_length_caps),
+		cmocka_unit_test(test_null_arguments),
+		cmocka_unit_test(test_good_files),
+		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_nul_byte),
+		cmocka_unit_test(test_valid_user),
+		cmocka_unit_test(test_refcount),
+		cmocka_unit_test(test_unchanged),
+		cmocka_unit_test(test_memcmp_ct),
+		cmocka_unit_test_setup_teardown(test_load_modes, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_load_owner, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_load_file_kinds, fixture_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_load_parse_error, fixture_setup,
+						fixture_teardown),
+		cmocka_unit_test(test_many_users),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
