@@ -1,11 +1,14 @@
 /* line: splits the login phase's input into lines. Pure (no I/O), so the rules
- * are unit-tested and fuzzed directly: a line ends in LF or CRLF and holds at
- * most LINE_MAX_LEN bytes; NUL and other control bytes are refused. Bytes after
- * the last complete line stay in the buffer (they become relayed data once the
+ * are unit-tested and fuzzed directly: a line ends in LF or CRLF (or a telnet
+ * client's CR NUL) and holds at most LINE_MAX_LEN bytes; NUL and other control
+ * bytes are refused; telnet commands (IAC ...) are dropped, so `telnet host`
+ * works even when it opens with option negotiation. Bytes after the last
+ * complete line stay in the buffer untouched (they become relayed data once the
  * login succeeds). */
 #ifndef SOCKGATE_LINE_H
 #define SOCKGATE_LINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define LINE_MAX_LEN 255
@@ -24,6 +27,7 @@ struct line_reader {
 	char buf[LINE_BUF_LEN];
 	size_t len;   /* bytes in buf */
 	size_t start; /* first byte not yet returned as a line */
+	bool after_crnul; /* the last line ended in CR NUL */
 };
 
 /* Room for the next read(): returns the free space; *at receives where. Moves

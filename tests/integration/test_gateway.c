@@ -445,6 +445,52 @@ static void sigterm_closes_sessions(void **state)
 	assert_int_equal(fixture_log_wait(&c->f, "reason=shutdown", NULL, 0), 0);
 }
 
+/* A real client program logs in through the gateway with the lines on its
+ * stdin and must show the upstream's answer. */
+static void real_client(struct ctx *c, const char *const argv[])
+{
+	static const char input[] = "alice\n" PASSWORD "\nhello from a real client\n";
+	struct harness_proc p;
+	char line[512];
+
+	if (harness_spawn(&p, argv, NULL, HARNESS_STDERR_NULL) < 0) {
+		print_message("skipping %s: not installed\n", argv[0]);
+		return;
+	}
+	assert_int_equal(harness_write_all(p.in_fd, input, sizeof(input) - 1, T), 0);
+	if (harness_read_line(p.out_fd, "I got your message: hello from a real client", line,
+			      sizeof(line), T) < 0) {
+		harness_cleanup(&p);
+		fail_msg("%s %s: no answer from the upstream", argv[0], argv[1]);
+	}
+	harness_cleanup(&p);
+}
+
+static void real_clients(void **state)
+{
+	struct ctx *c = *state;
+	char port[16], neg_port[16], tcp[64];
+
+	snprintf(port, sizeof(port), "%d", c->f.port);
+	/* "-PORT": telnet opens with option negotiation, as it does on port 23. */
+	snprintf(neg_port, sizeof(neg_port), "-%d", c->f.port);
+	snprintf(tcp, sizeof(tcp), "TCP:127.0.0.1:%d", c->f.port);
+	{
+		const char *const telnet[] = {"/usr/bin/telnet", "127.0.0.1", port, NULL};
+		const char *const telnet_neg[] = {"/usr/bin/telnet", "--", "127.0.0.1", neg_port,
+						  NULL};
+		const char *const nc[] = {"/usr/bin/nc", "127.0.0.1", port, NULL};
+		const char *const socat[] = {"/usr/bin/socat", "-", tcp, NULL};
+
+		real_client(c, telnet);
+		real_client(c, telnet_neg);
+		real_client(c, nc);
+		real_client(c, socat);
+	}
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(fixture_log_wait(&c->f, "login ok", NULL, 0), 0);
+}
+
 /* Runs `sockgate -t -c conf`; returns its exit code and stdout+stderr in out. */
 static int check_config(const char *conf, char *out, size_t cap)
 {
@@ -569,6 +615,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(max_sessions_enforced, setup_max2, teardown),
 		cmocka_unit_test_setup_teardown(sigterm_closes_sessions, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(check_mode, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(real_clients, setup_message, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

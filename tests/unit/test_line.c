@@ -42,6 +42,18 @@ static const struct line_case cases[] = {
 	{"255 bytes", long255, 0, {NULL}, LINE_NEED_MORE, NULL},
 	{"256 bytes", long256, 0, {NULL}, LINE_TOO_LONG, NULL},
 	{"bad after good", "ok\nb\x01\n", 0, {"ok"}, LINE_BAD_CHAR, NULL},
+	/* What telnet sends: option negotiation first, Enter as CR LF or CR NUL. */
+	{"telnet negotiation", "\xff\xfd\x03\xff\xfb\x18\xff\xfb\x1f" "alice\r\n", 0, {"alice"},
+	 LINE_NEED_MORE, ""},
+	{"telnet inside a line", "al\xff\xf1ice\n", 0, {"alice"}, LINE_NEED_MORE, ""},
+	{"telnet subnegotiation", "\xff\xfa\x18\x00xterm\xff\xf0" "bob\n", 15, {"bob"},
+	 LINE_NEED_MORE, ""},
+	{"telnet escaped 0xff", "a\xff\xff" "b\n", 0, {"a\xff" "b"}, LINE_NEED_MORE, ""},
+	{"telnet cr nul", "alice\r\0secret\r\0", 5 + 2 + 6 + 2, {"alice", "secret"}, LINE_NEED_MORE, ""},
+	{"telnet cr nul then crlf", "alice\r\0\r\nsecret\r\0\n", 5 + 4 + 6 + 3,
+	 {"alice", "secret"}, LINE_NEED_MORE, ""},
+	{"relay data untouched", "u\np\n\xff\xfd\x01raw", 0, {"u", "p"}, LINE_NEED_MORE,
+	 "\xff\xfd\x01raw"},
 };
 
 static void feed(struct line_reader *r, const char *data, size_t n)
@@ -83,7 +95,8 @@ static void run_case(const struct line_case *c, size_t chunk)
 	if (res != c->end)
 		fail_msg("%s: ended with %s, expected %s", c->name, line_result_str(res),
 			 line_result_str(c->end));
-	assert_null(c->lines[got]);
+	if (c->lines[got] != NULL)
+		fail_msg("%s: line \"%s\" missing", c->name, c->lines[got]);
 	if (c->rest != NULL) {
 		const char *data;
 		size_t n = line_pending(&r, &data);
