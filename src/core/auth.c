@@ -144,16 +144,22 @@ unsigned auth_pool_pending(struct auth_pool *pool)
 	return n;
 }
 
-void auth_pool_free(struct auth_pool *pool)
+void auth_pool_stop(struct auth_pool *pool)
 {
-	if (pool == NULL)
-		return;
 	pthread_mutex_lock(&pool->lock);
 	pool->stopping = true;
 	pthread_cond_broadcast(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);
 	for (unsigned i = 0; i < pool->n_threads; i++)
 		pthread_join(pool->threads[i], NULL);
+	pool->n_threads = 0;
+}
+
+void auth_pool_free(struct auth_pool *pool)
+{
+	if (pool == NULL)
+		return;
+	auth_pool_stop(pool);
 	pthread_mutex_destroy(&pool->lock);
 	pthread_cond_destroy(&pool->cond);
 	free(pool->threads);

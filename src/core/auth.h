@@ -46,7 +46,11 @@ int auth_pool_submit(struct auth_pool *pool, struct auth_job *job);
 unsigned auth_pool_pending(struct auth_pool *pool);
 
 /* Stops the threads: queued jobs complete with AUTH_TEMPFAIL, running ones
- * finish; all are posted back before this returns. Then frees the pool. */
+ * finish; all are posted back before this returns. The pool stays valid:
+ * later submits fail (sessions still running may try). */
+void auth_pool_stop(struct auth_pool *pool);
+
+/* Stops the pool if needed, then frees it: when nothing can submit any more. */
 void auth_pool_free(struct auth_pool *pool);
 
 #endif

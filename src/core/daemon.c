@@ -38,6 +38,10 @@ struct daemon {
 	unsigned n_workers;
 	struct auth_pool *auth;
 	struct loop_io sig_io;
+	struct loop_task reload_task;
+	bool reload_queued;
+	uint64_t refused_last_ms;  /* rate limit of "connection refused" lines */
+	unsigned long refused_quiet; /* refusals not logged since */
 	struct loop_timer status_timer;
 	struct loop_timer watchdog_timer;
 	uint64_t watchdog_usec;
@@ -87,16 +91,28 @@ static struct gateway **daemon_build_gateways(struct config *cfg, struct gateway
 
 /* ---- accepting ---------------------------------------------------------- */
 
-static void daemon_refuse(int fd, const struct sockaddr *peer, const char *gw,
-			  const char *message, const char *reason)
+/* Refuses a connection before the login. A flood of them must not become a
+ * flood of log lines: at most one a second, counting those left out. */
+static void daemon_refuse(struct daemon *d, int fd, const struct sockaddr *peer,
+			  const char *gw, const char *message, const char *reason)
 {
-	char addr[NET_ADDRSTRLEN], port[8];
+	uint64_t now = loop_now_ms(d->loop);
 
-	net_format_host(peer, addr, sizeof(addr));
-	snprintf(port, sizeof(port), "%u", net_sockaddr_port(peer));
-	log_event(LOG_WARNING, LOG_EV_LIMIT_REACHED, "connection refused",
-		  LOG_FIELDS({"SOCKGATE_GATEWAY", gw}, {"REMOTE_ADDR", addr},
-			     {"REMOTE_PORT", port}, {"REASON", reason}));
+	if (now - d->refused_last_ms >= 1000 || d->refused_last_ms == 0) {
+		char addr[NET_ADDRSTRLEN], port[8], quiet[24];
+
+		net_format_host(peer, addr, sizeof(addr));
+		snprintf(port, sizeof(port), "%u", net_sockaddr_port(peer));
+		snprintf(quiet, sizeof(quiet), "%lu", d->refused_quiet);
+		log_event(LOG_WARNING, LOG_EV_LIMIT_REACHED, "connection refused",
+			  LOG_FIELDS({"SOCKGATE_GATEWAY", gw}, {"REMOTE_ADDR", addr},
+				     {"REMOTE_PORT", port}, {"REASON", reason},
+				     {"SOCKGATE_SUPPRESSED", d->refused_quiet ? quiet : NULL}));
+		d->refused_last_ms = now;
+		d->refused_quiet = 0;
+	} else {
+		d->refused_quiet++;
+	}
 	/* Best effort, never blocking: the socket is non-blocking and fresh. */
 	(void)!send(fd, message, strlen(message), MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
@@ -114,7 +130,7 @@ static void daemon_accept(struct listener *l, int fd, const struct sockaddr *pee
 		return;
 	}
 	if (!gateway_session_begin(gw)) {
-		daemon_refuse(fd, peer, gw->cfg->name, "Too many connections.\n",
+		daemon_refuse(d, fd, peer, gw->cfg->name, "Too many connections.\n",
 			      "max_sessions reached");
 		return;
 	}
@@ -122,7 +138,7 @@ static void daemon_accept(struct listener *l, int fd, const struct sockaddr *pee
 	if (s == NULL) {
 		gateway_session_end(gw);
 		gateway_unref(gw);
-		daemon_refuse(fd, peer, gw->cfg->name, "Service unavailable.\n", "out of memory");
+		daemon_refuse(d, fd, peer, gw->cfg->name, "Service unavailable.\n", "out of memory");
 		return;
 	}
 	session_start(s, worker_least_loaded(d->workers, d->n_workers));
@@ -383,6 +399,14 @@ failed:
 	notify_ready(d->status);
 }
 
+static void daemon_reload_task(struct loop_task *t)
+{
+	struct daemon *d = t->arg;
+
+	d->reload_queued = false;
+	daemon_reload(d);
+}
+
 static void daemon_signal_cb(struct loop_io *io, uint32_t events)
 {
 	struct daemon *d = io->arg;
@@ -392,7 +416,12 @@ static void daemon_signal_cb(struct loop_io *io, uint32_t events)
 	while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGHUP:
-			daemon_reload(d);
+			/* Not inside this batch: a listener the reload removes may still
+			 * have an event in it. Several SIGHUPs make one reload. */
+			if (!d->reload_queued) {
+				d->reload_queued = true;
+				loop_defer(d->loop, &d->reload_task, daemon_reload_task, d);
+			}
 			break;
 		case SIGTERM:
 		case SIGINT:
@@ -466,13 +495,15 @@ static void daemon_shutdown(struct daemon *d)
 	 * returns to its session, then the workers close their sessions. */
 	daemon_free_listeners(d->listeners);
 	d->listeners = NULL;
-	auth_pool_free(d->auth);
-	d->auth = NULL;
+	if (d->auth != NULL)
+		auth_pool_stop(d->auth);
 	for (unsigned i = 0; i < d->n_workers; i++) {
 		worker_stop(d->workers[i], "shutdown");
 		worker_free(d->workers[i]);
 	}
 	free(d->workers);
+	auth_pool_free(d->auth);
+	d->auth = NULL;
 	if (d->loop != NULL) {
 		loop_timer_disarm(d->loop, &d->status_timer);
 		loop_timer_disarm(d->loop, &d->watchdog_timer);

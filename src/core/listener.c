@@ -28,9 +28,12 @@ static void listener_pause(struct listener *l, int e)
 		return;
 	/* The queued connection would wake the loop again at once: stop watching
 	 * the socket until some descriptors were freed. */
-	if (loop_io_mod(l->loop, &l->io, 0) < 0 ||
-	    loop_timer_arm(l->loop, &l->pause, LISTENER_PAUSE_MS, listener_resume, l) < 0)
+	if (loop_timer_arm(l->loop, &l->pause, LISTENER_PAUSE_MS, listener_resume, l) < 0)
 		return;
+	if (loop_io_mod(l->loop, &l->io, 0) < 0) {
+		loop_timer_disarm(l->loop, &l->pause);
+		return;
+	}
 	l->paused = true;
 	if (l->paused_count++ % 100 == 0)
 		log_event(LOG_WARNING, LOG_EV_LIMIT_REACHED, "accept paused",

@@ -61,6 +61,8 @@ int net_dial(const char *host, const char *port, struct errbuf *err);
 
 int net_set_nonblock(int fd, int on);
 int net_set_nodelay(int fd);
+/* Urgent (out-of-band) bytes arrive in the normal stream: a relay passes them on. */
+int net_set_oobinline(int fd);
 
 /* "192.0.2.1:80" or "[2001:db8::1]:80" into buf (NET_ADDRSTRLEN bytes). */
 void net_format_addr(const struct sockaddr *sa, char *buf, size_t len);

@@ -76,7 +76,7 @@ static int relay_keep(struct relay_dir *d, const char *data, size_t len)
 	return 0;
 }
 
-enum relay_status relay_pump(struct relay_dir *d, int src, bool *src_readable, bool src_hup,
+enum relay_status relay_pump(struct relay_dir *d, int src, bool *src_readable, bool src_drain,
 			     int dst, bool *dst_writable, char *scratch, size_t scratch_len,
 			     size_t budget)
 {
@@ -115,9 +115,10 @@ enum relay_status relay_pump(struct relay_dir *d, int src, bool *src_readable, b
 		d->bytes += (uint64_t)n;
 		moved += (size_t)n;
 		/* A short read emptied the socket: the next byte brings a new edge,
-		 * so skip the recv() that would only say EAGAIN. Not after a hang-up
-		 * event: the EOF behind the data brings no further edge. */
-		if ((size_t)n < scratch_len && !src_hup)
+		 * so skip the recv() that would only say EAGAIN. Not when an event
+		 * reported a hang-up (the EOF behind the data brings no further edge)
+		 * or urgent data (recv() stops short at the urgent mark). */
+		if ((size_t)n < scratch_len && !src_drain)
 			*src_readable = false;
 		w = 0;
 		if (*dst_writable) {

@@ -31,8 +31,9 @@ enum relay_status {
 
 /* Pumps src -> dst until blocked, finished or budget bytes were moved.
  * src_readable/dst_writable are the sockets' readiness flags (updated);
- * src_hup says an event reported the source's hang-up (EPOLLRDHUP/HUP). */
-enum relay_status relay_pump(struct relay_dir *d, int src, bool *src_readable, bool src_hup,
+ * src_drain says a short read does not prove the source empty (an event
+ * reported a hang-up or urgent data): then it is read until EAGAIN. */
+enum relay_status relay_pump(struct relay_dir *d, int src, bool *src_readable, bool src_drain,
 			     int dst, bool *dst_writable, char *scratch, size_t scratch_len,
 			     size_t budget);
 

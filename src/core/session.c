@@ -26,7 +26,7 @@
  * while more than this waits for the client. */
 #define SESSION_LOGIN_OUT_MAX 4096
 
-#define SESSION_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+#define SESSION_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET)
 
 /* Only while logging in: the line buffer and the password-check job. */
 struct login {
@@ -57,8 +57,10 @@ struct session {
 	unsigned short upstream_idx;
 	unsigned short linger_reads;
 	enum session_state state : 8;
-	bool c_rd, c_wr, c_hup; /* client socket: readable, writable, hung up */
-	bool u_rd, u_wr, u_hup; /* upstream socket */
+	/* Edge-triggered readiness of each socket; *_drain: read it until EAGAIN
+	 * (a hang-up or urgent data was reported, see relay_pump). */
+	bool c_rd, c_wr, c_drain;
+	bool u_rd, u_wr, u_drain;
 	bool counted_login;
 };
 
@@ -297,9 +299,10 @@ static void session_drain(struct session *s)
 		}
 		if (n <= 0 || ++s->linger_reads > SESSION_LINGER_READS) {
 			session_close(s, s->close_reason);
-			return;
+			break;
 		}
 	}
+	/* What a client sends while we hang up may be more passwords. */
 	explicit_bzero(buf, sizeof(buf));
 }
 
@@ -328,8 +331,10 @@ static void session_start_task(struct loop_task *t)
 	s->state = SESSION_NEW;
 	s->client.fd = -1;
 	s->c_wr = true;
-	/* Prompts are small writes that must not wait for Nagle. */
+	/* Prompts are small writes that must not wait for Nagle; urgent data
+	 * (telnet's Interrupt) is relayed in line, not dropped. */
 	(void)net_set_nodelay(fd);
+	(void)net_set_oobinline(fd);
 	if (loop_io_add(w->loop, &s->client, fd, SESSION_EVENTS, session_client_cb, s) < 0) {
 		close(fd);
 		session_close(s, "cannot register socket");
@@ -588,7 +593,7 @@ static void session_connect_next(struct session *s)
 			session_log_upstream_failure(s, err.msg);
 			continue;
 		}
-		s->u_rd = s->u_wr = s->u_hup = false;
+		s->u_rd = s->u_wr = s->u_drain = false;
 		if (loop_io_add(loop, &s->upstream, fd, SESSION_EVENTS, session_upstream_cb, s) < 0) {
 			close(fd);
 			session_close(s, "cannot register socket");
@@ -614,6 +619,7 @@ static void session_connected(struct session *s)
 
 	loop_timer_disarm(loop, &s->timer);
 	(void)net_set_nodelay(s->upstream.fd);
+	(void)net_set_oobinline(s->upstream.fd);
 	session_enter(s, SESSION_RELAYING);
 	if (session_send(s, cfg->login.success_message) < 0) {
 		session_close(s, "client write error");
@@ -633,9 +639,14 @@ static void session_yield_task(struct loop_task *t)
 {
 	struct session *s = t->arg;
 
-	if (s->state == SESSION_RELAYING)
-		session_relay(s);
-	session_release(s);
+	if (s->state != SESSION_RELAYING) {
+		session_release(s);
+		return;
+	}
+	/* Drop the hold first, so this round can yield again; a close inside
+	 * takes its own hold and defers the free. */
+	s->holds--;
+	session_relay(s);
 }
 
 static const char *session_errno_reason(int e, bool client)
@@ -654,13 +665,13 @@ static void session_relay(struct session *s)
 	struct worker *w = s->worker;
 	enum relay_status up, down;
 
-	up = relay_pump(&s->up, s->client.fd, &s->c_rd, s->c_hup, s->upstream.fd, &s->u_wr,
+	up = relay_pump(&s->up, s->client.fd, &s->c_rd, s->c_drain, s->upstream.fd, &s->u_wr,
 			w->scratch, w->scratch_len, SESSION_RELAY_BUDGET);
 	if (up == RELAY_SRC_ERROR || up == RELAY_DST_ERROR) {
 		session_close(s, session_errno_reason(errno, up == RELAY_SRC_ERROR));
 		return;
 	}
-	down = relay_pump(&s->down, s->upstream.fd, &s->u_rd, s->u_hup, s->client.fd, &s->c_wr,
+	down = relay_pump(&s->down, s->upstream.fd, &s->u_rd, s->u_drain, s->client.fd, &s->c_wr,
 			  w->scratch, w->scratch_len, SESSION_RELAY_BUDGET);
 	if (down == RELAY_SRC_ERROR || down == RELAY_DST_ERROR) {
 		session_close(s, session_errno_reason(errno, down == RELAY_DST_ERROR));
@@ -686,8 +697,8 @@ static void session_client_cb(struct loop_io *io, uint32_t events)
 
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		s->c_rd = true;
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		s->c_hup = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
+		s->c_drain = true;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		s->c_wr = true;
 
@@ -702,7 +713,13 @@ static void session_client_cb(struct loop_io *io, uint32_t events)
 		return;
 	case SESSION_VERIFYING:
 	case SESSION_CONNECTING:
-		/* Input waits in the socket until the relay starts; output too. */
+		/* Input waits in the socket until the relay starts (a half-close
+		 * too: the client may have sent everything and shut down). A client
+		 * that is gone entirely must not hold its slot. */
+		if (events & (EPOLLHUP | EPOLLERR)) {
+			session_close(s, "client reset during login");
+			return;
+		}
 		if (s->down.len > 0 && relay_flush(&s->down, s->client.fd, &s->c_wr) < 0)
 			session_close(s, "client write error");
 		return;
@@ -724,8 +741,8 @@ static void session_upstream_cb(struct loop_io *io, uint32_t events)
 
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		s->u_rd = true;
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		s->u_hup = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
+		s->u_drain = true;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		s->u_wr = true;
 
@@ -742,10 +759,11 @@ static void session_upstream_cb(struct loop_io *io, uint32_t events)
 			session_upstream_failed(s, what);
 			return;
 		}
-		/* A stale event for an earlier attempt's socket can land here:
-		 * only a peer name proves the connection is up. */
-		if (getpeername(s->upstream.fd, (struct sockaddr *)&ss, &sl) < 0)
+		/* Only a peer name proves the connection is up. */
+		if (getpeername(s->upstream.fd, (struct sockaddr *)&ss, &sl) < 0) {
+			session_upstream_failed(s, "connect: no peer");
 			return;
+		}
 		session_connected(s);
 		return;
 	}

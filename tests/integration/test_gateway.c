@@ -559,6 +559,70 @@ static void check_mode(void **state)
 	assert_non_null(strstr(out, c->f.users));
 }
 
+/* SIGTERM while hundreds of password checks are queued and every client has
+ * its next attempt pipelined: the checks come back to sessions that are about
+ * to close, and their next attempt must find the pool stopped, not freed. The
+ * teardown's clean exit is the assertion (under ASan: no use after free). */
+static void sigterm_during_password_storm(void **state)
+{
+	struct ctx *c = *state;
+	enum { N = 300 };
+	int fds[N];
+
+	for (int i = 0; i < N; i++) {
+		fds[i] = harness_connect("127.0.0.1", c->f.port);
+		assert_true(fds[i] >= 0);
+		send_str(fds[i], "alice\nwrong1\nalice\nwrong2\nalice\n" PASSWORD "\n");
+	}
+	assert_int_equal(fixture_stop(&c->f), 0);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+}
+
+/* A reload that drops a listener while a connection to it is already queued:
+ * the listener's event and the SIGHUP land in one batch (the daemon is
+ * stopped while both happen), and the listener must not be freed under it. */
+static void reload_removes_listener_with_pending_event(void **state)
+{
+	struct ctx *c = *state;
+	char text[2 * PATH_MAX + 512], line[512];
+	int second_port, fd;
+	const char *p;
+
+	snprintf(text, sizeof(text),
+		 "gateways = ( { name = \"a\"; listen = \"127.0.0.1:0\"; upstream = \"127.0.0.1:%d\";"
+		 " credentials = \"%s\"; },\n"
+		 "  { name = \"b\"; listen = \"127.0.0.2:0\"; upstream = \"127.0.0.1:%d\";"
+		 " credentials = \"%s\"; } );\n",
+		 c->f.upstream_port, c->f.users, c->f.upstream_port, c->f.users);
+	assert_int_equal(fixture_write_config(&c->f, text), 0);
+	assert_int_equal(fixture_reload(&c->f), 0);
+	assert_int_equal(fixture_log_wait(&c->f, "listen=127.0.0.2:", line, sizeof(line)), 0);
+	p = strstr(line, "127.0.0.2:") + strlen("127.0.0.2:");
+	second_port = atoi(p);
+	assert_true(second_port > 0);
+
+	/* Gateway b goes away. */
+	snprintf(text, sizeof(text),
+		 "gateways = ( { name = \"a\"; listen = \"127.0.0.1:0\"; upstream = \"127.0.0.1:%d\";"
+		 " credentials = \"%s\"; } );\n",
+		 c->f.upstream_port, c->f.users);
+	assert_int_equal(fixture_write_config(&c->f, text), 0);
+	assert_int_equal(kill(c->f.daemon.pid, SIGSTOP), 0);
+	assert_int_equal(kill(c->f.daemon.pid, SIGHUP), 0);
+	fd = harness_connect("127.0.0.2", second_port); /* queued in the backlog */
+	assert_true(fd >= 0);
+	assert_int_equal(kill(c->f.daemon.pid, SIGCONT), 0);
+	assert_int_equal(harness_notify_wait(c->f.notify_fd, "RELOADING=1", T), 0);
+	assert_int_equal(harness_notify_wait(c->f.notify_fd, "READY=1", T), 0);
+	assert_int_equal(fixture_log_wait(&c->f, "no longer listening on 127.0.0.2", NULL, 0), 0);
+	close(fd);
+	/* Gateway a still serves. */
+	fd = fixture_login(c->f.port, "alice", PASSWORD);
+	assert_true(fd >= 0);
+	close(fd);
+}
+
 static int setup_grace(void **state)
 {
 	return start_with(state, NULL, "login = { grace_time = 0.3; };");
@@ -616,6 +680,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(sigterm_closes_sessions, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(check_mode, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(real_clients, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(sigterm_during_password_storm, setup_message,
+						teardown),
+		cmocka_unit_test_setup_teardown(reload_removes_listener_with_pending_event,
+						setup_message, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

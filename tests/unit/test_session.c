@@ -101,6 +101,7 @@ struct env {
 	int upstream_port;
 	struct auth_pool *auth;
 	struct worker *worker;
+	int session_rcvbuf; /* give the next session's socket a big receive buffer */
 };
 
 static int env_setup(void **state)
@@ -147,6 +148,8 @@ static int env_teardown(void **state)
 	return 0;
 }
 
+static void big_buffers(int fd, int opt_force, int opt);
+
 /* Builds a gateway for the script's settings and starts a session on a fresh
  * loopback connection; returns the client's end. */
 static int start_session(struct env *e, const struct script *sc)
@@ -174,6 +177,8 @@ static int start_session(struct env *e, const struct script *sc)
 	assert_true(cfd >= 0);
 	sfd = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	assert_true(sfd >= 0);
+	if (e->session_rcvbuf)
+		big_buffers(sfd, SO_RCVBUFFORCE, SO_RCVBUF);
 	close(lfd);
 	s = session_create(gw, sfd, (struct sockaddr *)&peer, plen);
 	assert_non_null(s);
@@ -303,11 +308,81 @@ static void login_never_reaches_upstream(void **state)
 	close(c);
 }
 
+static void big_buffers(int fd, int opt_force, int opt)
+{
+	int size = 32 << 20;
+
+	/* FORCE (root) goes past net.core.[rw]mem_max; else take what we get. */
+	if (setsockopt(fd, SOL_SOCKET, opt_force, &size, sizeof(size)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, opt, &size, sizeof(size));
+}
+
+/* A burst far larger than one wakeup's budget (1 MiB), all of it already in
+ * the session's socket so that no further edge will come: the session must
+ * keep yielding and resuming on its own until every byte is through (a lost
+ * wakeup stalls it with bytes left in the socket). Big socket buffers make
+ * sure nothing but the budget ever stops the pump. */
+static void large_burst_then_quiet(void **state)
+{
+	static const struct script sc = {"burst", "", {{END, NULL}}};
+	struct env *e = *state;
+	size_t len = 8u << 20, got = 0;
+	char *data = calloc(1, len), *sink = malloc(1 << 16);
+	int c, u;
+
+	assert_non_null(data);
+	assert_non_null(sink);
+	big_buffers(e->upstream_lfd, SO_RCVBUFFORCE, SO_RCVBUF);
+	e->session_rcvbuf = 1;
+	c = start_session(e, &sc);
+	e->session_rcvbuf = 0;
+	big_buffers(c, SO_SNDBUFFORCE, SO_SNDBUF);
+	send_text(c, "alice\npw\n");
+	assert_int_equal(harness_write_all(c, data, len, T), 0);
+	u = harness_accept(e->upstream_lfd, T);
+	assert_true(u >= 0);
+	while (got < len) {
+		ssize_t n;
+
+		if (!wait_readable(u))
+			fail_msg("stalled after %zu of %zu bytes", got, len);
+		n = recv(u, sink, 1 << 16, 0);
+		assert_true(n > 0);
+		got += (size_t)n;
+	}
+	close(u);
+	close(c);
+	free(data);
+	free(sink);
+}
+
+/* Urgent data (telnet's Interrupt Process) sent while the password is being
+ * checked: recv() stops short at the urgent mark, which must not stall the
+ * relay, and the urgent byte is relayed in line, not dropped. */
+static void urgent_data_relayed(void **state)
+{
+	static const struct script sc = {"urgent", "", {{END, NULL}}};
+	struct env *e = *state;
+	int c = start_session(e, &sc), u;
+
+	send_text(c, "alice\npw\n");
+	send_text(c, "abc");
+	assert_int_equal(send(c, "!", 1, MSG_OOB), 1);
+	send_text(c, "def\n");
+	u = harness_accept(e->upstream_lfd, T);
+	assert_true(u >= 0);
+	expect(u, "abc!def\n", 1, sc.name);
+	close(u);
+	close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(dialogues),
 		cmocka_unit_test(login_never_reaches_upstream),
+		cmocka_unit_test(large_burst_then_quiet),
+		cmocka_unit_test(urgent_data_relayed),
 	};
 
 	return cmocka_run_group_tests_name("session", tests, env_setup, env_teardown);
