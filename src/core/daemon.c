@@ -146,6 +146,15 @@ static void daemon_accept(struct listener *l, int fd, const struct sockaddr *pee
 
 /* ---- listeners ---------------------------------------------------------- */
 
+/* Lists keep the configuration's order, so logs and status read as written. */
+static void daemon_append_listener(struct listener **list, struct listener *l)
+{
+	while (*list != NULL)
+		list = &(*list)->next;
+	l->next = NULL;
+	*list = l;
+}
+
 static struct listener *daemon_add_listener(struct daemon *d, struct listener **list, int fd,
 					    struct gateway *gw, struct errbuf *err)
 {
@@ -156,8 +165,7 @@ static struct listener *daemon_add_listener(struct daemon *d, struct listener **
 		return NULL;
 	}
 	l->gw = gateway_ref(gw);
-	l->next = *list;
-	*list = l;
+	daemon_append_listener(list, l);
 	return l;
 }
 
@@ -274,15 +282,13 @@ static int daemon_bind_listeners(struct daemon *d, struct gateway **gws, size_t 
 			continue;
 		}
 		daemon_point_listener(l, gw);
-		l->next = keep;
-		keep = l;
+		daemon_append_listener(&keep, l);
 	}
 	while (fresh != NULL) {
 		struct listener *l = fresh;
 
 		fresh = l->next;
-		l->next = keep;
-		keep = l;
+		daemon_append_listener(&keep, l);
 		daemon_log_listening(l);
 	}
 	d->listeners = keep;

@@ -206,15 +206,8 @@ static void session_close(struct session *s, const char *reason)
 
 	if (s->state == SESSION_CLOSED)
 		return;
-	session_log_closed(s, reason);
-	session_enter(s, SESSION_CLOSED);
-	loop_timer_disarm(w->loop, &s->timer);
-	session_close_fd(s, &s->client);
-	session_close_fd(s, &s->upstream);
-	relay_dir_release(&s->up);
-	relay_dir_release(&s->down);
-	if (s->login != NULL)
-		line_wipe(&s->login->in);
+	/* The slot is free before the line saying so is written: whoever reads
+	 * the log may connect again at once. */
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -224,6 +217,15 @@ static void session_close(struct session *s, const char *reason)
 	s->prev = s->next = NULL;
 	__atomic_sub_fetch(&w->sessions, 1, __ATOMIC_RELAXED);
 	gateway_session_end(s->gw);
+	session_log_closed(s, reason);
+	session_enter(s, SESSION_CLOSED);
+	loop_timer_disarm(w->loop, &s->timer);
+	session_close_fd(s, &s->client);
+	session_close_fd(s, &s->upstream);
+	relay_dir_release(&s->up);
+	relay_dir_release(&s->down);
+	if (s->login != NULL)
+		line_wipe(&s->login->in);
 	s->holds++;
 	session_release(s);
 }
