@@ -26,6 +26,11 @@
 #define DAEMON_AUTH_NICE 5
 #define DAEMON_BACKLOG 1024
 #define DAEMON_STATUS_MS 1000
+/* `sockgate --reload` marks its SIGHUP (sigqueue) with this value and waits
+ * for SIGUSR1 from the daemon, sent once the reload is over: systemd 252 ends
+ * a reload job when ExecReload= exits, even if RELOADING=1 has not arrived. */
+#define DAEMON_RELOAD_COOKIE 0x53475244 /* "SGRD" */
+#define DAEMON_RELOAD_WAITERS 16
 
 struct daemon {
 	const char *config_path;
@@ -40,6 +45,8 @@ struct daemon {
 	struct loop_io sig_io;
 	struct loop_task reload_task;
 	bool reload_queued;
+	pid_t reload_waiters[DAEMON_RELOAD_WAITERS]; /* `sockgate --reload`s to answer */
+	unsigned n_reload_waiters;
 	uint64_t refused_last_ms;  /* rate limit of "connection refused" lines */
 	unsigned long refused_quiet; /* refusals not logged since */
 	struct loop_timer status_timer;
@@ -370,7 +377,7 @@ static void daemon_watchdog_timer(struct loop_timer *t)
 
 /* ---- reload and stop ---------------------------------------------------- */
 
-static void daemon_reload(struct daemon *d)
+static int daemon_reload(struct daemon *d)
 {
 	struct errbuf err;
 	struct config *cfg;
@@ -398,19 +405,55 @@ static void daemon_reload(struct daemon *d)
 	log_event(LOG_NOTICE, LOG_EV_RELOADED, "configuration reloaded",
 		  LOG_FIELDS({"SOCKGATE_CONFIG", d->config_path}));
 	notify_ready(d->status);
-	return;
+	return 0;
 failed:
 	log_event(LOG_ERR, LOG_EV_RELOAD_FAILED, "reload failed, keeping the running configuration",
 		  LOG_FIELDS({"SOCKGATE_CONFIG", d->config_path}, {"REASON", err.msg}));
 	notify_ready(d->status);
+	return -1;
 }
 
 static void daemon_reload_task(struct loop_task *t)
 {
 	struct daemon *d = t->arg;
+	union sigval v;
 
 	d->reload_queued = false;
-	daemon_reload(d);
+	/* READY=1 is sent before the answer, so systemd has it before it sees
+	 * the requester exit. */
+	v.sival_int = daemon_reload(d) == 0 ? 0 : 1;
+	for (unsigned i = 0; i < d->n_reload_waiters; i++)
+		if (sigqueue(d->reload_waiters[i], SIGUSR1, v) < 0)
+			log_msg(LOG_WARNING, "cannot answer the reload request of process %ld: %s",
+				(long)d->reload_waiters[i], strerror(errno));
+	d->n_reload_waiters = 0;
+}
+
+int daemon_request_reload(pid_t pid, int timeout_ms)
+{
+	union sigval v = { .sival_int = DAEMON_RELOAD_COOKIE };
+	struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L };
+	sigset_t set;
+	siginfo_t si;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	if (pid <= 0 || sigprocmask(SIG_BLOCK, &set, NULL) < 0 || sigqueue(pid, SIGHUP, v) < 0) {
+		fprintf(stderr, "sockgate: cannot signal process %ld: %s\n", (long)pid,
+			pid <= 0 ? "not a process id" : strerror(errno));
+		return 1;
+	}
+	for (;;) {
+		if (sigtimedwait(&set, &si, &ts) < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "sockgate: process %ld did not answer within %d s\n", (long)pid,
+				timeout_ms / 1000);
+			return 1;
+		}
+		if (si.si_pid == pid && si.si_code == SI_QUEUE)
+			return si.si_value.sival_int == 0 ? 0 : 1;
+	}
 }
 
 static void daemon_signal_cb(struct loop_io *io, uint32_t events)
@@ -422,6 +465,9 @@ static void daemon_signal_cb(struct loop_io *io, uint32_t events)
 	while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGHUP:
+			if (si.ssi_code == SI_QUEUE && si.ssi_int == DAEMON_RELOAD_COOKIE &&
+			    si.ssi_pid != 0 && d->n_reload_waiters < DAEMON_RELOAD_WAITERS)
+				d->reload_waiters[d->n_reload_waiters++] = (pid_t)si.ssi_pid;
 			/* Not inside this batch: a listener the reload removes may still
 			 * have an event in it. Several SIGHUPs make one reload. */
 			if (!d->reload_queued) {

@@ -5,6 +5,8 @@
 #ifndef SOCKGATE_DAEMON_H
 #define SOCKGATE_DAEMON_H
 
+#include <sys/types.h>
+
 /* Runs the daemon in the foreground until SIGTERM/SIGINT. Returns the process
  * exit status (0 after a clean stop, 1 if start-up failed). */
 int daemon_run(const char *config_path);
@@ -12,5 +14,10 @@ int daemon_run(const char *config_path);
 /* `sockgate -t`: loads the configuration and every credentials file. Prints
  * the problem or "configuration ok" and returns the exit status (0 or 1). */
 int daemon_check(const char *config_path);
+
+/* `sockgate --reload PID` (the unit's ExecReload=): asks the daemon PID to
+ * reload and returns when it has: 0 if the new configuration is in use, 1 if
+ * it was rejected or no answer came within timeout_ms. */
+int daemon_request_reload(pid_t pid, int timeout_ms);
 
 #endif

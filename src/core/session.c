@@ -180,9 +180,9 @@ static void session_log_closed(const struct session *s, const char *reason)
 	snprintf(dur, sizeof(dur), "%llu",
 		 (unsigned long long)(loop_now_ms(session_loop(s)) - s->started_ms));
 	log_event(LOG_INFO, LOG_EV_SESSION_CLOSED, "session closed",
-		  LOG_FIELDS({"SOCKGATE_GATEWAY", session_cfg(s)->name},
+		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
+			     {"SOCKGATE_GATEWAY", session_cfg(s)->name},
 			     {"SOCKGATE_USER", s->user},
-			     {"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
 			     {"UPSTREAM", s->user != NULL ? session_upstream_text(s) : NULL},
 			     {"SOCKGATE_STATE", session_state_name(s->state)},
 			     {"REASON", reason}, {"BYTES_IN", in}, {"BYTES_OUT", out},
@@ -381,9 +381,11 @@ static void session_log_login(const struct session *s, enum log_event ev, const 
 		 s->login != NULL ? s->login->failures + (ev == LOG_EV_LOGIN_OK) : 0);
 	log_event(ev == LOG_EV_LOGIN_OK ? LOG_INFO : LOG_WARNING, ev,
 		  ev == LOG_EV_LOGIN_OK ? "login ok" : "login failed",
-		  LOG_FIELDS({"SOCKGATE_GATEWAY", session_cfg(s)->name},
-			     {"SOCKGATE_USER", user}, {"REMOTE_ADDR", addr},
-			     {"REMOTE_PORT", port}, {"SOCKGATE_ATTEMPT", attempt},
+		  /* The address first: a filter (fail2ban) anchors on it, and what a
+		   * client typed as its user name can then never pose as it. */
+		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
+			     {"SOCKGATE_GATEWAY", session_cfg(s)->name},
+			     {"SOCKGATE_USER", user}, {"SOCKGATE_ATTEMPT", attempt},
 			     {"REASON", reason}));
 }
 

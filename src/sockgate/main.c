@@ -1,6 +1,7 @@
 /* sockgate: the login gateway daemon. Parses the command line and hands over
  * to daemon.c; it runs in the foreground, as systemd expects. */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -11,9 +12,12 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: sockgate [-t] [-d] [-c FILE]\n"
+		   "       sockgate --reload PID\n"
 		   "  -c, --config FILE  configuration file (default %s)\n"
 		   "  -t, --test         check the configuration and credentials files, then exit\n"
 		   "  -d, --debug        log debugging messages too\n"
+		   "      --reload PID   make the running daemon PID reload, and wait until it has\n"
+		   "                     (exit 0: new configuration in use, 1: rejected)\n"
 		   "  -h, --help         show this help\n"
 		   "  -V, --version      show the version\n",
 		CONFIG_DEFAULT_PATH);
@@ -27,6 +31,7 @@ int main(int argc, char **argv)
 		{"debug", no_argument, NULL, 'd'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
+		{"reload", required_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *config_path = CONFIG_DEFAULT_PATH;
@@ -46,6 +51,17 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'R': {
+			char *end;
+			long pid = strtol(optarg, &end, 10);
+
+			if (*optarg == '\0' || *end != '\0' || pid <= 1 || pid > INT32_MAX) {
+				fprintf(stderr, "sockgate: --reload wants the daemon's process id, not \"%s\"\n",
+					optarg);
+				return 2;
+			}
+			return daemon_request_reload((pid_t)pid, 90000);
+		}
 		case 'V':
 			printf("sockgate %s\n", SOCKGATE_VERSION);
 			return 0;

@@ -623,6 +623,45 @@ static void reload_removes_listener_with_pending_event(void **state)
 	close(fd);
 }
 
+/* `sockgate --reload PID` returns once the reload is done, with its outcome. */
+static int request_reload(pid_t pid)
+{
+	char arg[24];
+	const char *argv[] = {"sockgate", "--reload", arg, NULL};
+	struct harness_proc p;
+	int rc;
+
+	snprintf(arg, sizeof(arg), "%ld", (long)pid);
+	assert_int_equal(harness_spawn(&p, argv, NULL, HARNESS_STDIN_NULL | HARNESS_STDOUT_NULL |
+						       HARNESS_STDERR_NULL), 0);
+	assert_int_equal(harness_wait_exit(&p, T), 0);
+	rc = p.exit_code;
+	harness_cleanup(&p);
+	return rc;
+}
+
+static void reload_request_waits_for_outcome(void **state)
+{
+	struct ctx *c = *state;
+	char buf[4096];
+	int fd;
+
+	assert_int_equal(fixture_simple_config(&c->f, "login = { success_message = \"v2\\n\"; };"), 0);
+	assert_int_equal(request_reload(c->f.daemon.pid), 0);
+	/* No waiting: when --reload returned, the new text is in use. */
+	fd = harness_connect("127.0.0.1", c->f.port);
+	send_str(fd, "alice\n" PASSWORD "\n");
+	assert_true(fixture_expect(fd, "v2\n", buf, sizeof(buf), T) > 0);
+	close(fd);
+	/* A bad configuration: --reload says so; the daemon keeps serving. */
+	assert_int_equal(fixture_write_config(&c->f, "gateways = oops;\n"), 0);
+	assert_int_equal(request_reload(c->f.daemon.pid), 1);
+	fd = harness_connect("127.0.0.1", c->f.port);
+	send_str(fd, "bob\nhunter2-bob\n");
+	assert_true(fixture_expect(fd, "v2\n", buf, sizeof(buf), T) > 0);
+	close(fd);
+}
+
 static int setup_grace(void **state)
 {
 	return start_with(state, NULL, "login = { grace_time = 0.3; };");
@@ -684,6 +723,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(reload_removes_listener_with_pending_event,
 						setup_message, teardown),
+		cmocka_unit_test_setup_teardown(reload_request_waits_for_outcome, setup_message,
+						teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
