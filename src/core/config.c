@@ -28,6 +28,7 @@ struct loader {
 	char *dir;            /* absolute directory of name, for relative paths */
 	const char *cred_dir; /* $CREDENTIALS_DIRECTORY, or NULL */
 	struct config *cfg;   /* being built; freed by the caller on failure */
+	unsigned flags;       /* enum config_parse_flags */
 	struct errbuf *err;
 };
 
@@ -41,6 +42,8 @@ enum option_type {
 	OPT_ADDRS,     /* "HOST:PORT" or a list of them, resolved; offset2 is the count */
 	OPT_GROUP,     /* { ... } parsed with sub; offset shifts the base */
 	OPT_GROUPS,    /* ( { ... }, ... ) parsed with sub; offset2 is the count */
+	OPT_BOOL,      /* true or false */
+	OPT_CIDRS,     /* "ADDRESS[/BITS]" or a list of them; offset2 is the count */
 	OPT_N_TYPES
 };
 
@@ -94,6 +97,8 @@ static const struct option login_options[] = {
 	  FIELD(struct config_login, max_attempts) },
 	{ .name = "grace_time", .type = OPT_DURATION, .min = 0, .max = 3600 * MS_PER_S,
 	  .def = 30 * MS_PER_S, FIELD(struct config_login, grace_time_ms) },
+	{ .name = "failure_delay", .type = OPT_DURATION, .min = 0, .max = 60 * MS_PER_S,
+	  .def = 1 * MS_PER_S, FIELD(struct config_login, failure_delay_ms) },
 	{ .name = NULL },
 };
 
@@ -133,11 +138,64 @@ static const struct section gateway_section = {
 	.finish = finish_gateway,
 };
 
+static const struct option startups_options[] = {
+	{ .name = "begin", .type = OPT_UINT, .min = 1, .max = 1000000, .def = 5000,
+	  FIELD(struct config_limits, startups_begin) },
+	{ .name = "rate", .type = OPT_UINT, .min = 0, .max = 100, .def = 30,
+	  FIELD(struct config_limits, startups_rate) },
+	{ .name = "full", .type = OPT_UINT, .min = 1, .max = 1000000, .def = 10000,
+	  FIELD(struct config_limits, startups_full) },
+	{ .name = NULL },
+};
+
+static const struct section startups_section = { .options = startups_options };
+
+static const struct option limits_options[] = {
+	{ .name = "auth_queue", .type = OPT_UINT, .min = 1, .max = 100000, .def = 256,
+	  FIELD(struct config_limits, auth_queue) },
+	{ .name = "startups", .type = OPT_GROUP, .offset = 0, .sub = &startups_section },
+	{ .name = "per_source_startups", .type = OPT_UINT, .min = 0, .max = 1000000, .def = 0,
+	  FIELD(struct config_limits, per_source_startups) },
+	{ .name = NULL },
+};
+
+static const struct option penalties_options[] = {
+	{ .name = "enabled", .type = OPT_BOOL, .def = 1, FIELD(struct config_penalties, enabled) },
+	{ .name = "authfail", .type = OPT_DURATION, .min = 0, .max = 86400 * MS_PER_S,
+	  .def = 5 * MS_PER_S, FIELD(struct config_penalties, authfail_ms) },
+	{ .name = "grace_exceeded", .type = OPT_DURATION, .min = 0, .max = 86400 * MS_PER_S,
+	  .def = 10 * MS_PER_S, FIELD(struct config_penalties, grace_ms) },
+	{ .name = "min", .type = OPT_DURATION, .min = 0, .max = 86400 * MS_PER_S,
+	  .def = 15 * MS_PER_S, FIELD(struct config_penalties, min_ms) },
+	{ .name = "max", .type = OPT_DURATION, .min = 0, .max = 7 * 86400 * MS_PER_S,
+	  .def = 600 * MS_PER_S, FIELD(struct config_penalties, max_ms) },
+	{ .name = "ipv4_netblock", .type = OPT_UINT, .min = 1, .max = 32, .def = 24,
+	  FIELD(struct config_penalties, ipv4_bits) },
+	{ .name = "ipv6_netblock", .type = OPT_UINT, .min = 1, .max = 128, .def = 64,
+	  FIELD(struct config_penalties, ipv6_bits) },
+	{ .name = "max_sources", .type = OPT_UINT, .min = 16, .max = 10000000, .def = 65536,
+	  FIELD(struct config_penalties, max_sources) },
+	{ .name = "exempt", .type = OPT_CIDRS, .min = 0, FIELD(struct config_penalties, exempt),
+	  .offset2 = offsetof(struct config_penalties, n_exempt) },
+	{ .name = NULL },
+};
+
+static int finish_limits(struct loader *ld, const config_setting_t *s, void *base);
+static const struct section limits_section = { .options = limits_options,
+					       .finish = finish_limits };
+static const struct section penalties_section = { .options = penalties_options };
+
 static const struct option top_options[] = {
 	{ .name = "workers", .type = OPT_AUTO_UINT, .min = 1, .max = 256, .def = 0,
 	  FIELD(struct config, workers) },
 	{ .name = "auth_threads", .type = OPT_AUTO_UINT, .min = 1, .max = 64, .def = 0,
 	  FIELD(struct config, auth_threads) },
+	{ .name = "revoke_on_reload", .type = OPT_BOOL, .def = 0,
+	  FIELD(struct config, revoke_on_reload) },
+	{ .name = "limits", .type = OPT_GROUP, .offset = offsetof(struct config, limits),
+	  .sub = &limits_section },
+	{ .name = "penalties", .type = OPT_GROUP, .offset = offsetof(struct config, penalties),
+	  .sub = &penalties_section },
 	{ .name = "gateways", .type = OPT_GROUPS, .flags = OPT_REQUIRED, .min = 1,
 	  FIELD(struct config, gateways), .offset2 = offsetof(struct config, n_gateways),
 	  .elem_size = sizeof(struct config_gateway), .sub = &gateway_section },
@@ -505,6 +563,7 @@ static int load_one_addr(struct loader *ld, const struct option *o, const config
 	struct config_addr **arr = field_at(base, o->offset);
 	size_t *n = field_at(base, o->offset2), first = *n;
 	int passive = (o->flags & OPT_PASSIVE) != 0;
+	int resolve_flags = passive ? NET_RESOLVE_PASSIVE : 0;
 	char host[NET_HOSTLEN], port[NET_PORTLEN];
 	struct addrinfo *res = NULL, *ai;
 	struct errbuf why;
@@ -521,7 +580,9 @@ static int load_one_addr(struct loader *ld, const struct option *o, const config
 		return cf_error(ld, s, "%s", why.msg);
 	if (!passive && strcmp(host, "*") == 0)
 		return cf_error(ld, s, "\"%s\": '*' (any address) is only for listen", spec);
-	if (net_resolve(host, port, passive ? NET_RESOLVE_PASSIVE : 0, &res, &why) < 0)
+	if (ld->flags & CONFIG_PARSE_NUMERIC_HOSTS)
+		resolve_flags |= NET_RESOLVE_NUMERIC;
+	if (net_resolve(host, port, resolve_flags, &res, &why) < 0)
 		return cf_error(ld, s, "%s", why.msg);
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		int dup = 0;
@@ -574,6 +635,84 @@ static void release_addrs(const struct option *o, void *base)
 	free(*arr);
 	*arr = NULL;
 	*(size_t *)field_at(base, o->offset2) = 0;
+}
+
+/* ---- booleans and address blocks ---- */
+
+static int load_bool(struct loader *ld, const struct option *o, const config_setting_t *s,
+		     void *base)
+{
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return cf_error(ld, s, "must be true or false, not %s", type_name(s));
+	*(bool *)field_at(base, o->offset) = config_setting_get_bool(s) != 0;
+	return 0;
+}
+
+static int set_default_bool(struct loader *ld, const struct option *o,
+			    const config_setting_t *where, void *base)
+{
+	(void)ld;
+	(void)where;
+	*(bool *)field_at(base, o->offset) = o->def != 0;
+	return 0;
+}
+
+static int load_one_cidr(struct loader *ld, const config_setting_t *s, struct penalty_cidr **arr,
+			 size_t *n)
+{
+	struct penalty_cidr c, *grown;
+	struct errbuf why;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return cf_error(ld, s, "must be a string \"ADDRESS/BITS\", not %s", type_name(s));
+	if (penalty_parse_cidr(config_setting_get_string(s), &c, &why) < 0)
+		return cf_error(ld, s, "%s", why.msg);
+	grown = realloc(*arr, (*n + 1) * sizeof(**arr));
+	if (grown == NULL)
+		return cf_oom(ld, s);
+	*arr = grown;
+	(*arr)[(*n)++] = c;
+	return 0;
+}
+
+static int load_cidrs(struct loader *ld, const struct option *o, const config_setting_t *s,
+		      void *base)
+{
+	struct penalty_cidr **arr = field_at(base, o->offset);
+	size_t *n = field_at(base, o->offset2);
+	int len;
+
+	if (config_setting_type(s) == CONFIG_TYPE_STRING)
+		return load_one_cidr(ld, s, arr, n);
+	if (config_setting_type(s) != CONFIG_TYPE_LIST &&
+	    config_setting_type(s) != CONFIG_TYPE_ARRAY)
+		return cf_error(ld, s, "must be a string \"ADDRESS/BITS\" or a list of them, not %s",
+				type_name(s));
+	len = config_setting_length(s);
+	for (int i = 0; i < len; i++)
+		if (load_one_cidr(ld, config_setting_get_elem(s, (unsigned)i), arr, n) < 0)
+			return -1;
+	return 0;
+}
+
+static void release_cidrs(const struct option *o, void *base)
+{
+	struct penalty_cidr **arr = field_at(base, o->offset);
+
+	free(*arr);
+	*arr = NULL;
+	*(size_t *)field_at(base, o->offset2) = 0;
+}
+
+/* The early-drop range must be a range. */
+static int finish_limits(struct loader *ld, const config_setting_t *s, void *base)
+{
+	const struct config_limits *l = base;
+
+	if (l->startups_full < l->startups_begin)
+		return cf_error(ld, s, "startups: full (%u) is below begin (%u)", l->startups_full,
+				l->startups_begin);
+	return 0;
 }
 
 /* ---- groups ---- */
@@ -670,6 +809,8 @@ static const struct option_handler handlers[OPT_N_TYPES] = {
 	[OPT_ADDRS] = { "\"HOST:PORT\" or a list of them", load_addrs, NULL, release_addrs },
 	[OPT_GROUP] = { "a group { ... }", load_group, set_default_group, release_group },
 	[OPT_GROUPS] = { "a list of groups ( { ... } )", load_groups, NULL, release_groups },
+	[OPT_BOOL] = { "true or false", load_bool, set_default_bool, NULL },
+	[OPT_CIDRS] = { "\"ADDRESS/BITS\" or a list of them", load_cidrs, NULL, release_cidrs },
 	/* clang-format on */
 };
 
@@ -970,7 +1111,13 @@ static int refuse_size(struct errbuf *err, const char *name)
 
 struct config *config_parse(const char *name, const char *text, struct errbuf *err)
 {
-	struct loader ld = {.name = name, .err = err};
+	return config_parse_flags(name, text, 0, err);
+}
+
+struct config *config_parse_flags(const char *name, const char *text, unsigned flags,
+				  struct errbuf *err)
+{
+	struct loader ld = {.name = name, .flags = flags, .err = err};
 	config_setting_t *root;
 	config_t lc;
 	int rc = -1;

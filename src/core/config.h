@@ -13,6 +13,7 @@
 
 #include "errbuf.h"
 #include "net.h"
+#include "penalty.h"
 
 #define CONFIG_DEFAULT_PATH SOCKGATE_SYSCONFDIR "/sockgate.conf"
 /* A larger file is refused: it is surely not a configuration file. */
@@ -34,6 +35,7 @@ struct config_login {
 	char *success_message;
 	char *failure_message;
 	unsigned max_attempts;  /* failed attempts before the connection is closed */
+	unsigned failure_delay_ms; /* before a failure answer, randomised 0.5x..1.5x */
 	unsigned grace_time_ms; /* to complete the login; 0 = none */
 };
 
@@ -53,11 +55,33 @@ struct config_gateway {
 	unsigned max_sessions;       /* open sessions of this gateway, all states */
 };
 
+/* Brute-force defences, per source (netblock); see penalty.h. */
+struct config_penalties {
+	bool enabled;
+	unsigned authfail_ms, grace_ms, min_ms, max_ms;
+	unsigned ipv4_bits, ipv6_bits;
+	unsigned max_sources; /* sources tracked at once */
+	struct penalty_cidr *exempt;
+	size_t n_exempt;
+};
+
+/* Caps that protect the whole daemon. */
+struct config_limits {
+	unsigned auth_queue;          /* password checks waiting, all gateways */
+	unsigned startups_begin;      /* logging-in connections, all gateways: from */
+	unsigned startups_rate;       /* here refuse this % of new ones, rising */
+	unsigned startups_full;       /* to all of them here */
+	unsigned per_source_startups; /* logging-in connections per source; 0 = no cap */
+};
+
 struct config {
 	int refs;              /* atomic; see config_ref() */
 	char *path;
 	unsigned workers;      /* relay event loops; 0 in the file means "auto" */
 	unsigned auth_threads; /* password-check threads; 0 means "auto" */
+	bool revoke_on_reload; /* a reload ends sessions of removed or changed users */
+	struct config_limits limits;
+	struct config_penalties penalties;
 	struct config_gateway *gateways;
 	size_t n_gateways;
 };
@@ -75,6 +99,18 @@ struct config *config_load(const char *path, struct errbuf *err);
 /* The same from a string (for tests and fuzzing); name is used in messages and
  * to resolve relative paths. */
 struct config *config_parse(const char *name, const char *text, struct errbuf *err);
+
+enum config_parse_flags {
+	/* Listen and upstream hosts must be numeric addresses ("127.0.0.1",
+	 * "[::1]", "*"); a name is refused without asking the resolver. For
+	 * fuzzing and tests, which must never wait on DNS. */
+	CONFIG_PARSE_NUMERIC_HOSTS = 1 << 0,
+};
+
+/* config_parse() with flags from enum config_parse_flags; config_parse() and
+ * config_load() pass 0. */
+struct config *config_parse_flags(const char *name, const char *text, unsigned flags,
+				  struct errbuf *err);
 
 /* A loaded config starts with one reference. Sessions and gateways take their
  * own, so a reload can replace the config while live sessions keep theirs.

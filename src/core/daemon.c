@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -17,12 +19,12 @@
 #include "log.h"
 #include "loop.h"
 #include "notify.h"
+#include "penalty.h"
 #include "session.h"
 #include "worker.h"
 
 /* Relay read size: large reads win here (the cost is per system call). */
 #define DAEMON_SCRATCH_LEN (256u << 10)
-#define DAEMON_AUTH_QUEUE 256
 #define DAEMON_AUTH_NICE 5
 #define DAEMON_BACKLOG 1024
 #define DAEMON_STATUS_MS 1000
@@ -42,6 +44,8 @@ struct daemon {
 	struct worker **workers;
 	unsigned n_workers;
 	struct auth_pool *auth;
+	struct penalty_table *penalties;
+	uint64_t drop_seed; /* random early drop */
 	struct loop_io sig_io;
 	struct loop_task reload_task;
 	bool reload_queued;
@@ -125,30 +129,88 @@ static void daemon_refuse(struct daemon *d, int fd, const struct sockaddr *peer,
 	close(fd);
 }
 
+/* Logging-in connections of all gateways, for the start-up limits. */
+static unsigned daemon_logging_in(const struct daemon *d)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < d->n_workers; i++)
+		n += __atomic_load_n(&d->workers[i]->logging_in, __ATOMIC_RELAXED);
+	return n;
+}
+
+/* OpenSSH's MaxStartups: from begin logging-in connections on, refuse a
+ * growing share of new ones (rate % at begin, all at full), so a flood of
+ * connections that never log in cannot take every slot for certain. */
+static bool daemon_early_drop(struct daemon *d, const struct config_limits *lim)
+{
+	unsigned n = daemon_logging_in(d), p;
+
+	if (n < lim->startups_begin)
+		return false;
+	if (n >= lim->startups_full)
+		return true;
+	p = lim->startups_rate +
+	    (100 - lim->startups_rate) * (n - lim->startups_begin) /
+		    (lim->startups_full - lim->startups_begin);
+	/* xorshift: cheap, and good enough to pick whom to drop. */
+	d->drop_seed ^= d->drop_seed << 13;
+	d->drop_seed ^= d->drop_seed >> 7;
+	d->drop_seed ^= d->drop_seed << 17;
+	return d->drop_seed % 100 < p;
+}
+
 static void daemon_accept(struct listener *l, int fd, const struct sockaddr *peer,
 			  socklen_t peerlen, void *arg)
 {
 	struct daemon *d = arg;
 	struct gateway *gw = l->gw;
 	struct session *s;
+	uint64_t remaining = 0;
+	bool counted = false;
+	char why[64];
 
 	if (gw == NULL) {
 		close(fd);
 		return;
 	}
+	/* Cheapest checks first, and all before any password is looked at. */
+	if (daemon_early_drop(d, &d->config->limits)) {
+		daemon_refuse(d, fd, peer, gw->cfg->name, "Too many connections.\n",
+			      "too many connections logging in (limits.startups)");
+		return;
+	}
+	switch (penalty_admit(d->penalties, peer, loop_now_ms(d->loop), &remaining, &counted)) {
+	case PENALTY_ALLOW:
+		break;
+	case PENALTY_REFUSE_PENALISED:
+		snprintf(why, sizeof(why), "source penalised for %llu ms more",
+			 (unsigned long long)remaining);
+		daemon_refuse(d, fd, peer, gw->cfg->name,
+			      "Too many failed logins from your address; try again later.\n", why);
+		return;
+	case PENALTY_REFUSE_STARTUPS:
+		daemon_refuse(d, fd, peer, gw->cfg->name, "Too many connections.\n",
+			      "too many connections logging in from this source");
+		return;
+	}
 	if (!gateway_session_begin(gw)) {
+		if (counted)
+			penalty_login_done(d->penalties, peer);
 		daemon_refuse(d, fd, peer, gw->cfg->name, "Too many connections.\n",
 			      "max_sessions reached");
 		return;
 	}
 	s = session_create(gateway_ref(gw), fd, peer, peerlen);
 	if (s == NULL) {
+		if (counted)
+			penalty_login_done(d->penalties, peer);
 		gateway_session_end(gw);
 		gateway_unref(gw);
 		daemon_refuse(d, fd, peer, gw->cfg->name, "Service unavailable.\n", "out of memory");
 		return;
 	}
-	session_start(s, worker_least_loaded(d->workers, d->n_workers));
+	session_start(s, worker_least_loaded(d->workers, d->n_workers), counted);
 }
 
 /* ---- listeners ---------------------------------------------------------- */
@@ -351,8 +413,10 @@ static void daemon_update_status(struct daemon *d)
 		sessions += __atomic_load_n(&d->workers[i]->sessions, __ATOMIC_RELAXED);
 		logging_in += __atomic_load_n(&d->workers[i]->logging_in, __ATOMIC_RELAXED);
 	}
-	snprintf(status, sizeof(status), "%u sessions, %u logging in, %u password checks pending",
-		 sessions, logging_in, auth_pool_pending(d->auth));
+	snprintf(status, sizeof(status),
+		 "%u sessions, %u logging in, %u password checks pending, %u penalised sources",
+		 sessions, logging_in, auth_pool_pending(d->auth),
+		 penalty_active(d->penalties, loop_now_ms(d->loop)));
 	if (strcmp(status, d->status) != 0) {
 		memcpy(d->status, status, sizeof(status));
 		notify_status(d->status);
@@ -373,6 +437,85 @@ static void daemon_watchdog_timer(struct loop_timer *t)
 
 	notify_watchdog();
 	loop_timer_arm(d->loop, t, d->watchdog_usec / 2000, daemon_watchdog_timer, d);
+}
+
+/* ---- penalties and revocation ------------------------------------------ */
+
+static int daemon_configure_penalties(struct daemon *d, const struct config *cfg,
+				      struct errbuf *err)
+{
+	const struct config_penalties *p = &cfg->penalties;
+	struct penalty_settings set = {
+		.enabled = p->enabled,
+		.authfail_ms = p->authfail_ms,
+		.grace_ms = p->grace_ms,
+		.min_ms = p->min_ms,
+		.max_ms = p->max_ms,
+		.ipv4_bits = p->ipv4_bits,
+		.ipv6_bits = p->ipv6_bits,
+		.per_source_startups = cfg->limits.per_source_startups,
+		.exempt = p->exempt,
+		.n_exempt = (unsigned)p->n_exempt,
+	};
+
+	return penalty_configure(d->penalties, &set, err);
+}
+
+/* What a reload hands to every worker to check its sessions against: the new
+ * gateways, shared, freed by the last worker done with them. */
+struct revoke_part {
+	struct loop_task task;
+	struct worker *worker;
+	struct revoke_job *job;
+};
+
+struct revoke_job {
+	int refs;
+	size_t n_gws;
+	struct gateway **gws; /* references */
+	struct revoke_part parts[];
+};
+
+static void revoke_job_unref(struct revoke_job *job)
+{
+	if (__atomic_sub_fetch(&job->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (size_t i = 0; i < job->n_gws; i++)
+		gateway_unref(job->gws[i]);
+	free(job->gws);
+	free(job);
+}
+
+static void daemon_revoke_task(struct loop_task *t)
+{
+	struct revoke_part *part = t->arg;
+
+	session_revoke(part->worker, part->job->gws, part->job->n_gws);
+	revoke_job_unref(part->job);
+}
+
+/* revoke_on_reload: every worker ends the sessions the new gateways refuse. */
+static void daemon_revoke(struct daemon *d)
+{
+	struct revoke_job *job = calloc(1, sizeof(*job) + d->n_workers * sizeof(job->parts[0]));
+
+	if (job != NULL)
+		job->gws = calloc(d->n_gws, sizeof(*job->gws));
+	if (job == NULL || job->gws == NULL) {
+		free(job);
+		log_msg(LOG_ERR, "out of memory: sessions of revoked users were not checked");
+		return;
+	}
+	job->n_gws = d->n_gws;
+	for (size_t i = 0; i < d->n_gws; i++)
+		job->gws[i] = gateway_ref(d->gws[i]);
+	job->refs = (int)d->n_workers;
+	for (unsigned i = 0; i < d->n_workers; i++) {
+		job->parts[i].worker = d->workers[i];
+		job->parts[i].job = job;
+		loop_post(d->workers[i]->loop, &job->parts[i].task, daemon_revoke_task,
+			  &job->parts[i]);
+	}
 }
 
 /* ---- reload and stop ---------------------------------------------------- */
@@ -397,6 +540,9 @@ static int daemon_reload(struct daemon *d)
 		config_unref(cfg);
 		goto failed;
 	}
+	/* Nothing below fails but for memory, and then the old settings stay. */
+	if (daemon_configure_penalties(d, cfg, &err) < 0)
+		log_msg(LOG_ERR, "penalty settings not updated: %s", err.msg);
 	daemon_free_gateways(d->gws, d->n_gws);
 	config_unref(d->config);
 	d->config = cfg;
@@ -404,6 +550,8 @@ static int daemon_reload(struct daemon *d)
 	d->n_gws = cfg->n_gateways;
 	log_event(LOG_NOTICE, LOG_EV_RELOADED, "configuration reloaded",
 		  LOG_FIELDS({"SOCKGATE_CONFIG", d->config_path}));
+	if (cfg->revoke_on_reload)
+		daemon_revoke(d);
 	notify_ready(d->status);
 	return 0;
 failed:
@@ -507,6 +655,19 @@ static int daemon_setup_signals(struct daemon *d, struct errbuf *err)
 	return 0;
 }
 
+/* Each session takes up to two descriptors: use all the hard limit allows.
+ * (Under the shipped unit LimitNOFILE= sets both limits, and setrlimit is
+ * filtered: failing here is fine.) */
+static void daemon_raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static unsigned daemon_cpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -518,8 +679,8 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 {
 	unsigned n = d->config->workers != 0 ? d->config->workers : daemon_cpus();
 
-	d->auth = auth_pool_create(d->config->auth_threads, DAEMON_AUTH_QUEUE, DAEMON_AUTH_NICE,
-				   err);
+	d->auth = auth_pool_create(d->config->auth_threads, d->config->limits.auth_queue,
+				   DAEMON_AUTH_NICE, err);
 	if (d->auth == NULL)
 		return -1;
 	d->workers = calloc(n, sizeof(*d->workers));
@@ -530,6 +691,7 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 
 		if (w == NULL)
 			return -1;
+		w->penalties = d->penalties;
 		d->workers[d->n_workers] = w;
 		if (worker_start(w, err) < 0) {
 			d->n_workers++;
@@ -565,6 +727,7 @@ static void daemon_shutdown(struct daemon *d)
 		close(sigfd);
 	daemon_free_gateways(d->gws, d->n_gws);
 	config_unref(d->config);
+	penalty_free(d->penalties);
 	loop_free(d->loop);
 }
 
@@ -591,8 +754,15 @@ int daemon_run(const char *config_path)
 		goto out;
 	}
 	d.n_gws = d.config->n_gateways;
+	daemon_raise_fd_limit();
+	if (getrandom(&d.drop_seed, sizeof(d.drop_seed), GRND_NONBLOCK) != sizeof(d.drop_seed))
+		d.drop_seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
+	d.drop_seed |= 1;
 	d.loop = loop_create(&err);
-	if (d.loop == NULL || daemon_setup_signals(&d, &err) < 0 ||
+	d.penalties = penalty_create(d.config->penalties.max_sources, &err);
+	if (d.loop == NULL || d.penalties == NULL ||
+	    daemon_configure_penalties(&d, d.config, &err) < 0 ||
+	    daemon_setup_signals(&d, &err) < 0 ||
 	    daemon_start_workers(&d, &err) < 0 || daemon_inherit_sockets(&d, &err) < 0 ||
 	    daemon_bind_listeners(&d, d.gws, d.n_gws, &err) < 0) {
 		log_msg(LOG_ERR, "cannot start: %s", err.msg);

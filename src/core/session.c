@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,6 +33,7 @@
 struct login {
 	struct line_reader in;
 	unsigned failures;
+	struct loop_timer delay; /* the pause before a failure answer */
 	struct auth_job job;
 };
 
@@ -62,6 +64,7 @@ struct session {
 	bool c_rd, c_wr, c_drain;
 	bool u_rd, u_wr, u_drain;
 	bool counted_login;
+	bool source_counted; /* in the penalty table's per-source login count */
 };
 
 static void session_client_cb(struct loop_io *io, uint32_t events);
@@ -70,6 +73,7 @@ static void session_login_input(struct session *s);
 static void session_connect_next(struct session *s);
 static void session_relay(struct session *s);
 static void session_close(struct session *s, const char *reason);
+static void session_penalise(struct session *s, enum penalty_event ev, const char *why);
 
 const char *session_state_name(enum session_state st)
 {
@@ -151,6 +155,10 @@ static void session_enter(struct session *s, enum session_state st)
 		__atomic_sub_fetch(&s->gw->counters->logging_in, 1, __ATOMIC_RELAXED);
 		s->counted_login = false;
 	}
+	if (s->source_counted && !is_login) {
+		penalty_login_done(s->worker->penalties, &s->peer.sa);
+		s->source_counted = false;
+	}
 	s->state = st;
 }
 
@@ -224,8 +232,10 @@ static void session_close(struct session *s, const char *reason)
 	session_close_fd(s, &s->upstream);
 	relay_dir_release(&s->up);
 	relay_dir_release(&s->down);
-	if (s->login != NULL)
+	if (s->login != NULL) {
+		loop_timer_disarm(w->loop, &s->login->delay);
 		line_wipe(&s->login->in);
+	}
 	s->holds++;
 	session_release(s);
 }
@@ -257,8 +267,10 @@ static void session_finish(struct session *s, const char *message, const char *r
 	s->close_reason = reason;
 	session_close_fd(s, &s->upstream);
 	relay_dir_release(&s->up);
-	if (s->login != NULL)
+	if (s->login != NULL) {
+		loop_timer_disarm(session_loop(s), &s->login->delay);
 		line_wipe(&s->login->in);
+	}
 	session_enter(s, SESSION_DRAINING);
 	if (message != NULL && session_send(s, message) < 0) {
 		session_close(s, reason);
@@ -314,6 +326,7 @@ static void session_grace_timeout(struct loop_timer *t)
 {
 	struct session *s = t->arg;
 
+	session_penalise(s, PENALTY_GRACE, "login grace time expired");
 	session_finish(s, "\nLogin timed out.\n", "login grace time expired");
 }
 
@@ -347,9 +360,6 @@ static void session_start_task(struct loop_task *t)
 		session_close(s, "out of memory");
 		return;
 	}
-	s->counted_login = true;
-	__atomic_add_fetch(&w->logging_in, 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&s->gw->counters->logging_in, 1, __ATOMIC_RELAXED);
 	if (cfg->login.grace_time_ms > 0 &&
 	    loop_timer_arm(w->loop, &s->timer, cfg->login.grace_time_ms, session_grace_timeout,
 			   s) < 0) {
@@ -363,11 +373,17 @@ static void session_start_task(struct loop_task *t)
 	}
 }
 
-void session_start(struct session *s, struct worker *w)
+void session_start(struct session *s, struct worker *w, bool source_counted)
 {
 	s->worker = w;
 	s->holds = 1;
+	s->source_counted = source_counted;
+	/* Counted here, on the accepting thread, so the next accept already sees
+	 * this connection in the start-up limits. */
+	s->counted_login = true;
 	__atomic_add_fetch(&w->sessions, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&w->logging_in, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->gw->counters->logging_in, 1, __ATOMIC_RELAXED);
 	loop_post(w->loop, &s->task, session_start_task, s);
 }
 
@@ -389,11 +405,74 @@ static void session_log_login(const struct session *s, enum log_event ev, const 
 			     {"REASON", reason}));
 }
 
+/* Adds a penalty to the client's source; logs when that starts a refusal. */
+static void session_penalise(struct session *s, enum penalty_event ev, const char *why)
+{
+	struct penalty_table *pt = s->worker->penalties;
+	uint64_t now = loop_now_ms(session_loop(s)), until;
+	char addr[NET_ADDRSTRLEN], port[8], source[NET_ADDRSTRLEN + 8], dur[24];
+
+	if (pt == NULL || !penalty_record(pt, &s->peer.sa, ev, now, &until))
+		return;
+	session_log_fields(s, addr, port, sizeof(addr));
+	penalty_format_source(pt, &s->peer.sa, source, sizeof(source));
+	snprintf(dur, sizeof(dur), "%llu", (unsigned long long)(until - now));
+	log_event(LOG_WARNING, LOG_EV_PENALTY, "source penalised",
+		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
+			     {"SOCKGATE_GATEWAY", session_cfg(s)->name},
+			     {"SOCKGATE_SOURCE", source}, {"DURATION_MS", dur}, {"REASON", why}));
+}
+
+/* Answers a failed attempt: again the username prompt, or the end. */
+static void session_answer_failure(struct session *s)
+{
+	const struct config_gateway *cfg = session_cfg(s);
+	struct login *login = s->login;
+
+	if (login->failures >= cfg->login.max_attempts) {
+		session_finish(s, cfg->login.failure_message, "too many failed logins");
+		return;
+	}
+	memset(login->job.user, 0, sizeof(login->job.user));
+	session_enter(s, SESSION_USERNAME);
+	if (session_send(s, cfg->login.failure_message) < 0 ||
+	    session_send(s, cfg->login.username_prompt) < 0) {
+		session_close(s, "client write error");
+		return;
+	}
+	session_login_input(s);
+}
+
+static void session_failure_delay_done(struct loop_timer *t)
+{
+	struct session *s = t->arg;
+
+	if (s->state == SESSION_VERIFYING)
+		session_answer_failure(s);
+}
+
+/* A failure is answered after a random pause (half to one and a half times
+ * failure_delay), which slows guessing and blurs any timing left. */
+static void session_delay_failure(struct session *s)
+{
+	uint64_t d = session_cfg(s)->login.failure_delay_ms;
+	uint32_t r = 0;
+
+	if (d == 0) {
+		session_answer_failure(s);
+		return;
+	}
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
+		r = (uint32_t)loop_clock_ms() * 2654435761u;
+	d = d / 2 + (d * (r % 1000u)) / 1000u;
+	if (loop_timer_arm(session_loop(s), &s->login->delay, d, session_failure_delay_done, s) < 0)
+		session_answer_failure(s);
+}
+
 static void session_auth_done(struct loop_task *t)
 {
 	struct session *s = t->arg;
 	struct login *login = s->login;
-	const struct config_gateway *cfg = session_cfg(s);
 	const char *early;
 	size_t n;
 
@@ -430,18 +509,8 @@ static void session_auth_done(struct loop_task *t)
 	case AUTH_DENIED:
 		login->failures++;
 		session_log_login(s, LOG_EV_LOGIN_FAILED, login->job.user, "bad credentials");
-		if (login->failures >= cfg->login.max_attempts) {
-			session_finish(s, cfg->login.failure_message, "too many failed logins");
-			return;
-		}
-		memset(login->job.user, 0, sizeof(login->job.user));
-		session_enter(s, SESSION_USERNAME);
-		if (session_send(s, cfg->login.failure_message) < 0 ||
-		    session_send(s, cfg->login.username_prompt) < 0) {
-			session_close(s, "client write error");
-			return;
-		}
-		session_login_input(s);
+		session_penalise(s, PENALTY_AUTHFAIL, "failed login");
+		session_delay_failure(s);
 		return;
 	case AUTH_TEMPFAIL:
 		break;
@@ -773,6 +842,34 @@ static void session_upstream_cb(struct loop_io *io, uint32_t events)
 	}
 	if (s->state == SESSION_RELAYING)
 		session_relay(s);
+}
+
+void session_revoke(struct worker *w, struct gateway *const *gws, size_t n_gws)
+{
+	struct session *s = w->list, *next;
+
+	for (; s != NULL; s = next) {
+		const struct gateway *now = NULL;
+		char addr[NET_ADDRSTRLEN], port[8];
+
+		next = s->next;
+		if (s->user == NULL || s->state != SESSION_RELAYING)
+			continue;
+		for (size_t i = 0; i < n_gws && now == NULL; i++)
+			if (strcmp(gws[i]->cfg->name, session_cfg(s)->name) == 0)
+				now = gws[i];
+		/* A gateway that is gone accepts nobody any more. */
+		if (now != NULL && credentials_unchanged(s->gw->creds, now->creds, s->user))
+			continue;
+		session_log_fields(s, addr, port, sizeof(addr));
+		log_event(LOG_NOTICE, LOG_EV_REVOKED, "access revoked",
+			  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
+				     {"SOCKGATE_GATEWAY", session_cfg(s)->name},
+				     {"SOCKGATE_USER", s->user},
+				     {"REASON", now == NULL ? "gateway removed"
+							    : "user removed or password changed"}));
+		session_close(s, "access revoked");
+	}
 }
 
 void session_close_all(struct worker *w, const char *reason)

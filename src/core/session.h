@@ -33,8 +33,13 @@ struct session;
 struct session *session_create(struct gateway *gw, int fd, const struct sockaddr *peer,
 			       socklen_t peerlen);
 
-/* Hands s to w: the session starts (the username prompt) on w's thread. */
-void session_start(struct session *s, struct worker *w);
+/* Hands s to w: the session starts (the username prompt) on w's thread.
+ * source_counted: penalty_admit() counted it against its source's logins. */
+void session_start(struct session *s, struct worker *w, bool source_counted);
+
+/* On the worker's thread: ends the relayed sessions of users that gws (the
+ * gateways of a new configuration) no longer accept with the same password. */
+void session_revoke(struct worker *w, struct gateway *const *gws, size_t n_gws);
 
 /* On the worker's thread: ends every session of w, logging reason. */
 void session_close_all(struct worker *w, const char *reason);

@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "errbuf.h"
 #include "loop.h"
+#include "penalty.h"
 
 struct session;
 
@@ -20,6 +21,7 @@ struct worker {
 	bool running;
 	struct loop *loop;
 	struct auth_pool *auth;
+	struct penalty_table *penalties; /* shared by all workers; may be NULL */
 	unsigned sessions;   /* atomic: open sessions on this worker */
 	unsigned logging_in; /* atomic: of those, not yet relaying */
 	struct session *list; /* this thread only */

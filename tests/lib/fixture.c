@@ -86,20 +86,26 @@ int fixture_write_config(struct fixture *f, const char *text)
 	return write_file(f->conf, text, 0644);
 }
 
-int fixture_simple_config(struct fixture *f, const char *extra)
+int fixture_config(struct fixture *f, const char *top, const char *extra)
 {
 	char text[8192];
 
 	snprintf(text, sizeof(text),
+		 "%s\n"
 		 "gateways = ( {\n"
 		 "  name = \"test\";\n"
-		 "  listen = \"127.0.0.1:0\";\n"
+		 "  listen = ( \"127.0.0.1:0\", \"[::1]:0\" );\n"
 		 "  upstream = \"127.0.0.1:%d\";\n"
 		 "  credentials = \"%s\";\n"
 		 "  %s\n"
 		 "} );\n",
-		 f->upstream_port, f->users, extra != NULL ? extra : "");
+		 top != NULL ? top : "", f->upstream_port, f->users, extra != NULL ? extra : "");
 	return fixture_write_config(f, text);
+}
+
+int fixture_simple_config(struct fixture *f, const char *extra)
+{
+	return fixture_config(f, NULL, extra);
 }
 
 int fixture_start(struct fixture *f)
@@ -109,6 +115,7 @@ int fixture_start(struct fixture *f)
 	const char *argv[] = {"sockgate", "-c", f->conf, NULL};
 	char line[512];
 	const char *p;
+	size_t cursor = 0;
 
 	f->notify_fd = harness_notify_open(f->notify_path, sizeof(f->notify_path));
 	if (f->notify_fd < 0)
@@ -122,15 +129,27 @@ int fixture_start(struct fixture *f)
 	f->daemon.err_fd = -1; /* the tap owns it now */
 	if (harness_notify_wait(f->notify_fd, "READY=1", FIXTURE_TIMEOUT_MS) < 0)
 		return -1;
-	if (logtap_wait(f->log, "listening", NULL, line, sizeof(line), FIXTURE_TIMEOUT_MS) < 0)
+	/* "started" follows every "listening" line. */
+	if (logtap_wait(f->log, "started", NULL, NULL, 0, FIXTURE_TIMEOUT_MS) < 0)
 		return -1;
-	p = strstr(line, "listen=");
-	if (p == NULL)
-		return -1;
-	p = strchr(p, ' ') != NULL ? strchr(p, ' ') : p + strlen(p);
-	while (p > line && p[-1] != ':')
-		p--;
-	f->port = atoi(p);
+	f->port = f->port6 = 0;
+	while (logtap_wait(f->log, "listening", &cursor, line, sizeof(line), 0) == 0) {
+		int port;
+
+		p = strstr(line, "listen=");
+		if (p == NULL)
+			continue;
+		p = strchr(p, ' ') != NULL ? strchr(p, ' ') : p + strlen(p);
+		while (p > line && p[-1] != ':')
+			p--;
+		port = atoi(p);
+		if (strstr(line, "listen=[") != NULL) {
+			if (f->port6 == 0)
+				f->port6 = port;
+		} else if (f->port == 0) {
+			f->port = port;
+		}
+	}
 	return f->port > 0 ? 0 : -1;
 }
 

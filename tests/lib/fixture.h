@@ -23,7 +23,8 @@ struct fixture {
 	struct logtap *log;
 	int notify_fd;
 	char notify_path[128];
-	int port; /* the first listener's port */
+	int port;  /* the first IPv4 listener's port */
+	int port6; /* the first IPv6 listener's port, or 0 */
 	size_t cursor; /* logtap cursor for fixture_log_wait */
 };
 
@@ -38,6 +39,9 @@ int fixture_write_config(struct fixture *f, const char *text);
 /* A one-gateway configuration: listen on 127.0.0.1:0, upstream the fixture's
  * upstream, credentials the fixture's users, and extra settings (may be ""). */
 int fixture_simple_config(struct fixture *f, const char *extra);
+/* The same with top-level settings too (penalties, limits, ...); the gateway
+ * also listens on [::1]:0 (its port: the second "listening" line). */
+int fixture_config(struct fixture *f, const char *top, const char *extra);
 /* Starts the daemon on the written configuration and waits for READY=1 and the
  * first "listening" line (its port goes to f->port). */
 int fixture_start(struct fixture *f);

@@ -1,0 +1,82 @@
+/* penalty: per-source state kept out of the accept loop, in the manner of
+ * OpenSSH's PerSourcePenalties. Sources are netblocks (/24 and /64 by default).
+ * Failed logins and exceeded grace times add time to a source's penalty; once
+ * it reaches a minimum the source is refused, before any password check, until
+ * the penalty expires; repeat offences lengthen it up to a cap. The table also
+ * counts each source's connections still logging in, for a per-source cap.
+ * Bounded in size, thread-safe (one mutex), no allocation after creation. */
+#ifndef SOCKGATE_PENALTY_H
+#define SOCKGATE_PENALTY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "errbuf.h"
+
+struct penalty_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	unsigned bits;
+};
+
+struct penalty_settings {
+	bool enabled;
+	unsigned authfail_ms;       /* added per failed login */
+	unsigned grace_ms;          /* added when the login grace time runs out */
+	unsigned min_ms;            /* refused once the penalty reaches this */
+	unsigned max_ms;            /* the penalty never exceeds this */
+	unsigned ipv4_bits;         /* netblock of an IPv4 source */
+	unsigned ipv6_bits;         /* netblock of an IPv6 source */
+	unsigned per_source_startups; /* logging-in connections per source; 0 = no cap */
+	const struct penalty_cidr *exempt; /* never penalised nor capped */
+	unsigned n_exempt;
+};
+
+enum penalty_event {
+	PENALTY_AUTHFAIL,
+	PENALTY_GRACE,
+};
+
+enum penalty_verdict {
+	PENALTY_ALLOW = 0,
+	PENALTY_REFUSE_PENALISED, /* the source is serving a penalty */
+	PENALTY_REFUSE_STARTUPS,  /* the source has too many logins under way */
+};
+
+struct penalty_table;
+
+/* A table for at most max_sources sources at once. */
+struct penalty_table *penalty_create(unsigned max_sources, struct errbuf *err);
+void penalty_free(struct penalty_table *t);
+
+/* Replaces the settings (a copy is kept; exempt entries are copied too). */
+int penalty_configure(struct penalty_table *t, const struct penalty_settings *s,
+		      struct errbuf *err);
+
+/* At accept: may this source open a connection now? If allowed, the source's
+ * count of logins under way is raised; penalty_login_done() lowers it. When
+ * refused, *remaining_ms says how long the penalty still runs (if penalised).
+ * *counted says whether penalty_login_done() must be called for it. */
+enum penalty_verdict penalty_admit(struct penalty_table *t, const struct sockaddr *sa,
+				   uint64_t now_ms, uint64_t *remaining_ms, bool *counted);
+
+/* A connection admitted by penalty_admit() has logged in or gone. */
+void penalty_login_done(struct penalty_table *t, const struct sockaddr *sa);
+
+/* Records a failure. Returns true if this failure made the source penalised
+ * (it was not refused before); *until_ms is when the penalty ends. */
+bool penalty_record(struct penalty_table *t, const struct sockaddr *sa, enum penalty_event ev,
+		    uint64_t now_ms, uint64_t *until_ms);
+
+/* Sources serving a penalty now. */
+unsigned penalty_active(struct penalty_table *t, uint64_t now_ms);
+
+/* Parses "192.0.2.0/24", "2001:db8::/32" or a bare address (a host). */
+int penalty_parse_cidr(const char *text, struct penalty_cidr *out, struct errbuf *err);
+
+/* The netblock of sa as text ("192.0.2.0/24"), for logs. */
+void penalty_format_source(struct penalty_table *t, const struct sockaddr *sa, char *buf,
+			   unsigned len);
+
+#endif
