@@ -122,7 +122,9 @@ static const struct option gateway_options[] = {
 	{ .name = "upstream", .type = OPT_ADDRS, .flags = OPT_REQUIRED, .min = 1,
 	  FIELD(struct config_gateway, upstream),
 	  .offset2 = offsetof(struct config_gateway, n_upstream) },
-	{ .name = "credentials", .type = OPT_PATH, .flags = OPT_REQUIRED, .min = 1,
+	{ .name = "authenticate", .type = OPT_BOOL, .def = 1,
+	  FIELD(struct config_gateway, authenticate) },
+	{ .name = "credentials", .type = OPT_PATH, .min = 1,
 	  .max = CONFIG_MAX_PATH - 1, FIELD(struct config_gateway, credentials),
 	  .offset2 = offsetof(struct config_gateway, credentials_path) },
 	{ .name = "login", .type = OPT_GROUP, .offset = offsetof(struct config_gateway, login),
@@ -976,6 +978,10 @@ static int finish_gateway(struct loader *ld, const config_setting_t *s, void *ba
 	size_t idx = (size_t)(gw - ld->cfg->gateways);
 
 	gw->line = (int)config_setting_source_line(s);
+	/* Required unless the gateway only relays. */
+	if (gw->authenticate && gw->credentials == NULL)
+		return cf_error(ld, s, "missing required setting 'credentials' (a file name)%s",
+				"; or authenticate = false; for a relay without login");
 	for (size_t i = 0; i < idx; i++) {
 		const struct config_gateway *o = &ld->cfg->gateways[i];
 

@@ -46,7 +46,8 @@ struct config_gateway {
 	size_t n_listen;
 	struct config_addr *upstream; /* tried in order until one connects */
 	size_t n_upstream;
-	char *credentials;      /* as written */
+	bool authenticate;      /* false: a plain relay, no login (benchmarks, trusted nets) */
+	char *credentials;      /* as written; NULL without authenticate */
 	char *credentials_path; /* resolved: $CREDENTIALS_DIRECTORY/x for relative paths */
 	struct config_login login;
 	unsigned connect_timeout_ms; /* per upstream address; 0 = kernel default */

@@ -12,10 +12,12 @@ struct gateway *gateway_create(struct config *config, const struct config_gatewa
 		errbuf_set(err, "out of memory");
 		return NULL;
 	}
-	gw->creds = credentials_load(cfg->credentials_path, owner_uid, err);
-	if (gw->creds == NULL) {
-		free(gw);
-		return NULL;
+	if (cfg->authenticate) {
+		gw->creds = credentials_load(cfg->credentials_path, owner_uid, err);
+		if (gw->creds == NULL) {
+			free(gw);
+			return NULL;
+		}
 	}
 	if (prev != NULL) {
 		gw->counters = prev->counters;

@@ -23,7 +23,7 @@ struct gateway {
 	int refs;
 	struct config *config; /* a reference: cfg points into it */
 	const struct config_gateway *cfg;
-	struct credentials *creds;
+	struct credentials *creds; /* NULL if the gateway does not authenticate */
 	struct gateway_counters *counters;
 };
 

@@ -64,6 +64,7 @@ struct session {
 	bool c_rd, c_wr, c_drain;
 	bool u_rd, u_wr, u_drain;
 	bool counted_login;
+	bool connected;      /* the upstream accepted */
 	bool source_counted; /* in the penalty table's per-source login count */
 };
 
@@ -191,7 +192,7 @@ static void session_log_closed(const struct session *s, const char *reason)
 		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
 			     {"SOCKGATE_GATEWAY", session_cfg(s)->name},
 			     {"SOCKGATE_USER", s->user},
-			     {"UPSTREAM", s->user != NULL ? session_upstream_text(s) : NULL},
+			     {"UPSTREAM", s->connected ? session_upstream_text(s) : NULL},
 			     {"SOCKGATE_STATE", session_state_name(s->state)},
 			     {"REASON", reason}, {"BYTES_IN", in}, {"BYTES_OUT", out},
 			     {"DURATION_MS", dur}));
@@ -353,6 +354,12 @@ static void session_start_task(struct loop_task *t)
 	if (loop_io_add(w->loop, &s->client, fd, SESSION_EVENTS, session_client_cb, s) < 0) {
 		close(fd);
 		session_close(s, "cannot register socket");
+		return;
+	}
+	if (!cfg->authenticate) {
+		/* A plain relay: straight to the upstream. */
+		session_enter(s, SESSION_CONNECTING);
+		session_connect_next(s);
 		return;
 	}
 	s->login = calloc(1, sizeof(*s->login));
@@ -682,7 +689,9 @@ static void session_connect_next(struct session *s)
 	}
 	log_event(LOG_ERR, LOG_EV_UPSTREAM_UNREACHABLE, "no upstream reachable",
 		  LOG_FIELDS({"SOCKGATE_GATEWAY", cfg->name}, {"SOCKGATE_USER", s->user}));
-	session_finish(s, "Service unavailable.\n", "no upstream reachable");
+	/* A plain relay says nothing of its own: the client just sees the close. */
+	session_finish(s, cfg->authenticate ? "Service unavailable.\n" : NULL,
+		       "no upstream reachable");
 }
 
 static void session_connected(struct session *s)
@@ -691,10 +700,11 @@ static void session_connected(struct session *s)
 	struct loop *loop = session_loop(s);
 
 	loop_timer_disarm(loop, &s->timer);
+	s->connected = true;
 	(void)net_set_nodelay(s->upstream.fd);
 	(void)net_set_oobinline(s->upstream.fd);
 	session_enter(s, SESSION_RELAYING);
-	if (session_send(s, cfg->login.success_message) < 0) {
+	if (cfg->authenticate && session_send(s, cfg->login.success_message) < 0) {
 		session_close(s, "client write error");
 		return;
 	}
@@ -820,21 +830,15 @@ static void session_upstream_cb(struct loop_io *io, uint32_t events)
 		s->u_wr = true;
 
 	if (s->state == SESSION_CONNECTING) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
+		/* Each registration reports one event per batch, so this one is for
+		 * the socket now being connected: writable and no error is success. */
 		if (net_connect_result(s->upstream.fd) < 0) {
 			char what[128];
 
 			snprintf(what, sizeof(what), "connect: %s", strerror(errno));
 			session_upstream_failed(s, what);
-			return;
-		}
-		/* Only a peer name proves the connection is up. */
-		if (getpeername(s->upstream.fd, (struct sockaddr *)&ss, &sl) < 0) {
-			session_upstream_failed(s, "connect: no peer");
 			return;
 		}
 		session_connected(s);

@@ -662,6 +662,27 @@ static void reload_request_waits_for_outcome(void **state)
 	close(fd);
 }
 
+/* authenticate = false: a plain relay, straight through, no prompt. */
+static void plain_relay_without_login(void **state)
+{
+	struct ctx *c = *state;
+	char line[1024];
+	int fd = harness_connect("127.0.0.1", c->f.port);
+
+	send_str(fd, "no login here\n");
+	expect_str(fd, "I got your message: no login here\n");
+	close(fd);
+	assert_int_equal(fixture_log_wait(&c->f, "session closed", line, sizeof(line)), 0);
+	assert_non_null(strstr(line, "upstream=127.0.0.1:"));
+	assert_null(strstr(line, "user="));
+	assert_false(logtap_contains(c->f.log, "login ok"));
+}
+
+static int setup_plain(void **state)
+{
+	return start_with(state, NULL, "authenticate = false;");
+}
+
 static int setup_grace(void **state)
 {
 	return start_with(state, NULL, "login = { grace_time = 0.3; };");
@@ -725,6 +746,7 @@ int main(void)
 						setup_message, teardown),
 		cmocka_unit_test_setup_teardown(reload_request_waits_for_outcome, setup_message,
 						teardown),
+		cmocka_unit_test_setup_teardown(plain_relay_without_login, setup_plain, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

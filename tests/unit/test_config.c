@@ -87,6 +87,30 @@ static const struct config_case cases[] = {
 	    "login = { username_prompt = \"99999999999 \"; }; /* 88888888888 */\n"),
 	 NULL},
 	{"libconfig comment styles", "// c++\n/* c\n */\n# sh\n" GW(""), NULL},
+	{"a plain relay needs no credentials",
+	 GW_OPEN "name = \"g\"; upstream = \"127.0.0.1:1\"; authenticate = false;\n" GW_CLOSE,
+	 NULL},
+	{"the defences, all set",
+	 "revoke_on_reload = true;\n"
+	 "limits = { auth_queue = 10; startups = { begin = 1; rate = 0; full = 1; };"
+	 " per_source_startups = 5; };\n"
+	 "penalties = { enabled = false; authfail = 0.5; grace_exceeded = 1; min = 2; max = 60;"
+	 " ipv4_netblock = 32; ipv6_netblock = 128; max_sources = 16;"
+	 " exempt = ( \"10.0.0.0/8\", \"::1\" ); };\n" GW("login = { failure_delay = 0; };\n"),
+	 NULL},
+
+	/* The defences' settings. */
+	{"startups full below begin",
+	 "limits = { startups = { begin = 10; full = 5; }; };\n" GW(""),
+	 NAME ":1: limits: startups: full (5) is below begin (10)"},
+	{"bad exempt block", "penalties = { exempt = \"10.0.0.0/33\"; };\n" GW(""),
+	 NAME ":1: penalties.exempt: \"10.0.0.0/33\": the prefix length must be 0..32"},
+	{"exempt by name", "penalties = { exempt = ( \"localhost\" ); };\n" GW(""),
+	 NAME ":1: penalties.exempt.[0]: \"localhost\": \"localhost\" is not a numeric"},
+	{"boolean as a number", "penalties = { enabled = 1; };\n" GW(""),
+	 NAME ":1: penalties.enabled: must be true or false, not an integer"},
+	{"netblock out of range", "penalties = { ipv4_netblock = 0; };\n" GW(""),
+	 NAME ":1: penalties.ipv4_netblock: 0 is out of range 1..32"},
 
 	/* Syntax, as libconfig reports it. */
 	{"syntax error", "workers = 2;\nauth_threads = ;\n" GW(""), NAME ":2: syntax error"},
@@ -175,7 +199,8 @@ static const struct config_case cases[] = {
 	 GW_OPEN "name = \"g\"; credentials = \"u\";\nupstream = ();\n" GW_CLOSE,
 	 NAME ":3: gateways.[0].upstream: is empty; at least 1 address is required"},
 	{"missing credentials", GW_OPEN "name = \"g\"; upstream = \"127.0.0.1:1\";\n" GW_CLOSE,
-	 NAME ":1: gateways.[0]: missing required setting 'credentials'"},
+	 NAME ":1: gateways.[0]: missing required setting 'credentials' (a file name); or "
+	      "authenticate = false;"},
 	{"empty credentials",
 	 GW_OPEN "name = \"g\"; upstream = \"127.0.0.1:1\";\n"
 		 "credentials = \"\";\n" GW_CLOSE,
