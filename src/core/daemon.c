@@ -23,8 +23,6 @@
 #include "session.h"
 #include "worker.h"
 
-/* Relay read size: large reads win here (the cost is per system call). */
-#define DAEMON_SCRATCH_LEN (256u << 10)
 #define DAEMON_AUTH_NICE 5
 #define DAEMON_BACKLOG 1024
 #define DAEMON_STATUS_MS 1000
@@ -687,7 +685,9 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 	if (d->workers == NULL)
 		return errbuf_set(err, "out of memory");
 	for (; d->n_workers < n; d->n_workers++) {
-		struct worker *w = worker_create(d->n_workers, d->auth, DAEMON_SCRATCH_LEN, err);
+		/* One read buffer per worker, held by no session: large reads win
+		 * (the cost is per system call, not per byte). */
+		struct worker *w = worker_create(d->n_workers, d->auth, d->config->relay_buffer, err);
 
 		if (w == NULL)
 			return -1;

@@ -90,6 +90,9 @@ static const struct config_case cases[] = {
 	{"a plain relay needs no credentials",
 	 GW_OPEN "name = \"g\"; upstream = \"127.0.0.1:1\"; authenticate = false;\n" GW_CLOSE,
 	 NULL},
+	{"relay buffer", "relay_buffer = 65536;\n" GW(""), NULL},
+	{"relay buffer too small", "relay_buffer = 100;\n" GW(""),
+	 NAME ":1: relay_buffer: 100 is out of range 4096..16777216"},
 	{"the defences, all set",
 	 "revoke_on_reload = true;\n"
 	 "limits = { auth_queue = 10; startups = { begin = 1; rate = 0; full = 1; };"
