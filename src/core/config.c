@@ -185,7 +185,9 @@ static const struct option penalties_options[] = {
 static int finish_limits(struct loader *ld, const config_setting_t *s, void *base);
 static const struct section limits_section = { .options = limits_options,
 					       .finish = finish_limits };
-static const struct section penalties_section = { .options = penalties_options };
+static int finish_penalties(struct loader *ld, const config_setting_t *s, void *base);
+static const struct section penalties_section = { .options = penalties_options,
+						  .finish = finish_penalties };
 
 static const struct option top_options[] = {
 	{ .name = "workers", .type = OPT_AUTO_UINT, .min = 1, .max = 256, .def = 0,
@@ -716,6 +718,17 @@ static int finish_limits(struct loader *ld, const config_setting_t *s, void *bas
 	if (l->startups_full < l->startups_begin)
 		return cf_error(ld, s, "startups: full (%u) is below begin (%u)", l->startups_full,
 				l->startups_begin);
+	return 0;
+}
+
+/* A cap below the threshold would never let a penalty start. */
+static int finish_penalties(struct loader *ld, const config_setting_t *s, void *base)
+{
+	const struct config_penalties *p = base;
+
+	if (p->max_ms < p->min_ms)
+		return cf_error(ld, s, "max (%u ms) is below min (%u ms): no source "
+				"would ever be refused", p->max_ms, p->min_ms);
 	return 0;
 }
 

@@ -165,7 +165,7 @@ static void daemon_accept(struct listener *l, int fd, const struct sockaddr *pee
 	struct gateway *gw = l->gw;
 	struct session *s;
 	uint64_t remaining = 0;
-	bool counted = false;
+	uint32_t ticket = 0;
 	char why[64];
 
 	if (gw == NULL) {
@@ -178,7 +178,7 @@ static void daemon_accept(struct listener *l, int fd, const struct sockaddr *pee
 			      "too many connections logging in (limits.startups)");
 		return;
 	}
-	switch (penalty_admit(d->penalties, peer, loop_now_ms(d->loop), &remaining, &counted)) {
+	switch (penalty_admit(d->penalties, peer, loop_now_ms(d->loop), &remaining, &ticket)) {
 	case PENALTY_ALLOW:
 		break;
 	case PENALTY_REFUSE_PENALISED:
@@ -193,22 +193,22 @@ static void daemon_accept(struct listener *l, int fd, const struct sockaddr *pee
 		return;
 	}
 	if (!gateway_session_begin(gw)) {
-		if (counted)
-			penalty_login_done(d->penalties, peer);
+		if (ticket != 0)
+			penalty_login_done(d->penalties, peer, ticket);
 		daemon_refuse(d, fd, peer, gw->cfg->name, "Too many connections.\n",
 			      "max_sessions reached");
 		return;
 	}
 	s = session_create(gateway_ref(gw), fd, peer, peerlen);
 	if (s == NULL) {
-		if (counted)
-			penalty_login_done(d->penalties, peer);
+		if (ticket != 0)
+			penalty_login_done(d->penalties, peer, ticket);
 		gateway_session_end(gw);
 		gateway_unref(gw);
 		daemon_refuse(d, fd, peer, gw->cfg->name, "Service unavailable.\n", "out of memory");
 		return;
 	}
-	session_start(s, worker_least_loaded(d->workers, d->n_workers), counted);
+	session_start(s, worker_least_loaded(d->workers, d->n_workers), ticket);
 }
 
 /* ---- listeners ---------------------------------------------------------- */

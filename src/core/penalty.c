@@ -28,6 +28,7 @@ struct penalty_table {
 	uint32_t *buckets;
 	uint32_t n_buckets; /* a power of two */
 	uint32_t capacity, used, free_head;
+	uint32_t generation; /* changes when the table starts afresh */
 	uint64_t last_sweep_ms;
 };
 
@@ -51,6 +52,7 @@ struct penalty_table *penalty_create(unsigned max_sources, struct errbuf *err)
 	for (uint32_t i = 0; i < max_sources; i++)
 		t->pool[i].next = i + 1 < max_sources ? i + 1 : PENALTY_NONE;
 	t->free_head = 0;
+	t->generation = 1;
 	pthread_mutex_init(&t->lock, NULL);
 	return t;
 oom:
@@ -74,10 +76,24 @@ void penalty_free(struct penalty_table *t)
 	free(t);
 }
 
+/* Empties the table; tickets of the old generation no longer count. */
+static void table_reset(struct penalty_table *t)
+{
+	for (uint32_t i = 0; i < t->n_buckets; i++)
+		t->buckets[i] = PENALTY_NONE;
+	for (uint32_t i = 0; i < t->capacity; i++)
+		t->pool[i].next = i + 1 < t->capacity ? i + 1 : PENALTY_NONE;
+	t->free_head = 0;
+	t->used = 0;
+	if (++t->generation == 0)
+		t->generation = 1;
+}
+
 int penalty_configure(struct penalty_table *t, const struct penalty_settings *s,
 		      struct errbuf *err)
 {
 	struct penalty_cidr *ex = NULL;
+	bool rekey;
 
 	if (s->n_exempt > 0) {
 		ex = malloc(s->n_exempt * sizeof(*ex));
@@ -86,6 +102,11 @@ int penalty_configure(struct penalty_table *t, const struct penalty_settings *s,
 		memcpy(ex, s->exempt, s->n_exempt * sizeof(*ex));
 	}
 	pthread_mutex_lock(&t->lock);
+	rekey = s->ipv4_bits != t->set.ipv4_bits || s->ipv6_bits != t->set.ipv6_bits ||
+		s->n_exempt != t->set.n_exempt ||
+		(s->n_exempt > 0 && memcmp(ex, t->exempt, s->n_exempt * sizeof(*ex)) != 0);
+	if (rekey)
+		table_reset(t);
 	free(t->exempt);
 	t->set = *s;
 	t->exempt = ex;
@@ -246,13 +267,13 @@ static bool entry_blocked(struct penalty_entry *e, uint64_t now_ms)
 }
 
 enum penalty_verdict penalty_admit(struct penalty_table *t, const struct sockaddr *sa,
-				   uint64_t now_ms, uint64_t *remaining_ms, bool *counted)
+				   uint64_t now_ms, uint64_t *remaining_ms, uint32_t *ticket)
 {
 	enum penalty_verdict v = PENALTY_ALLOW;
 	struct penalty_entry *e;
 	uint8_t key[17];
 
-	*counted = false;
+	*ticket = 0;
 	pthread_mutex_lock(&t->lock);
 	if (!source_key(t, sa, key))
 		goto out;
@@ -269,7 +290,7 @@ enum penalty_verdict penalty_admit(struct penalty_table *t, const struct sockadd
 			v = PENALTY_REFUSE_STARTUPS;
 		} else {
 			e->startups++;
-			*counted = true;
+			*ticket = t->generation;
 		}
 	}
 out:
@@ -277,13 +298,13 @@ out:
 	return v;
 }
 
-void penalty_login_done(struct penalty_table *t, const struct sockaddr *sa)
+void penalty_login_done(struct penalty_table *t, const struct sockaddr *sa, uint32_t ticket)
 {
 	struct penalty_entry *e;
 	uint8_t key[17];
 
 	pthread_mutex_lock(&t->lock);
-	if (source_key(t, sa, key)) {
+	if (ticket == t->generation && source_key(t, sa, key)) {
 		e = table_get(t, key, 0, false);
 		if (e != NULL && e->startups > 0)
 			e->startups--;
@@ -352,6 +373,13 @@ int penalty_parse_cidr(const char *text, struct penalty_cidr *out, struct errbuf
 	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
 		out->family = AF_INET6;
 		max = 128;
+		/* Clients at ::ffff:a.b.c.d are IPv4 sources: so is the block. */
+		if (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)out->addr)) {
+			memmove(out->addr, out->addr + 12, 4);
+			memset(out->addr + 4, 0, 12);
+			out->family = AF_INET;
+			max = 32;
+		}
 	} else {
 		return errbuf_set(err, "\"%.64s\": \"%s\" is not a numeric IPv4 or IPv6 address", text,
 				  addr);
@@ -361,6 +389,14 @@ int penalty_parse_cidr(const char *text, struct penalty_cidr *out, struct errbuf
 		char *end;
 		unsigned long bits = strtoul(slash + 1, &end, 10);
 
+		if (out->family == AF_INET && max == 32 && strchr(addr, ':') != NULL) {
+			/* A mapped block counts its bits in IPv6 terms. */
+			if (slash[1] == '\0' || *end != '\0' || bits < 96 || bits > 128)
+				return errbuf_set(err, "\"%.64s\": the prefix length must be 96..128",
+						  text);
+			out->bits = (unsigned)bits - 96;
+			return 0;
+		}
 		if (slash[1] == '\0' || *end != '\0' || bits > max)
 			return errbuf_set(err, "\"%.64s\": the prefix length must be 0..%u", text, max);
 		out->bits = (unsigned)bits;

@@ -50,19 +50,21 @@ struct penalty_table;
 struct penalty_table *penalty_create(unsigned max_sources, struct errbuf *err);
 void penalty_free(struct penalty_table *t);
 
-/* Replaces the settings (a copy is kept; exempt entries are copied too). */
+/* Replaces the settings (a copy is kept; exempt entries are copied too). A
+ * change of what makes a source (netblock sizes, exemptions) starts a fresh
+ * table: old entries would no longer match their sources. */
 int penalty_configure(struct penalty_table *t, const struct penalty_settings *s,
 		      struct errbuf *err);
 
 /* At accept: may this source open a connection now? If allowed, the source's
- * count of logins under way is raised; penalty_login_done() lowers it. When
- * refused, *remaining_ms says how long the penalty still runs (if penalised).
- * *counted says whether penalty_login_done() must be called for it. */
+ * count of logins under way may be raised: then *ticket is non-zero and must
+ * be handed to penalty_login_done() once the connection logged in or went.
+ * When refused, *remaining_ms says how long the penalty still runs. */
 enum penalty_verdict penalty_admit(struct penalty_table *t, const struct sockaddr *sa,
-				   uint64_t now_ms, uint64_t *remaining_ms, bool *counted);
+				   uint64_t now_ms, uint64_t *remaining_ms, uint32_t *ticket);
 
-/* A connection admitted by penalty_admit() has logged in or gone. */
-void penalty_login_done(struct penalty_table *t, const struct sockaddr *sa);
+/* The connection admitted with ticket has logged in or gone. */
+void penalty_login_done(struct penalty_table *t, const struct sockaddr *sa, uint32_t ticket);
 
 /* Records a failure. Returns true if this failure made the source penalised
  * (it was not refused before); *until_ms is when the penalty ends. */

@@ -65,7 +65,7 @@ struct session {
 	bool u_rd, u_wr, u_drain;
 	bool counted_login;
 	bool connected;      /* the upstream accepted */
-	bool source_counted; /* in the penalty table's per-source login count */
+	uint32_t source_ticket; /* in the penalty table's per-source login count */
 };
 
 static void session_client_cb(struct loop_io *io, uint32_t events);
@@ -156,9 +156,9 @@ static void session_enter(struct session *s, enum session_state st)
 		__atomic_sub_fetch(&s->gw->counters->logging_in, 1, __ATOMIC_RELAXED);
 		s->counted_login = false;
 	}
-	if (s->source_counted && !is_login) {
-		penalty_login_done(s->worker->penalties, &s->peer.sa);
-		s->source_counted = false;
+	if (s->source_ticket != 0 && !is_login) {
+		penalty_login_done(s->worker->penalties, &s->peer.sa, s->source_ticket);
+		s->source_ticket = 0;
 	}
 	s->state = st;
 }
@@ -380,11 +380,11 @@ static void session_start_task(struct loop_task *t)
 	}
 }
 
-void session_start(struct session *s, struct worker *w, bool source_counted)
+void session_start(struct session *s, struct worker *w, uint32_t source_ticket)
 {
 	s->worker = w;
 	s->holds = 1;
-	s->source_counted = source_counted;
+	s->source_ticket = source_ticket;
 	/* Counted here, on the accepting thread, so the next accept already sees
 	 * this connection in the start-up limits. */
 	s->counted_login = true;
@@ -483,9 +483,14 @@ static void session_auth_done(struct loop_task *t)
 	const char *early;
 	size_t n;
 
-	/* Closed or timed out (grace time) while the check ran: its answer no
-	 * longer matters. */
+	/* Closed or timed out (grace time) while the check ran: nobody waits for
+	 * the answer, but a wrong password still counts against the source. */
 	if (s->state != SESSION_VERIFYING) {
+		if (login->job.result == AUTH_DENIED) {
+			session_log_login(s, LOG_EV_LOGIN_FAILED, login->job.user,
+					  "bad credentials (client gone)");
+			session_penalise(s, PENALTY_AUTHFAIL, "failed login");
+		}
 		session_release(s);
 		return;
 	}
@@ -857,7 +862,8 @@ void session_revoke(struct worker *w, struct gateway *const *gws, size_t n_gws)
 		char addr[NET_ADDRSTRLEN], port[8];
 
 		next = s->next;
-		if (s->user == NULL || s->state != SESSION_RELAYING)
+		if (s->user == NULL ||
+		    (s->state != SESSION_RELAYING && s->state != SESSION_CONNECTING))
 			continue;
 		for (size_t i = 0; i < n_gws && now == NULL; i++)
 			if (strcmp(gws[i]->cfg->name, session_cfg(s)->name) == 0)

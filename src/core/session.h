@@ -8,6 +8,7 @@
 #define SOCKGATE_SESSION_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "gateway.h"
@@ -34,8 +35,9 @@ struct session *session_create(struct gateway *gw, int fd, const struct sockaddr
 			       socklen_t peerlen);
 
 /* Hands s to w: the session starts (the username prompt) on w's thread.
- * source_counted: penalty_admit() counted it against its source's logins. */
-void session_start(struct session *s, struct worker *w, bool source_counted);
+ * source_ticket: from penalty_admit(), if it counted the connection against its
+ * source's logins under way (else 0). */
+void session_start(struct session *s, struct worker *w, uint32_t source_ticket);
 
 /* On the worker's thread: ends the relayed sessions of users that gws (the
  * gateways of a new configuration) no longer accept with the same password. */

@@ -110,6 +110,8 @@ static const struct config_case cases[] = {
 	 NAME ":1: penalties.exempt: \"10.0.0.0/33\": the prefix length must be 0..32"},
 	{"exempt by name", "penalties = { exempt = ( \"localhost\" ); };\n" GW(""),
 	 NAME ":1: penalties.exempt.[0]: \"localhost\": \"localhost\" is not a numeric"},
+	{"penalty cap below its threshold", "penalties = { min = 20; max = 10; };\n" GW(""),
+	 NAME ":1: penalties: max (10000 ms) is below min (20000 ms)"},
 	{"boolean as a number", "penalties = { enabled = 1; };\n" GW(""),
 	 NAME ":1: penalties.enabled: must be true or false, not an integer"},
 	{"netblock out of range", "penalties = { ipv4_netblock = 0; };\n" GW(""),

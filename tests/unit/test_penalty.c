@@ -67,9 +67,9 @@ static struct penalty_table *table(const struct penalty_settings *s, unsigned ma
 static enum penalty_verdict admit(struct penalty_table *t, const char *a, uint64_t now)
 {
 	uint64_t remaining = 0;
-	bool counted;
+	uint32_t ticket;
 
-	return penalty_admit(t, SA(a), now, &remaining, &counted);
+	return penalty_admit(t, SA(a), now, &remaining, &ticket);
 }
 
 static bool failure(struct penalty_table *t, const char *a, enum penalty_event ev, uint64_t now)
@@ -84,7 +84,7 @@ static void threshold_and_expiry(void **state)
 {
 	struct penalty_table *t = table(&defaults, 64);
 	uint64_t now = 1000000, remaining = 0;
-	bool counted;
+	uint32_t counted;
 
 	(void)state;
 	assert_false(failure(t, "192.0.2.7", PENALTY_AUTHFAIL, now)); /* 5 s */
@@ -203,27 +203,35 @@ static void per_source_startups(void **state)
 	struct penalty_settings s = defaults;
 	struct penalty_table *t;
 	uint64_t remaining;
-	bool counted;
+	uint32_t counted, counted_first;
 
 	(void)state;
 	s.per_source_startups = 2;
 	s.ipv4_bits = 32;
 	t = table(&s, 64);
 	assert_int_equal(penalty_admit(t, SA("192.0.2.1"), 0, &remaining, &counted), PENALTY_ALLOW);
-	assert_true(counted);
+	assert_true(counted != 0);
+	counted_first = counted;
 	assert_int_equal(admit(t, "192.0.2.1", 0), PENALTY_ALLOW);
 	assert_int_equal(penalty_admit(t, SA("192.0.2.1"), 0, &remaining, &counted),
 			 PENALTY_REFUSE_STARTUPS);
-	assert_false(counted);
+	assert_int_equal(counted, 0);
 	assert_int_equal(admit(t, "192.0.2.2", 0), PENALTY_ALLOW);
-	penalty_login_done(t, SA("192.0.2.1"));
+	penalty_login_done(t, SA("192.0.2.1"), counted_first);
 	assert_int_equal(admit(t, "192.0.2.1", 0), PENALTY_ALLOW);
+	/* A new netblock size starts a fresh table: old tickets are void. */
+	s.ipv4_bits = 24;
+	assert_int_equal(penalty_configure(t, &s, &(struct errbuf){{0}}), 0);
+	penalty_login_done(t, SA("192.0.2.1"), counted_first);
+	assert_int_equal(admit(t, "192.0.2.1", 0), PENALTY_ALLOW);
+	assert_int_equal(admit(t, "192.0.2.1", 0), PENALTY_ALLOW);
+	assert_int_equal(admit(t, "192.0.2.1", 0), PENALTY_REFUSE_STARTUPS);
 	penalty_free(t);
 
 	/* No cap: nothing counted, nothing to release. */
 	t = table(&defaults, 64);
 	assert_int_equal(penalty_admit(t, SA("192.0.2.1"), 0, &remaining, &counted), PENALTY_ALLOW);
-	assert_false(counted);
+	assert_int_equal(counted, 0);
 	penalty_free(t);
 }
 
@@ -270,6 +278,8 @@ static void cidr_parsing(void **state)
 		{"2001:db8::/32", 1, 32}, {"0.0.0.0/0", 1, 0},	   {"192.0.2.0/33", 0, 0},
 		{"2001:db8::/129", 0, 0}, {"192.0.2.0/", 0, 0},	   {"/24", 0, 0},
 		{"host.example/24", 0, 0}, {"192.0.2.0/2x", 0, 0}, {"", 0, 0},
+		{"::ffff:192.0.2.0/120", 1, 24}, {"::ffff:192.0.2.7", 1, 32},
+		{"::ffff:192.0.2.0/64", 0, 0},
 	};
 	struct penalty_cidr c;
 	struct errbuf err;

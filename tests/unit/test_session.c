@@ -182,7 +182,7 @@ static int start_session(struct env *e, const struct script *sc)
 	close(lfd);
 	s = session_create(gw, sfd, (struct sockaddr *)&peer, plen);
 	assert_non_null(s);
-	session_start(s, e->worker, false);
+	session_start(s, e->worker, 0);
 	return cfd;
 }
 
