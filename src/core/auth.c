@@ -64,7 +64,7 @@ static void *auth_thread(void *arg)
 
 		r = credentials_verify(job->creds, job->user, job->password);
 		auth_complete(job, r == CREDENTIALS_OK ? AUTH_OK :
-				   r == CREDENTIALS_DENIED ? AUTH_DENIED : AUTH_TEMPFAIL);
+				   r == CREDENTIALS_DENIED ? AUTH_DENIED : AUTH_ERROR);
 
 		pthread_mutex_lock(&pool->lock);
 		pool->running--;

@@ -16,7 +16,8 @@ struct auth_pool;
 enum auth_result {
 	AUTH_OK = 0,
 	AUTH_DENIED,   /* unknown user or wrong password */
-	AUTH_TEMPFAIL, /* the check could not be made (crypt error, shutting down) */
+	AUTH_ERROR,    /* crypt failed on the stored hash: a broken entry */
+	AUTH_TEMPFAIL, /* the check was not made (shutting down) */
 };
 
 /* Owned by the session that submits it; the pool uses it until it posts it back. */

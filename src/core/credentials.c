@@ -169,10 +169,14 @@ static size_t checksum_offset(const struct hash_method *m, const char *hash, siz
 	if (m->prefix[1] == '5' || m->prefix[1] == '6') {
 		if (strncmp(setting, "rounds=", 7) == 0) {
 			const char *p = setting + 7;
+			unsigned long rounds = 0;
 
-			while (*p >= '0' && *p <= '9')
-				p++;
-			if (p == setting + 7 || *p != '$')
+			/* libxcrypt refuses, at every check, a count outside
+			 * 1000..999999999 or with a leading zero: such a hash
+			 * could never match, so it is not loaded either. */
+			while (*p >= '0' && *p <= '9' && p < setting + 7 + 10)
+				rounds = rounds * 10 + (unsigned long)(*p++ - '0');
+			if (setting[7] == '0' || rounds < 1000 || rounds > 999999999 || *p != '$')
 				return 0;
 			setting = p + 1;
 			if (setting >= last) /* no salt: "rounds=N$" then the digest */
@@ -331,6 +335,26 @@ static int dummy_make(struct credentials *c, struct errbuf *err)
 	return 0;
 }
 
+/* Hashes once against the dummy: a setting libxcrypt cannot use (a malformed
+ * parameter the load did not decode) would make every unknown user's check
+ * fail differently from a wrong password's. One check's cost, once a load. */
+static int dummy_check(const struct credentials *c, const char *name, struct errbuf *err)
+{
+	struct crypt_data *data = calloc(1, sizeof(*data));
+	const char *out;
+	int rc = 0;
+
+	if (data == NULL)
+		return errbuf_set(err, "out of memory");
+	out = crypt_r("sockgate-dummy-check", c->dummy, data);
+	if (out == NULL || out[0] == '*')
+		rc = errbuf_set(err, "%s: the first user's hash has parameters libxcrypt cannot use; "
+				"set that password again with sockgate-passwd", name);
+	explicit_bzero(data, sizeof(*data));
+	free(data);
+	return rc;
+}
+
 /* Splits one line (without '\n', NUL-terminated in place) into an entry.
  * Returns 1 for an entry, 0 for a blank or comment line, -1 on error. */
 static int line_parse(char *line, size_t len, unsigned lineno, const char *name,
@@ -428,7 +452,7 @@ struct credentials *credentials_parse(const char *name, const char *text, size_t
 	 * them is the earlier problem and is what gets reported. */
 	if (entries_sort(c, name, err) < 0 || rc < 0)
 		goto fail;
-	if (dummy_make(c, err) < 0)
+	if (dummy_make(c, err) < 0 || dummy_check(c, name, err) < 0)
 		goto fail;
 	return c;
 

@@ -519,8 +519,14 @@ static void session_auth_done(struct loop_task *t)
 		session_connect_next(s);
 		return;
 	case AUTH_DENIED:
+	case AUTH_ERROR:
+		/* A hash crypt cannot use answers as a wrong password would: the
+		 * client must not learn that this user name exists. */
 		login->failures++;
-		session_log_login(s, LOG_EV_LOGIN_FAILED, login->job.user, "bad credentials");
+		session_log_login(s, LOG_EV_LOGIN_FAILED, login->job.user,
+				  login->job.result == AUTH_DENIED
+					  ? "bad credentials"
+					  : "password check failed: the user's hash is unusable");
 		session_penalise(s, PENALTY_AUTHFAIL, "failed login");
 		session_delay_failure(s);
 		return;

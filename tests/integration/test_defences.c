@@ -495,17 +495,14 @@ static long long elapsed_us(int fd, const char *attempt)
 
 /* An unknown user costs what a wrong password costs: medians of 50 each,
  * interleaved, within 10 %. (No failure delay here, to see the hashing.) */
-static void unknown_user_costs_like_wrong_password(void **state)
+/* One round: medians of N wrong-password and N unknown-user answers, taken
+ * in alternation; returns whether they are within 10 % of each other. */
+static bool timing_round(struct ctx *c)
 {
-	struct ctx *c = *state;
 	enum { N = 50 };
 	long long wrong[N], unknown[N], mw, mu, diff;
 	int fd;
 
-	if (getenv("SOCKGATE_TEST_WRAPPER") != NULL) {
-		print_message("skipped under a wrapper: it distorts timing\n");
-		skip();
-	}
 	/* Two connections: one may try at most 100 times. */
 	for (int half = 0; half < 2; half++) {
 		fd = harness_connect("127.0.0.1", c->f.port);
@@ -523,7 +520,26 @@ static void unknown_user_costs_like_wrong_password(void **state)
 	mu = unknown[N / 2];
 	diff = mw > mu ? mw - mu : mu - mw;
 	print_message("median answer: wrong password %lld us, unknown user %lld us\n", mw, mu);
-	assert_true(diff * 10 <= (mw > mu ? mw : mu));
+	return diff * 10 <= (mw > mu ? mw : mu);
+}
+
+/* An unknown user costs what a wrong password costs: medians of 50 each,
+ * interleaved, within 10 %. (No failure delay here, to see the hashing.)
+ * Another process loading the CPU can skew one round; up to three rounds
+ * are taken. Without the dummy hash an unknown user costs next to nothing,
+ * which no round would pass. */
+static void unknown_user_costs_like_wrong_password(void **state)
+{
+	struct ctx *c = *state;
+	bool same = false;
+
+	if (getenv("SOCKGATE_TEST_WRAPPER") != NULL) {
+		print_message("skipped under a wrapper: it distorts timing\n");
+		skip();
+	}
+	for (int round = 0; round < 3 && !same; round++)
+		same = timing_round(c);
+	assert_true(same);
 }
 
 int main(void)

@@ -22,12 +22,14 @@
 
 #include <cmocka.h>
 
+#include "harness.h"
+
 #ifndef SOCKGATE_BIN_DIR
 #error "SOCKGATE_BIN_DIR must name the directory of the built programs"
 #endif
 
 #define TOOL       SOCKGATE_BIN_DIR "/sockgate-passwd"
-#define TIMEOUT_MS 30000
+#define TIMEOUT_MS ((int)harness_scale(30000, 120000))
 
 /* Known hashes (see the credentials unit tests) for pre-existing lines. */
 #define H6                                                                                         \
@@ -108,18 +110,25 @@ static int drain(int out, int err, struct run *r, long long deadline)
 }
 
 /* Runs the tool with the given arguments (NULL-terminated) and input on stdin
- * (NULL for none, i.e. an empty pipe). */
+ * (NULL for none, i.e. an empty pipe); under SOCKGATE_TEST_WRAPPER if set, whose
+ * verdict on the tool's memory fails the test. */
 static void run_tool(struct run *r, const char *input, unsigned flags, ...)
 {
-	char *argv[16] = {(char *)TOOL};
-	int in[2], out[2], err[2], ws, argc = 1;
+	const char *const *wrapper = harness_wrapper();
+	char *argv[96];
+	int in[2], out[2], err[2], ws, argc = 0;
 	long long deadline = now_ms() + TIMEOUT_MS;
 	va_list ap;
 	pid_t pid;
 
+	while (wrapper != NULL && wrapper[argc] != NULL) {
+		argv[argc] = (char *)wrapper[argc];
+		assert_true(++argc < 80);
+	}
+	argv[argc++] = (char *)TOOL;
 	va_start(ap, flags);
 	while ((argv[argc] = va_arg(ap, char *)) != NULL)
-		assert_true(++argc < 15);
+		assert_true(++argc < 95);
 	va_end(ap);
 	memset(r, 0, sizeof(*r));
 	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
@@ -145,6 +154,9 @@ static void run_tool(struct run *r, const char *input, unsigned flags, ...)
 	close(err[0]);
 	assert_int_equal(waitpid(pid, &ws, 0), pid);
 	r->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+	if (WIFEXITED(ws) && harness_wrapper_failed(r->status))
+		fail_msg("sockgate-passwd: SOCKGATE_TEST_WRAPPER found errors (exit code %d):\n%s",
+			 r->status, r->err);
 }
 
 static void expect_status(const struct run *r, int status, const char *in_stderr)

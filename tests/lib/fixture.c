@@ -110,13 +110,26 @@ int fixture_simple_config(struct fixture *f, const char *extra)
 
 int fixture_start(struct fixture *f)
 {
-	char env_notify[160];
+	return fixture_start_with(f, NULL);
+}
+
+int fixture_start_with(struct fixture *f, const char *const prefix[])
+{
+	char env_notify[160], path[PATH_MAX];
 	const char *env[] = {env_notify, NULL};
-	const char *argv[] = {"sockgate", "-c", f->conf, NULL};
+	const char *argv[16];
 	char line[512];
 	const char *p;
-	size_t cursor = 0;
+	size_t cursor = 0, n = 0;
 
+	/* Under a prefix the daemon is an argument: by its path, not its name. */
+	for (; prefix != NULL && prefix[n] != NULL && n < 12; n++)
+		argv[n] = prefix[n];
+	snprintf(path, sizeof(path), "%s/sockgate", SOCKGATE_BIN_DIR);
+	argv[n] = n > 0 ? path : "sockgate";
+	argv[n + 1] = "-c";
+	argv[n + 2] = f->conf;
+	argv[n + 3] = NULL;
 	f->notify_fd = harness_notify_open(f->notify_path, sizeof(f->notify_path));
 	if (f->notify_fd < 0)
 		return -1;
@@ -177,6 +190,18 @@ int fixture_stop(struct fixture *f)
 	return f->daemon.exit_code;
 }
 
+int fixture_stop_upstream(struct fixture *f)
+{
+	struct harness_proc *u = &f->upstream;
+
+	if (u->pid <= 0)
+		return 0;
+	if (!u->exited &&
+	    (kill(u->pid, SIGTERM) < 0 || harness_wait_exit(u, FIXTURE_TIMEOUT_MS) < 0))
+		return -1;
+	return u->term_signal == 0 ? u->exit_code : -1;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
@@ -189,6 +214,9 @@ void fixture_teardown(struct fixture *f, int dump)
 {
 	if (dump && f->log != NULL)
 		logtap_dump(f->log, "sockgate log");
+	/* What the upstream wrote after its port: under SOCKGATE_TEST_WRAPPER, its report. */
+	if (dump && f->upstream.pid > 0)
+		harness_dump_ready(f->upstream.err_fd, "sockgate-server stderr");
 	harness_cleanup(&f->daemon);
 	logtap_stop(f->log);
 	f->log = NULL;

@@ -45,13 +45,20 @@ int fixture_config(struct fixture *f, const char *top, const char *extra);
 /* Starts the daemon on the written configuration and waits for READY=1 and the
  * first "listening" line (its port goes to f->port). */
 int fixture_start(struct fixture *f);
+/* The same with the daemon run under a command that execs the rest of its arguments, e.g.
+ * {"/usr/bin/prlimit", "--nofile=64:64", "--", NULL}; NULL: as fixture_start(). */
+int fixture_start_with(struct fixture *f, const char *const prefix[]);
 /* Waits for a log line containing needle after the last one waited for. */
 int fixture_log_wait(struct fixture *f, const char *needle, char *line, size_t len);
 /* Sends SIGHUP and waits for the reload's READY=1. */
 int fixture_reload(struct fixture *f);
 /* SIGTERM, wait for exit; returns the exit code (-1 if killed or timed out). */
 int fixture_stop(struct fixture *f);
-/* Stops whatever runs, dumps the log if dump, removes the directory. */
+/* The same for the upstream sockgate-server, unless it exited already; 0 when there is none.
+ * Its connection processes go on (fixture_teardown() kills them). Stop the daemon first. */
+int fixture_stop_upstream(struct fixture *f);
+/* Stops whatever runs, dumps the log (and the upstream's stderr) if dump, removes the
+ * directory. */
 void fixture_teardown(struct fixture *f, int dump);
 
 /* Reads from fd until the bytes received (kept in buf, NUL-terminated) contain

@@ -27,6 +27,100 @@
 
 extern char **environ;
 
+/* At most this many words in SOCKGATE_TEST_WRAPPER. */
+#define WRAPPER_MAX_WORDS 64
+
+long harness_scale(long full, long small)
+{
+	static int scale = -1; /* 0: full, 1: small */
+
+	if (scale < 0) {
+		const char *s = getenv("SOCKGATE_TEST_SCALE");
+
+		scale = s != NULL && strcmp(s, "small") == 0;
+		if (s != NULL && s[0] != '\0' && !scale)
+			fprintf(stderr,
+				"harness: SOCKGATE_TEST_SCALE=\"%s\" is not \"small\"; "
+				"running at full scale\n",
+				s);
+	}
+	return scale ? small : full;
+}
+
+/* A wrapper that cannot be used must not quietly leave the programs unchecked. */
+static void wrapper_fatal(const char *why, const char *what)
+{
+	fprintf(stderr, "harness: SOCKGATE_TEST_WRAPPER: %s%s\n", why, what);
+	exit(1);
+}
+
+/* The first executable name in PATH, written into out. Returns 0 or -1. */
+static int path_lookup(const char *name, char *out, size_t len)
+{
+	const char *dirs = getenv("PATH");
+
+	if (dirs == NULL || dirs[0] == '\0')
+		dirs = "/usr/local/bin:/usr/bin:/bin";
+	for (;;) {
+		size_t n = strcspn(dirs, ":");
+
+		/* An empty element is the current directory. */
+		if ((size_t)snprintf(out, len, "%.*s/%s", (int)n, n > 0 ? dirs : ".", name) < len &&
+		    access(out, X_OK) == 0)
+			return 0;
+		if (dirs[n] == '\0')
+			return -1;
+		dirs += n + 1;
+	}
+}
+
+const char *const *harness_wrapper(void)
+{
+	static char text[4096], path[PATH_MAX];
+	static const char *words[WRAPPER_MAX_WORDS + 1];
+	static int state = -1; /* -1: not parsed yet, 0: none, 1: words */
+	const char *env;
+	char *save, *w;
+	size_t n = 0;
+
+	if (state >= 0)
+		return state ? words : NULL;
+	state = 0;
+	env = getenv("SOCKGATE_TEST_WRAPPER");
+	if (env == NULL)
+		return NULL;
+	if (strlen(env) >= sizeof(text))
+		wrapper_fatal("too long", "");
+	strcpy(text, env);
+	for (w = strtok_r(text, " \t", &save); w != NULL; w = strtok_r(NULL, " \t", &save)) {
+		if (n == WRAPPER_MAX_WORDS)
+			wrapper_fatal("too many words", "");
+		words[n++] = w;
+	}
+	words[n] = NULL;
+	if (n == 0)
+		return NULL;
+	if (strchr(words[0], '/') == NULL) {
+		if (path_lookup(words[0], path, sizeof(path)) < 0)
+			wrapper_fatal("not found in PATH: ", words[0]);
+		words[0] = path;
+	}
+	state = 1;
+	return words;
+}
+
+int harness_wrapper_failed(int exit_code)
+{
+	static const char opt[] = "--error-exitcode=";
+	const char *const *w = harness_wrapper();
+
+	for (; w != NULL && *w != NULL; w++) {
+		if (strncmp(*w, opt, sizeof(opt) - 1) == 0)
+			return exit_code == atoi(*w + sizeof(opt) - 1);
+	}
+	return 0;
+}
+
 static long long now_ms(void)
 {
 	struct timespec ts;
@@ -173,19 +267,39 @@ int harness_spawn(struct harness_proc *p, const char *const argv[], const char *
 {
 	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, ep[2] = {-1, -1};
 	int nullfd = -1, src[3], e, rc = -1;
+	const char *const *wrapper = NULL;
+	const char **cmd = NULL, *exe;
 	char path[PATH_MAX];
 	char **envp = NULL;
 	pid_t parent = getpid(), pid;
+	size_t nw = 0, na = 0;
 	ssize_t n;
 
 	proc_reset(p);
 	/* Writing to the stdin of a program that has already exited must fail with EPIPE, not
 	 * kill the test. Children get the default back before exec. */
 	signal(SIGPIPE, SIG_IGN);
-	if (strchr(argv[0], '/') != NULL)
+	if (strchr(argv[0], '/') != NULL) {
 		snprintf(path, sizeof(path), "%s", argv[0]);
-	else
+	} else {
 		snprintf(path, sizeof(path), "%s/%s", SOCKGATE_BIN_DIR, argv[0]);
+		wrapper = harness_wrapper();
+	}
+	/* The command: the wrapper's words, then the program's path and its arguments. */
+	while (wrapper != NULL && wrapper[nw] != NULL)
+		nw++;
+	while (argv[na] != NULL)
+		na++;
+	cmd = calloc(nw + na + 1, sizeof(*cmd));
+	if (cmd == NULL)
+		goto out;
+	for (size_t i = 0; i < nw; i++)
+		cmd[i] = wrapper[i];
+	for (size_t i = 0; i < na; i++)
+		cmd[nw + i] = argv[i];
+	if (nw > 0)
+		cmd[nw] = path;
+	exe = nw > 0 ? wrapper[0] : path;
 	envp = env_build(env);
 	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (envp == NULL || nullfd < 0)
@@ -207,7 +321,7 @@ int harness_spawn(struct harness_proc *p, const char *const argv[], const char *
 	if (pid < 0)
 		goto out;
 	if (pid == 0)
-		spawn_child(path, argv, envp, src, ep[1], parent);
+		spawn_child(exe, cmd, envp, src, ep[1], parent);
 	/* Also here, so kill(-pid) works even before the child got to run. */
 	setpgid(pid, pid);
 	close_fd(&ep[1]);
@@ -215,7 +329,7 @@ int harness_spawn(struct harness_proc *p, const char *const argv[], const char *
 		n = read(ep[0], &e, sizeof(e));
 	} while (n < 0 && errno == EINTR);
 	if (n > 0) {
-		fprintf(stderr, "harness: cannot run %s: %s\n", path, strerror(e));
+		fprintf(stderr, "harness: cannot run %s: %s\n", exe, strerror(e));
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
 		goto out;
@@ -241,6 +355,7 @@ out:
 	}
 	close_fd(&nullfd);
 	free(envp);
+	free(cmd);
 	return rc;
 }
 
@@ -286,6 +401,21 @@ int harness_wait_exit(struct harness_proc *p, int timeout_ms)
 	if (pidfd >= 0)
 		close(pidfd);
 	return rc;
+}
+
+void harness_dump_ready(int fd, const char *title)
+{
+	char buf[4096];
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	fprintf(stderr, "--- %s ---\n", title);
+	while ((n = read(fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
+		if (n > 0)
+			fwrite(buf, 1, (size_t)n, stderr);
+	}
+	fprintf(stderr, "--- end of %s ---\n", title);
 }
 
 void harness_cleanup(struct harness_proc *p)

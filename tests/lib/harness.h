@@ -8,8 +8,36 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* A generous default for one wait: sanitizer builds on a loaded machine are slow. */
-#define HARNESS_TIMEOUT_MS 15000
+/* Running the programs under a checker such as valgrind, from the environment (both unset by
+ * default; ctest's *_valgrind tests set them):
+ *
+ *   SOCKGATE_TEST_WRAPPER  a command line put in front of every program of this tree that
+ *                          harness_spawn() starts (argv[0] without '/'), never in front of a
+ *                          system program (/usr/bin/telnet). Split on spaces, no quoting; a
+ *                          first word without '/' is looked up in PATH. E.g. "valgrind --quiet
+ *                          --error-exitcode=99 --leak-check=full ...": the program's exit code
+ *                          then tells about memory errors, so a test must let our programs
+ *                          exit by themselves or on SIGTERM and check the code; a SIGKILL'd
+ *                          program (harness_cleanup()) reports nothing.
+ *   SOCKGATE_TEST_SCALE    "small": heavy tests move fewer bytes and start fewer clients, and
+ *                          waits last longer (harness_scale()). Set it with a slow wrapper.
+ */
+
+/* full, or small when SOCKGATE_TEST_SCALE is "small". For sizes and counts of load tests
+ * (harness_scale(100 << 20, 4 << 20)) and for timeouts (where small is the larger one). */
+long harness_scale(long full, long small);
+
+/* The words of SOCKGATE_TEST_WRAPPER, NULL-terminated, the first one resolved to a path; NULL
+ * when it is unset or empty. Parsed on the first call; static storage. */
+const char *const *harness_wrapper(void);
+
+/* Whether code, a program's exit code, is the wrapper's --error-exitcode=N: the checker found
+ * errors in it (its report went to the program's stderr). 0 without a wrapper. */
+int harness_wrapper_failed(int exit_code);
+
+/* A generous default for one wait: sanitizer builds on a loaded machine are slow, valgrind
+ * (SOCKGATE_TEST_SCALE=small) even more. Not a constant expression. */
+#define HARNESS_TIMEOUT_MS ((int)harness_scale(15000, 60000))
 
 enum harness_spawn_flags {
 	HARNESS_STDIN_NULL = 1 << 0,  /* stdin from /dev/null instead of a pipe */
@@ -32,10 +60,12 @@ struct harness_proc {
 	int term_signal; /* the signal that killed it, or 0 */
 };
 
-/* Starts argv[0] (a name without '/' means a program built in this tree) with argv. env lists
- * "NAME=value" strings added to, or replacing, the test's environment; NULL for none. The child
- * gets default signal dispositions, an empty signal mask, and SIGKILL when the test process
- * dies. Returns 0, or -1 (also when exec failed) with p left empty. */
+/* Starts argv[0] (a name without '/' means a program built in this tree, run under
+ * SOCKGATE_TEST_WRAPPER if set, see above: pid is then the wrapper's, which valgrind shares
+ * with the program) with argv. env lists "NAME=value" strings added to, or replacing, the
+ * test's environment; NULL for none. The child gets default signal dispositions, an empty
+ * signal mask, and SIGKILL when the test process dies. Returns 0, or -1 (also when exec
+ * failed) with p left empty. */
 int harness_spawn(struct harness_proc *p, const char *const argv[], const char *const env[],
 		  unsigned flags);
 
@@ -43,6 +73,11 @@ int harness_spawn(struct harness_proc *p, const char *const argv[], const char *
  * until harness_cleanup(), so its pid, and so its process group, cannot be reused meanwhile.
  * Returns 0, or -1 on timeout. */
 int harness_wait_exit(struct harness_proc *p, int timeout_ms);
+
+/* Copies what fd (a process's stderr, say) holds right now to the test's stderr between two
+ * lines naming title, without waiting: after the process exited, all it wrote. fd must be
+ * non-blocking, as harness_spawn() leaves its pipes; -1 is fine. */
+void harness_dump_ready(int fd, const char *title);
 
 /* Kills p's whole process group with SIGKILL, reaps p and closes its pipes. Safe to call more
  * than once, and on a struct that harness_spawn() failed to fill or a zeroed one. */

@@ -250,6 +250,14 @@ static const struct {
 	{"alice:$6$$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfa"
 	 "S35inz1\n",
 	 "is not a well-formed sha512-crypt hash", "svn8UoSV"},
+	/* Well-formed to the eye, but libxcrypt cannot use it: as the first entry
+	 * it would make unknown users' checks fail unlike a wrong password's. */
+	{"bob:$y$$abcdefghijklmnopqrstuv$ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq\n",
+	 "the first user's hash has parameters libxcrypt cannot use", "ABCDEFGH"},
+	/* libxcrypt's own rule for sha-crypt rounds (1000..999999999). */
+	{"alice:$6$rounds=999$salt$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTL"
+	 "iBFdcbYEdFCoEOfaS35inz1\n",
+	 "is not a well-formed sha512-crypt hash", "svn8UoSV"},
 	/* The first problem from the top wins, whatever its kind. */
 	{"alice:" H_Y "\nalice:" H_Y "\nbob:s3cr3t\n", "users:2: duplicate user", "s3cr3t"},
 	{"bob:s3cr3t\nalice:" H_Y "\nalice:" H_Y "\n", "users:1: user \"bob\"", "s3cr3t"},
