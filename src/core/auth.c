@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,9 +36,15 @@ static void *auth_thread(void *arg)
 	struct auth_pool *pool = arg;
 
 	/* Lower priority than the relay loops: a login storm must not slow the
-	 * sessions already relaying. Failure (a sandbox forbids it) is harmless. */
-	if (pool->nice != 0)
-		(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), pool->nice);
+	 * sessions already relaying. SCHED_IDLE runs the checks only on CPU time
+	 * the relays leave (and the relays preempt them at once); where that is
+	 * refused, a nice value. Failure (a sandbox forbids both) is harmless. */
+	if (pool->nice != 0) {
+		struct sched_param sp = {.sched_priority = 0};
+
+		if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
+			(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), pool->nice);
+	}
 
 	pthread_mutex_lock(&pool->lock);
 	for (;;) {
