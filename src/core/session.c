@@ -762,7 +762,17 @@ static void session_relay(struct session *s)
 	up = relay_pump(&s->up, s->client.fd, &s->c_rd, s->c_drain, s->upstream.fd, &s->u_wr,
 			w->scratch, w->scratch_len, SESSION_RELAY_BUDGET);
 	if (up == RELAY_SRC_ERROR || up == RELAY_DST_ERROR) {
-		session_close(s, session_errno_reason(errno, up == RELAY_SRC_ERROR));
+		int e = errno;
+
+		/* The upstream is gone, but what it sent before it went (often
+		 * the reason why) still waits in our socket: pass it on first. */
+		if (up == RELAY_DST_ERROR) {
+			s->u_rd = true;
+			(void)relay_pump(&s->down, s->upstream.fd, &s->u_rd, true, s->client.fd,
+					 &s->c_wr, w->scratch, w->scratch_len,
+					 SESSION_RELAY_BUDGET);
+		}
+		session_close(s, session_errno_reason(e, up == RELAY_SRC_ERROR));
 		return;
 	}
 	down = relay_pump(&s->down, s->upstream.fd, &s->u_rd, s->u_drain, s->client.fd, &s->c_wr,
