@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "client_checks.h"
 #include "fixture.h"
 
 #define PASSWORD "Correct-Horse-7"
@@ -85,29 +86,8 @@ static int connect_from(const char *src, int port)
 	return fd;
 }
 
-static void send_str(int fd, const char *s)
-{
-	assert_int_equal(harness_write_all(fd, s, strlen(s), T), 0);
-}
 
-static void expect_str(int fd, const char *s)
-{
-	char buf[16384];
 
-	if (fixture_expect(fd, s, buf, sizeof(buf), T) < 0)
-		fail_msg("expected \"%s\", got \"%s\"", s, buf);
-}
-
-/* What a connection gets until the daemon closes it. */
-static const char *read_to_eof(int fd)
-{
-	static char buf[65536];
-	ssize_t n = harness_read_all(fd, buf, sizeof(buf) - 1, T);
-
-	assert_true(n >= 0);
-	buf[n] = '\0';
-	return buf;
-}
 
 /* ---- penalties ---------------------------------------------------------- */
 

@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "client_checks.h"
 #include "fixture.h"
 
 #define PASSWORD "s3cr3t-Pw!x"
@@ -476,18 +477,7 @@ static int gateway_port(struct ctx *c, const char *name)
 
 /* ---- client helpers ------------------------------------------------------ */
 
-static void send_str(int fd, const char *s)
-{
-	assert_int_equal(harness_write_all(fd, s, strlen(s), T), 0);
-}
 
-static void expect_str(int fd, const char *s)
-{
-	char buf[8192];
-
-	if (fixture_expect(fd, s, buf, sizeof(buf), T) < 0)
-		fail_msg("expected \"%s\", got \"%s\"", s, buf);
-}
 
 static int local_port(int fd)
 {

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "client_checks.h"
 #include "fixture.h"
 
 #define PASSWORD "s3cr3t-Pw!x"
@@ -74,29 +75,8 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void send_str(int fd, const char *s)
-{
-	assert_int_equal(harness_write_all(fd, s, strlen(s), T), 0);
-}
 
-static void expect_str(int fd, const char *s)
-{
-	char buf[8192];
 
-	if (fixture_expect(fd, s, buf, sizeof(buf), T) < 0)
-		fail_msg("expected \"%s\", got \"%s\"", s, buf);
-}
-
-/* Reads until EOF; fails on timeout. Returns what came (static buffer). */
-static const char *read_to_eof(int fd)
-{
-	static char buf[65536];
-	ssize_t n = harness_read_all(fd, buf, sizeof(buf) - 1, T);
-
-	assert_true(n >= 0);
-	buf[n] = '\0';
-	return buf;
-}
 
 static void login_and_relay(void **state)
 {
