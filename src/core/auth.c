@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -62,6 +63,10 @@ static void *auth_thread_main(void *arg)
 {
 	struct auth_thread *t = arg;
 	struct auth_pool *pool = t->pool;
+	char name[16];
+
+	snprintf(name, sizeof(name), "sockgate-a%u", t->index);
+	pthread_setname_np(pthread_self(), name);
 
 	/* Lower priority than the relay loops, for the checks that run here
 	 * (no checker, or its child is gone): SCHED_IDLE, or where that is

@@ -2,6 +2,7 @@
 #include "worker.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
@@ -34,7 +35,11 @@ struct worker *worker_create(unsigned id, struct auth_pool *auth, size_t scratch
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
+	char name[16];
 
+	/* For top -H, perf and gdb: "sockgate-w0", "sockgate-w1", ... */
+	snprintf(name, sizeof(name), "sockgate-w%u", w->id);
+	pthread_setname_np(pthread_self(), name);
 	if (loop_run(w->loop) < 0)
 		log_msg(LOG_CRIT, "worker %u: event loop failed", w->id);
 	return NULL;
