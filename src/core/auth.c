@@ -5,23 +5,11 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include "checker.h"
-#include "log.h"
-
-/* A pool thread and the checker child it talks to. */
-struct auth_thread {
-	struct auth_pool *pool;
-	pthread_t id;
-	unsigned index;
-	bool checker_lost; /* its child is gone: check here instead */
-};
 
 struct auth_pool {
 	pthread_mutex_t lock;
@@ -31,8 +19,7 @@ struct auth_pool {
 	bool stopping;
 	int nice;
 	unsigned n_threads;
-	struct auth_thread *threads;
-	struct checker *checker; /* NULL: crypt runs in the pool's threads */
+	pthread_t *threads;
 };
 
 static void auth_complete(struct auth_job *job, enum auth_result result)
@@ -44,33 +31,15 @@ static void auth_complete(struct auth_job *job, enum auth_result result)
 	loop_post(job->reply_loop, &job->task, job->done, job->arg);
 }
 
-static int auth_crypt(void *arg, const char *setting, struct crypt_data *data)
+static void *auth_thread(void *arg)
 {
-	struct auth_thread *t = arg;
+	struct auth_pool *pool = arg;
 
-	if (!t->checker_lost) {
-		if (checker_crypt(t->pool->checker, t->index, setting, data) == 0)
-			return 0;
-		t->checker_lost = true;
-		log_msg(LOG_WARNING,
-			"password-check process %u is gone (%s): its checks run in the daemon now",
-			t->index, strerror(errno));
-	}
-	return crypt_r(data->input, setting, data) != NULL ? 0 : -1;
-}
-
-static void *auth_thread_main(void *arg)
-{
-	struct auth_thread *t = arg;
-	struct auth_pool *pool = t->pool;
-	char name[16];
-
-	snprintf(name, sizeof(name), "sockgate-a%u", t->index);
-	pthread_setname_np(pthread_self(), name);
-
-	/* Lower priority than the relay loops, for the checks that run here
-	 * (no checker, or its child is gone): SCHED_IDLE, or where that is
-	 * refused a nice value. Failure (a sandbox forbids both) is harmless. */
+	pthread_setname_np(pthread_self(), "sockgate-auth"); /* for top -H, perf, gdb */
+	/* Lower priority than the relay loops: a login storm must not slow the
+	 * sessions already relaying. SCHED_IDLE runs the checks only on CPU time
+	 * the relays leave (and the relays preempt them at once); where that is
+	 * refused, a nice value. Failure (a sandbox forbids both) is harmless. */
 	if (pool->nice != 0) {
 		struct sched_param sp = {.sched_priority = 0};
 
@@ -101,8 +70,7 @@ static void *auth_thread_main(void *arg)
 		pool->running++;
 		pthread_mutex_unlock(&pool->lock);
 
-		r = credentials_verify_with(job->creds, job->user, job->password,
-					    pool->checker != NULL ? auth_crypt : NULL, t);
+		r = credentials_verify(job->creds, job->user, job->password);
 		auth_complete(job, r == CREDENTIALS_OK ? AUTH_OK :
 				   r == CREDENTIALS_DENIED ? AUTH_DENIED : AUTH_ERROR);
 
@@ -114,7 +82,7 @@ static void *auth_thread_main(void *arg)
 }
 
 struct auth_pool *auth_pool_create(unsigned threads, unsigned max_queue, int nice,
-				   bool use_checker, struct errbuf *err)
+				   struct errbuf *err)
 {
 	struct auth_pool *pool = calloc(1, sizeof(*pool));
 	sigset_t all, old;
@@ -134,16 +102,6 @@ struct auth_pool *auth_pool_create(unsigned threads, unsigned max_queue, int nic
 		errbuf_set(err, "out of memory");
 		return NULL;
 	}
-	/* Before the first thread: the children are forked from a process that
-	 * has no other thread. */
-	if (use_checker) {
-		pool->checker = checker_spawn(threads, err);
-		if (pool->checker == NULL) {
-			free(pool->threads);
-			free(pool);
-			return NULL;
-		}
-	}
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_cond_init(&pool->cond, NULL);
 	pool->max_queue = max_queue;
@@ -152,12 +110,7 @@ struct auth_pool *auth_pool_create(unsigned threads, unsigned max_queue, int nic
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (; pool->n_threads < threads; pool->n_threads++) {
-		struct auth_thread *t = &pool->threads[pool->n_threads];
-		int rc;
-
-		t->pool = pool;
-		t->index = pool->n_threads;
-		rc = pthread_create(&t->id, NULL, auth_thread_main, t);
+		int rc = pthread_create(&pool->threads[pool->n_threads], NULL, auth_thread, pool);
 
 		if (rc != 0) {
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -206,7 +159,7 @@ void auth_pool_stop(struct auth_pool *pool)
 	pthread_cond_broadcast(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);
 	for (unsigned i = 0; i < pool->n_threads; i++)
-		pthread_join(pool->threads[i].id, NULL);
+		pthread_join(pool->threads[i], NULL);
 	pool->n_threads = 0;
 }
 
@@ -217,7 +170,6 @@ void auth_pool_free(struct auth_pool *pool)
 	auth_pool_stop(pool);
 	pthread_mutex_destroy(&pool->lock);
 	pthread_cond_destroy(&pool->cond);
-	checker_free(pool->checker);
 	free(pool->threads);
 	free(pool);
 }

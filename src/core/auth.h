@@ -34,12 +34,10 @@ struct auth_job {
 };
 
 /* threads: 0 means one per CPU. max_queue: jobs waiting (not running) at most.
- * use_checker: hash in checker child processes (see checker.h), one per
- * thread, forked here: call it before the process starts any other thread.
- * nice: the threads' nice value where SCHED_IDLE is refused, for the checks
- * they run themselves (no checker, or a child that died). */
+ * The threads run at SCHED_IDLE, so checks yield to relaying; where that is
+ * refused, at nice value nice. */
 struct auth_pool *auth_pool_create(unsigned threads, unsigned max_queue, int nice,
-				   bool use_checker, struct errbuf *err);
+				   struct errbuf *err);
 
 /* Queues job (fill user, password, creds (a new reference), reply_loop, done,
  * arg first). Returns 0, or -1 if the queue is full or the pool is stopping; then

@@ -631,13 +631,6 @@ int credentials_memcmp_ct(const void *a, const void *b, size_t len)
 enum credentials_result credentials_verify(const struct credentials *c, const char *user,
 					   const char *password)
 {
-	return credentials_verify_with(c, user, password, NULL, NULL);
-}
-
-enum credentials_result credentials_verify_with(const struct credentials *c, const char *user,
-						const char *password, credentials_crypt_fn *fn,
-						void *arg)
-{
 	const struct credentials_entry *e = NULL;
 	enum credentials_result result = CREDENTIALS_ERROR;
 	struct crypt_data *data;
@@ -671,10 +664,7 @@ enum credentials_result credentials_verify_with(const struct credentials *c, con
 	memcpy(data->input, password, plen);
 	data->input[plen] = '\0';
 
-	if (fn == NULL)
-		out = crypt_r(data->input, expected, data);
-	else
-		out = fn(arg, expected, data) == 0 ? data->output : NULL;
+	out = crypt_r(data->input, expected, data);
 	if (out == NULL || out[0] == '*')
 		goto done;
 	out_len = strnlen(out, CRYPT_OUTPUT_SIZE);

@@ -5,7 +5,6 @@
 #ifndef SOCKGATE_CREDENTIALS_H
 #define SOCKGATE_CREDENTIALS_H
 
-#include <crypt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -49,15 +48,6 @@ size_t credentials_count(const struct credentials *c);
  * the password and hash are wiped before returning. */
 enum credentials_result credentials_verify(const struct credentials *c, const char *user,
 					   const char *password);
-
-/* Computes crypt(3) of data->input with setting into data->output (or crypt's
- * failure token). Returns 0, or -1 if it could not run at all. */
-typedef int credentials_crypt_fn(void *arg, const char *setting, struct crypt_data *data);
-
-/* credentials_verify, with the hashing done by fn (NULL: crypt_r here). */
-enum credentials_result credentials_verify_with(const struct credentials *c, const char *user,
-						const char *password, credentials_crypt_fn *fn,
-						void *arg);
 
 /* True if user exists in both snapshots with the same hash: used on reload to
  * find sessions whose user was removed or whose password changed. */

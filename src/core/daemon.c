@@ -678,7 +678,7 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 	unsigned n = d->config->workers != 0 ? d->config->workers : daemon_cpus();
 
 	d->auth = auth_pool_create(d->config->auth_threads, d->config->limits.auth_queue,
-				   DAEMON_AUTH_NICE, true, err);
+				   DAEMON_AUTH_NICE, err);
 	if (d->auth == NULL)
 		return -1;
 	d->workers = calloc(n, sizeof(*d->workers));

@@ -1,10 +1,8 @@
 /* test_gateway: the real sockgate in front of a real sockgate-server on
  * loopback: the login exchange, its failures, the relay, reloads and shutdown. */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -103,96 +101,6 @@ static void login_and_relay(void **state)
 	assert_int_equal(fixture_log_wait(&c->f, "session closed", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, "bytes_in=12"));
 	assert_non_null(strstr(line, "duration_ms="));
-}
-
-/* The daemon's children named sockgate-check, up to max; returns how many. */
-static unsigned checker_children(pid_t daemon, pid_t *pids, unsigned max)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	unsigned n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)) != NULL && n < max) {
-		char path[300], buf[512];
-		FILE *fp;
-		int ppid = 0;
-		char comm[64] = "";
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/status", e->d_name);
-		fp = fopen(path, "r");
-		if (fp == NULL)
-			continue;
-		while (fgets(buf, sizeof(buf), fp) != NULL) {
-			if (strncmp(buf, "Name:", 5) == 0)
-				sscanf(buf + 5, "%63s", comm);
-			else if (strncmp(buf, "PPid:", 5) == 0)
-				ppid = atoi(buf + 5);
-		}
-		fclose(fp);
-		if (ppid == daemon && strcmp(comm, "sockgate-check") == 0)
-			pids[n++] = atoi(e->d_name);
-	}
-	closedir(d);
-	return n;
-}
-
-static void log_in_and_talk(struct ctx *c, const char *msg)
-{
-	char want[128];
-	int fd = harness_connect("127.0.0.1", c->f.port);
-
-	assert_true(fd >= 0);
-	expect_str(fd, "Username: ");
-	send_str(fd, "alice\n");
-	expect_str(fd, "Password: ");
-	send_str(fd, PASSWORD "\n");
-	expect_str(fd, "You are now logged in.\n");
-	snprintf(want, sizeof(want), "%s\n", msg);
-	send_str(fd, want);
-	snprintf(want, sizeof(want), "I got your message: %s\n", msg);
-	expect_str(fd, want);
-	close(fd);
-}
-
-/* Password checks run in child processes, each in a session of its own at
- * SCHED_IDLE (so they yield to every other process, not only to the daemon's
- * threads); if they die, logins still work, checked in the daemon. */
-static void checks_in_idle_children(void **state)
-{
-	struct ctx *c = *state;
-	pid_t pids[8];
-	unsigned n;
-	char line[1024];
-
-	log_in_and_talk(c, "first");
-	n = checker_children(c->f.daemon.pid, pids, 8);
-	assert_int_equal(n, 2); /* auth_threads = 2 */
-	for (unsigned i = 0; i < n; i++) {
-		assert_int_equal(getsid(pids[i]), pids[i]);
-		assert_int_equal(sched_getscheduler(pids[i]), SCHED_IDLE);
-		assert_int_equal(kill(pids[i], SIGKILL), 0);
-	}
-	log_in_and_talk(c, "second");
-	assert_int_equal(fixture_log_wait(&c->f, "password-check process", line, sizeof(line)), 0);
-	assert_non_null(strstr(line, "is gone"));
-	assert_null(strstr(line, PASSWORD));
-	log_in_and_talk(c, "third");
-}
-
-static int setup_two_checkers(void **state)
-{
-	struct ctx *c = calloc(1, sizeof(*c));
-
-	assert_non_null(c);
-	*state = c;
-	assert_int_equal(fixture_init(&c->f, users), 0);
-	assert_int_equal(fixture_upstream(&c->f, NULL), 0);
-	assert_int_equal(fixture_config(&c->f, "auth_threads = 2;", ""), 0);
-	assert_int_equal(fixture_start(&c->f), 0);
-	return 0;
 }
 
 static void wrong_then_right(void **state)
@@ -810,7 +718,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(login_and_relay, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(wrong_then_right, setup_message, teardown),
-		cmocka_unit_test_setup_teardown(checks_in_idle_children, setup_two_checkers, teardown),
 		cmocka_unit_test_setup_teardown(max_attempts_exhausted, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(unknown_user, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(grace_time_expired, setup_grace, teardown),

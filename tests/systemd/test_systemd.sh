@@ -238,20 +238,6 @@ out=$(login ::1 2323 hello6) || fail "sockgate-client over ::1 failed: $out"
 [[ $out == *"[up1] I got your message: hello6"* ]] || fail "no relay over [::1]:2323; got: $out"
 ok "alice logged in over [::1]:2323 and up1 answered"
 
-echo "== b2. password checks run in idle child processes, under the hardened unit"
-main_pid=$(g systemctl show -P MainPID sockgate)
-mapfile -t kids < <(g pgrep -P "$main_pid" -x sockgate-check)
-[[ ${#kids[@]} -ge 1 ]] || fail "no sockgate-check child of sockgate (MainPID $main_pid)"
-for k in "${kids[@]}"; do
-	policy=$(g chrt -p "$k" | head -n 1)
-	[[ $policy == *SCHED_IDLE* ]] || fail "sockgate-check $k: \"$policy\", expected SCHED_IDLE"
-	[[ $(g ps -o sid= -p "$k" | tr -d ' ') == "$k" ]] ||
-		fail "sockgate-check $k is not in a session of its own"
-done
-journal -u sockgate | grep -q "password-check process" &&
-	fail "the journal reports a lost password-check process"
-ok "${#kids[@]} sockgate-check processes, SCHED_IDLE, each in a session of its own"
-
 echo "== c. the journal"
 # The session's summary is logged as it closes, maybe after the client exited.
 poll_until 10 has_entries -u sockgate MESSAGE_ID=$ID_SESSION_CLOSED REMOTE_ADDR=127.0.0.1 ||

@@ -126,7 +126,7 @@ static int env_setup(void **state)
 	fclose(f);
 	e->upstream_lfd = harness_listen("127.0.0.1", &e->upstream_port);
 	assert_true(e->upstream_lfd >= 0);
-	e->auth = auth_pool_create(2, 16, 0, false, &err);
+	e->auth = auth_pool_create(2, 16, 0, &err);
 	assert_non_null(e->auth);
 	e->worker = worker_create(0, e->auth, 64 << 10, &err);
 	assert_non_null(e->worker);
