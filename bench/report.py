@@ -322,8 +322,11 @@ w("")
 if meta.get("have_open") != "1":
     w("The raw connection rate needs a gateway with `authenticate = false`, which this sockgate "
       "does not accept; the other relays' connection rates are still in the table above.\n")
-changes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "CHANGES.md")
-if os.path.exists(changes):
-    with open(changes, encoding="utf-8") as f:
-        w(f.read().rstrip("\n") + "\n")
+# Static text kept beside the script: what limits the measurements, and the
+# experiments behind sockgate's design.
+for name in ("READING.md", "CHANGES.md"):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            w(f.read().rstrip("\n") + "\n")
 sys.stdout.write("\n".join(out) + "\n")
