@@ -24,8 +24,10 @@ int relay_queue(struct relay_dir *d, const void *data, size_t len)
 
 	if (len == 0)
 		return 0;
-	if ((size_t)d->len + len > UINT32_MAX)
+	if ((size_t)d->len + len > UINT32_MAX) {
+		errno = ENOMEM;
 		return -1;
+	}
 	nb = malloc(d->len + len);
 	if (nb == NULL)
 		return -1;

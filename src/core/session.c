@@ -253,6 +253,20 @@ static int session_send(struct session *s, const char *text)
 	return 0;
 }
 
+/* A write to the client failed (session_send, relay_flush): says why, from
+ * errno, in the words the relay uses for the same failures. */
+static void session_client_write_failed(struct session *s)
+{
+	bool login = s->state != SESSION_RELAYING;
+
+	if (errno == ECONNRESET || errno == EPIPE)
+		session_close(s, login ? "client reset during login" : "client reset");
+	else if (errno == ENOMEM)
+		session_close(s, "out of memory");
+	else
+		session_close(s, "client write error");
+}
+
 static void session_linger_timeout(struct loop_timer *t)
 {
 	struct session *s = t->arg;
@@ -375,7 +389,7 @@ static void session_start_task(struct loop_task *t)
 	}
 	session_enter(s, SESSION_USERNAME);
 	if (session_send(s, cfg->login.username_prompt) < 0) {
-		session_close(s, "client write error");
+		session_client_write_failed(s);
 		return;
 	}
 }
@@ -444,7 +458,7 @@ static void session_answer_failure(struct session *s)
 	session_enter(s, SESSION_USERNAME);
 	if (session_send(s, cfg->login.failure_message) < 0 ||
 	    session_send(s, cfg->login.username_prompt) < 0) {
-		session_close(s, "client write error");
+		session_client_write_failed(s);
 		return;
 	}
 	session_login_input(s);
@@ -566,13 +580,13 @@ static void session_on_line(struct session *s, char *line, size_t len)
 		if (len == 0) {
 			/* An empty line asks again; it is no attempt. */
 			if (session_send(s, cfg->login.username_prompt) < 0)
-				session_close(s, "client write error");
+				session_client_write_failed(s);
 			return;
 		}
 		memcpy(s->login->job.user, line, len + 1);
 		session_enter(s, SESSION_PASSWORD);
 		if (session_send(s, cfg->login.password_prompt) < 0)
-			session_close(s, "client write error");
+			session_client_write_failed(s);
 		return;
 	}
 	session_on_password(s, line, len);
@@ -716,7 +730,7 @@ static void session_connected(struct session *s)
 	(void)net_set_oobinline(s->upstream.fd);
 	session_enter(s, SESSION_RELAYING);
 	if (cfg->authenticate && session_send(s, cfg->login.success_message) < 0) {
-		session_close(s, "client write error");
+		session_client_write_failed(s);
 		return;
 	}
 	if (cfg->idle_timeout_ms > 0 &&
@@ -809,8 +823,14 @@ static void session_client_cb(struct loop_io *io, uint32_t events)
 	switch (s->state) {
 	case SESSION_USERNAME:
 	case SESSION_PASSWORD:
+		/* A reset: nobody is left to answer, so lines that came with it
+		 * start no password check. */
+		if (events & (EPOLLHUP | EPOLLERR)) {
+			session_close(s, "client reset during login");
+			return;
+		}
 		if (s->down.len > 0 && relay_flush(&s->down, s->client.fd, &s->c_wr) < 0) {
-			session_close(s, "client write error");
+			session_client_write_failed(s);
 			return;
 		}
 		session_login_input(s);
@@ -825,7 +845,7 @@ static void session_client_cb(struct loop_io *io, uint32_t events)
 			return;
 		}
 		if (s->down.len > 0 && relay_flush(&s->down, s->client.fd, &s->c_wr) < 0)
-			session_close(s, "client write error");
+			session_client_write_failed(s);
 		return;
 	case SESSION_RELAYING:
 		session_relay(s);
