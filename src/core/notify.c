@@ -1,9 +1,16 @@
 /* notify: sd_notify, socket activation and journal detection (see notify.h). */
 #include "notify.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -11,37 +18,103 @@
 
 #include "log.h"
 
+/* The notify socket, opened once. Our own sender rather than sd_notify(3):
+ * libsystemd sends on a blocking socket, and a notify socket whose reader
+ * stops reading (any harness that waited for READY=1 and went on) would stall
+ * the main loop, and with it every accept, once its queue is full. */
+static struct {
+	bool checked;
+	int fd;
+	struct sockaddr_un addr;
+	socklen_t addr_len;
+} notify_sock = {.fd = -1};
+
+/* A message that matters to systemd's view of the service (READY, RELOADING,
+ * STOPPING) waits this long for room; status updates and watchdog pings are
+ * dropped at once: the next one replaces them. */
+#define NOTIFY_WAIT_MS 1000
+
+static bool notify_open(void)
+{
+	const char *e;
+	size_t len;
+
+	if (notify_sock.checked)
+		return notify_sock.fd >= 0;
+	notify_sock.checked = true;
+	e = getenv("NOTIFY_SOCKET");
+	if (e == NULL || (e[0] != '/' && e[0] != '@'))
+		return false;
+	len = strlen(e);
+	if (len < 2 || len > sizeof(notify_sock.addr.sun_path))
+		return false;
+	notify_sock.addr.sun_family = AF_UNIX;
+	memcpy(notify_sock.addr.sun_path, e, len);
+	if (e[0] == '@')
+		notify_sock.addr.sun_path[0] = '\0'; /* abstract namespace */
+	notify_sock.addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+	notify_sock.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	return notify_sock.fd >= 0;
+}
+
+static void notify_send(const char *msg, bool important)
+{
+	int waited_ms = 0;
+
+	if (!notify_open())
+		return;
+	for (;;) {
+		if (sendto(notify_sock.fd, msg, strlen(msg), MSG_NOSIGNAL,
+			   (const struct sockaddr *)&notify_sock.addr, notify_sock.addr_len) >= 0)
+			return;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN || !important || waited_ms >= NOTIFY_WAIT_MS)
+			return;
+		(void)poll(NULL, 0, 10);
+		waited_ms += 10;
+	}
+}
+
 void notify_ready(const char *status)
 {
+	char msg[512];
+
 	if (status != NULL && *status != '\0')
-		sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+		snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s", status);
 	else
-		sd_notify(0, "READY=1");
+		snprintf(msg, sizeof(msg), "READY=1");
+	notify_send(msg, true);
 }
 
 void notify_reloading(void)
 {
 	struct timespec ts;
+	char msg[128];
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	sd_notifyf(0, "RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%llu",
-		   (unsigned long long)ts.tv_sec * 1000000ULL +
-			   (unsigned long long)ts.tv_nsec / 1000ULL);
+	snprintf(msg, sizeof(msg), "RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%llu",
+		 (unsigned long long)ts.tv_sec * 1000000ULL +
+			 (unsigned long long)ts.tv_nsec / 1000ULL);
+	notify_send(msg, true);
 }
 
 void notify_stopping(void)
 {
-	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+	notify_send("STOPPING=1\nSTATUS=stopping", true);
 }
 
 void notify_status(const char *status)
 {
-	sd_notifyf(0, "STATUS=%s", status);
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "STATUS=%s", status);
+	notify_send(msg, false);
 }
 
 void notify_watchdog(void)
 {
-	sd_notify(0, "WATCHDOG=1");
+	notify_send("WATCHDOG=1", false);
 }
 
 uint64_t notify_watchdog_usec(void)

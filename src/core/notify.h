@@ -1,6 +1,7 @@
 /* notify: everything the daemon says to or takes from systemd: readiness and
- * status (sd_notify), the watchdog, sockets passed in (socket activation), and
- * whether stderr is the journal. Each call is a no-op outside systemd. */
+ * status (the sd_notify protocol, sent without ever blocking the caller), the
+ * watchdog, sockets passed in (socket activation), and whether stderr is the
+ * journal. Each call is a no-op outside systemd. */
 #ifndef SOCKGATE_NOTIFY_H
 #define SOCKGATE_NOTIFY_H
 

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -101,6 +103,61 @@ static void login_and_relay(void **state)
 	assert_int_equal(fixture_log_wait(&c->f, "session closed", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, "bytes_in=12"));
 	assert_non_null(strstr(line, "duration_ms="));
+}
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A notify socket whose reader stops reading (a harness that took READY=1 and
+ * went on) must not stall the daemon: once its queue is full, status updates
+ * are dropped instead of waited for. Sessions opened over three seconds change
+ * the status at every one-second update; each must still be served. */
+static void notify_reader_stops_reading(void **state)
+{
+	struct ctx *c = *state;
+	struct sockaddr_un sun;
+	socklen_t sl;
+	int filler, fds[40];
+	unsigned sent = 0, n = 0;
+	long long end;
+
+	/* Fill the queue of the fixture's notify socket (abstract, "@name"). */
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path + 1, c->f.notify_path + 1, strlen(c->f.notify_path) - 1);
+	sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(c->f.notify_path));
+	filler = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	assert_true(filler >= 0);
+	while (sent < 100000 && sendto(filler, "X=1", 3, MSG_NOSIGNAL, (struct sockaddr *)&sun, sl) == 3)
+		sent++;
+	assert_int_equal(errno, EAGAIN);
+	assert_true(sent > 0);
+
+	/* A new session every 100 ms or so, with round trips on the first one
+	 * in between: the count changes at every status update. */
+	end = mono_ms() + 3000;
+	while (mono_ms() < end) {
+		long long next = mono_ms() + 100;
+
+		if (n < 40) {
+			fds[n] = fixture_login(c->f.port, "alice", PASSWORD);
+			assert_true(fds[n] >= 0);
+			n++;
+		}
+		while (mono_ms() < next) {
+			send_str(fds[0], "ping\n");
+			expect_str(fds[0], "I got your message: ping\n");
+		}
+	}
+	assert_true(n >= 20);
+	for (unsigned i = 0; i < n; i++)
+		close(fds[i]);
+	close(filler);
 }
 
 static void wrong_then_right(void **state)
@@ -718,6 +775,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(login_and_relay, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(wrong_then_right, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(notify_reader_stops_reading, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(max_attempts_exhausted, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(unknown_user, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(grace_time_expired, setup_grace, teardown),
