@@ -415,10 +415,10 @@ static void daemon_update_status(struct daemon *d)
 		 "%u sessions, %u logging in, %u password checks pending, %u penalised sources",
 		 sessions, logging_in, auth_pool_pending(d->auth),
 		 penalty_active(d->penalties, loop_now_ms(d->loop)));
-	if (strcmp(status, d->status) != 0) {
+	/* Kept only once sent: a status that could not go out is tried again at
+	 * the next update, so systemd's copy does not stay stale. */
+	if (strcmp(status, d->status) != 0 && notify_status(status))
 		memcpy(d->status, status, sizeof(status));
-		notify_status(d->status);
-	}
 }
 
 static void daemon_status_timer(struct loop_timer *t)
@@ -433,8 +433,10 @@ static void daemon_watchdog_timer(struct loop_timer *t)
 {
 	struct daemon *d = t->arg;
 
-	notify_watchdog();
-	loop_timer_arm(d->loop, t, d->watchdog_usec / 2000, daemon_watchdog_timer, d);
+	/* Every quarter of the interval: a ping the notify socket had no room
+	 * for still leaves three more before systemd's deadline. */
+	(void)notify_watchdog();
+	loop_timer_arm(d->loop, t, d->watchdog_usec / 4000, daemon_watchdog_timer, d);
 }
 
 /* ---- penalties and revocation ------------------------------------------ */
@@ -773,7 +775,7 @@ int daemon_run(const char *config_path)
 	loop_timer_arm(d.loop, &d.status_timer, DAEMON_STATUS_MS, daemon_status_timer, &d);
 	d.watchdog_usec = notify_watchdog_usec();
 	if (d.watchdog_usec > 0)
-		loop_timer_arm(d.loop, &d.watchdog_timer, d.watchdog_usec / 2000,
+		loop_timer_arm(d.loop, &d.watchdog_timer, d.watchdog_usec / 4000,
 			       daemon_watchdog_timer, &d);
 	{
 		char workers[16];

@@ -29,25 +29,28 @@ static struct {
 	socklen_t addr_len;
 } notify_sock = {.fd = -1};
 
-/* A message that matters to systemd's view of the service (READY, RELOADING,
+/* A message that changes systemd's view of the service (READY, RELOADING,
  * STOPPING) waits this long for room; status updates and watchdog pings are
- * dropped at once: the next one replaces them. */
+ * dropped at once, and their callers try again on their next tick. */
 #define NOTIFY_WAIT_MS 1000
 
+/* Whether there is a notify socket to talk to (opening it on first use; a
+ * failure to create the socket is tried again next time). */
 static bool notify_open(void)
 {
 	const char *e;
 	size_t len;
 
+	if (notify_sock.fd >= 0)
+		return true;
 	if (notify_sock.checked)
-		return notify_sock.fd >= 0;
-	notify_sock.checked = true;
+		return false;
 	e = getenv("NOTIFY_SOCKET");
-	if (e == NULL || (e[0] != '/' && e[0] != '@'))
+	len = e != NULL ? strlen(e) : 0;
+	if (len < 2 || (e[0] != '/' && e[0] != '@') || len > sizeof(notify_sock.addr.sun_path)) {
+		notify_sock.checked = true; /* none, or none we can use */
 		return false;
-	len = strlen(e);
-	if (len < 2 || len > sizeof(notify_sock.addr.sun_path))
-		return false;
+	}
 	notify_sock.addr.sun_family = AF_UNIX;
 	memcpy(notify_sock.addr.sun_path, e, len);
 	if (e[0] == '@')
@@ -57,20 +60,21 @@ static bool notify_open(void)
 	return notify_sock.fd >= 0;
 }
 
-static void notify_send(const char *msg, bool important)
+/* Returns false only when a message for systemd could not be sent. */
+static bool notify_send(const char *msg, bool important)
 {
 	int waited_ms = 0;
 
 	if (!notify_open())
-		return;
+		return notify_sock.checked; /* true: no socket is set, nothing was due */
 	for (;;) {
 		if (sendto(notify_sock.fd, msg, strlen(msg), MSG_NOSIGNAL,
 			   (const struct sockaddr *)&notify_sock.addr, notify_sock.addr_len) >= 0)
-			return;
+			return true;
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN || !important || waited_ms >= NOTIFY_WAIT_MS)
-			return;
+			return false;
 		(void)poll(NULL, 0, 10);
 		waited_ms += 10;
 	}
@@ -104,17 +108,17 @@ void notify_stopping(void)
 	notify_send("STOPPING=1\nSTATUS=stopping", true);
 }
 
-void notify_status(const char *status)
+bool notify_status(const char *status)
 {
 	char msg[512];
 
 	snprintf(msg, sizeof(msg), "STATUS=%s", status);
-	notify_send(msg, false);
+	return notify_send(msg, false);
 }
 
-void notify_watchdog(void)
+bool notify_watchdog(void)
 {
-	notify_send("WATCHDOG=1", false);
+	return notify_send("WATCHDOG=1", false);
 }
 
 uint64_t notify_watchdog_usec(void)

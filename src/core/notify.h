@@ -1,10 +1,13 @@
 /* notify: everything the daemon says to or takes from systemd: readiness and
- * status (the sd_notify protocol, sent without ever blocking the caller), the
- * watchdog, sockets passed in (socket activation), and whether stderr is the
- * journal. Each call is a no-op outside systemd. */
+ * status (the sd_notify protocol), the watchdog, sockets passed in (socket
+ * activation), and whether stderr is the journal. Each call is a no-op outside
+ * systemd. A notify socket that is not read never stalls the daemon: status
+ * updates and watchdog pings are not waited for (they report whether they went
+ * out), and READY, RELOADING and STOPPING wait at most a second for room. */
 #ifndef SOCKGATE_NOTIFY_H
 #define SOCKGATE_NOTIFY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "errbuf.h"
@@ -16,8 +19,9 @@ void notify_ready(const char *status);
 /* RELOADING=1 with MONOTONIC_USEC, so `systemctl reload` waits for READY=1. */
 void notify_reloading(void);
 void notify_stopping(void);
-void notify_status(const char *status);
-void notify_watchdog(void);
+/* False if the message could not be sent now (the socket's queue is full). */
+bool notify_status(const char *status);
+bool notify_watchdog(void);
 /* The watchdog interval systemd asked for, or 0. */
 uint64_t notify_watchdog_usec(void);
 

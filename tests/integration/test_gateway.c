@@ -122,8 +122,8 @@ static void notify_reader_stops_reading(void **state)
 	struct ctx *c = *state;
 	struct sockaddr_un sun;
 	socklen_t sl;
-	int filler, fds[40];
-	unsigned sent = 0, n = 0;
+	int filler, fillers[256], fds[40];
+	unsigned sent, n = 0, nfill = 0;
 	long long end;
 
 	/* Fill the queue of the fixture's notify socket (abstract, "@name"). */
@@ -131,12 +131,22 @@ static void notify_reader_stops_reading(void **state)
 	sun.sun_family = AF_UNIX;
 	memcpy(sun.sun_path + 1, c->f.notify_path + 1, strlen(c->f.notify_path) - 1);
 	sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(c->f.notify_path));
-	filler = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	assert_true(filler >= 0);
-	while (sent < 100000 && sendto(filler, "X=1", 3, MSG_NOSIGNAL, (struct sockaddr *)&sun, sl) == 3)
-		sent++;
-	assert_int_equal(errno, EAGAIN);
-	assert_true(sent > 0);
+	/* A sender stops at its own send buffer or at the receiver's queue
+	 * limit (net.unix.max_dgram_qlen), whichever comes first: fill from
+	 * fresh sockets until one cannot send even its first message. */
+	for (;;) {
+		assert_true(nfill < sizeof(fillers) / sizeof(fillers[0]));
+		filler = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		assert_true(filler >= 0);
+		sent = 0;
+		while (sent < 100000 && sendto(filler, "X=1", 3, MSG_NOSIGNAL,
+					       (struct sockaddr *)&sun, sl) == 3)
+			sent++;
+		assert_int_equal(errno, EAGAIN);
+		fillers[nfill++] = filler;
+		if (sent == 0)
+			break; /* the queue itself is full */
+	}
 
 	/* A new session every 100 ms or so, with round trips on the first one
 	 * in between: the count changes at every status update. */
@@ -158,7 +168,8 @@ static void notify_reader_stops_reading(void **state)
 	assert_true(n >= 2);
 	for (unsigned i = 0; i < n; i++)
 		close(fds[i]);
-	close(filler);
+	for (unsigned i = 0; i < nfill; i++)
+		close(fillers[i]);
 }
 
 static void wrong_then_right(void **state)
