@@ -253,6 +253,18 @@ static int session_send(struct session *s, const char *text)
 	return 0;
 }
 
+/* The client's socket reported a hang-up or an error before relaying began:
+ * nobody is left to answer. The socket's error says which. */
+static void session_client_gone(struct session *s)
+{
+	int e = 0;
+	socklen_t len = sizeof(e);
+
+	(void)getsockopt(s->client.fd, SOL_SOCKET, SO_ERROR, &e, &len);
+	session_close(s, e == ETIMEDOUT ? "client timed out during login"
+					: "client reset during login");
+}
+
 /* A write to the client failed (session_send, relay_flush): says why, from
  * errno, in the words the relay uses for the same failures. */
 static void session_client_write_failed(struct session *s)
@@ -826,7 +838,7 @@ static void session_client_cb(struct loop_io *io, uint32_t events)
 		/* A reset: nobody is left to answer, so lines that came with it
 		 * start no password check. */
 		if (events & (EPOLLHUP | EPOLLERR)) {
-			session_close(s, "client reset during login");
+			session_client_gone(s);
 			return;
 		}
 		if (s->down.len > 0 && relay_flush(&s->down, s->client.fd, &s->c_wr) < 0) {
@@ -841,7 +853,7 @@ static void session_client_cb(struct loop_io *io, uint32_t events)
 		 * too: the client may have sent everything and shut down). A client
 		 * that is gone entirely must not hold its slot. */
 		if (events & (EPOLLHUP | EPOLLERR)) {
-			session_close(s, "client reset during login");
+			session_client_gone(s);
 			return;
 		}
 		if (s->down.len > 0 && relay_flush(&s->down, s->client.fd, &s->c_wr) < 0)
