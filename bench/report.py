@@ -199,9 +199,9 @@ w(f"""- All traffic is on loopback. One upstream, `sgbench serve` (epoll, 2 thre
   9,900 sessions are measured in the first round only (in `--quick`, for direct and sockgate).
 - Storm: 10 logged-in sessions send 64 bytes 100 times a second each; their round trips are
   measured first alone, then while 32 other connections log in (yescrypt) as fast as sockgate
-  lets them, for twice the usual run length. Every process is started in a session of its own
-  (as systemd starts services); when the kernel has autogroups on, the storm is measured a
-  second time with them off.
+  lets them, for twice the usual run length. The upstream and every contender are started in a
+  session of their own (as systemd starts services), the generator in the script's; when the
+  kernel has autogroups on, the storm is measured a second time with them off.
 
 ### Caveats
 

@@ -19,7 +19,7 @@
 #   --port-base  first of 8 loopback ports (default 17000)
 #   --nice N     run the upstream, every contender and the generator at nice N
 #                (e.g. -10 on a machine shared with other work); sockgate's
-#                password-check threads set themselves to nice 5 regardless
+#                password-check threads run at SCHED_IDLE regardless
 #
 # Output: bench/results/raw-TIMESTAMP.jsonl (one line per run), the logs of the
 # contenders in bench/results/logs-TIMESTAMP/, and bench/RESULTS.md.
@@ -92,6 +92,11 @@ declare -A pid port
 pids_started=()
 cleanup() {
 	local p
+	# Once: a second Ctrl-C must not cut the clean-up short.
+	trap '' INT TERM
+	if [ -n "$autogroup_saved" ]; then
+		echo "$autogroup_saved" >/proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || true
+	fi
 	for p in "${pids_started[@]}"; do
 		kill -TERM -- "-$p" 2>/dev/null || true
 	done
@@ -100,9 +105,6 @@ cleanup() {
 		kill -KILL -- "-$p" 2>/dev/null || true
 	done
 	rm -rf "$work"
-	if [ -n "$autogroup_saved" ]; then
-		echo "$autogroup_saved" >/proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || true
-	fi
 }
 # The storm is measured again with the kernel's autogroups off (see storm_noag
 # below); the setting is put back however the script ends.
