@@ -997,6 +997,19 @@ static void upstream_closes_early(void **state)
 
 /* Clients reset after the username, right after the password and in the middle of a
  * 10 MiB transfer; four sessions relaying meanwhile never notice. */
+/* A connection that sent its user name and was asked for the password. */
+static int at_password_prompt(struct ctx *c, int *port)
+{
+	int fd = harness_connect("127.0.0.1", c->f.port);
+
+	assert_true(fd >= 0);
+	*port = local_port(fd);
+	expect_str(fd, "Username: ");
+	send_str(fd, "alice\n");
+	expect_str(fd, "Password: ");
+	return fd;
+}
+
 static void client_resets(void **state)
 {
 	static const char *const echo[] = {"--echo", NULL};
@@ -1028,12 +1041,7 @@ static void client_resets(void **state)
 	assert_non_null(strstr(line, "reason=\"client reset during login\""));
 
 	/* After the username. */
-	fd = harness_connect("127.0.0.1", c->f.port);
-	assert_true(fd >= 0);
-	port = local_port(fd);
-	expect_str(fd, "Username: ");
-	send_str(fd, "alice\n");
-	expect_str(fd, "Password: ");
+	fd = at_password_prompt(c, &port);
 	reset_close(fd);
 	find_closed(c, port, line, sizeof(line));
 	assert_non_null(strstr(line, " state=password "));
@@ -1055,12 +1063,7 @@ static void client_resets(void **state)
 	 * Both usually reach the daemon before its worker wakes; when the line
 	 * is seen alone, its check runs and the session ends later: try again. */
 	for (resets = 0; resets < 20 && !caught; resets++) {
-		fd = harness_connect("127.0.0.1", c->f.port);
-		assert_true(fd >= 0);
-		port = local_port(fd);
-		expect_str(fd, "Username: ");
-		send_str(fd, "alice\n");
-		expect_str(fd, "Password: ");
+		fd = at_password_prompt(c, &port);
 		send_str(fd, PASSWORD "\n");
 		reset_close(fd);
 		find_closed(c, port, line, sizeof(line));
