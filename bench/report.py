@@ -56,6 +56,10 @@ def idle_kib(r):
     return max(r.get("pss_kib_per_session", 0), r.get("rss_kib_per_session", 0))
 
 
+STORM_COLS = [("p50 before µs", "base_p50_us", False), ("p99 before µs", "base_p99_us", False),
+              ("p50 during µs", "storm_p50_us", False), ("p99 during µs", "storm_p99_us", False),
+              ("p99 rise", "p99_ratio", False), ("logins/s", "storm_logins_per_s", True)]
+
 # test, title, [(column, key or function, unit, higher is better)], cpu column
 TESTS = [
     ("bulk1", "Bulk throughput, one way, 1 connection (every byte checked by the upstream)",
@@ -91,14 +95,10 @@ TESTS = [
       ("PSS KiB", "pss_kib_per_session", False), ("fds/session", "fds_per_session", False),
       ("processes", "procs_during", False)], None),
     ("storm", "Relayed sessions' latency during a login storm (10 sessions, 100 pings/s each)",
-     [("p50 before µs", "base_p50_us", False), ("p99 before µs", "base_p99_us", False),
-      ("p50 during µs", "storm_p50_us", False), ("p99 during µs", "storm_p99_us", False),
-      ("p99 rise", "p99_ratio", False), ("logins/s", "storm_logins_per_s", True)], None),
+     STORM_COLS, None),
     ("storm_noag", "The same login storm with the kernel's autogroups off "
      "(`kernel.sched_autogroup_enabled = 0`)",
-     [("p50 before µs", "base_p50_us", False), ("p99 before µs", "base_p99_us", False),
-      ("p50 during µs", "storm_p50_us", False), ("p99 during µs", "storm_p99_us", False),
-      ("p99 rise", "p99_ratio", False), ("logins/s", "storm_logins_per_s", True)], None),
+     STORM_COLS, None),
 ]
 RATIO_TESTS = {"bulk1", "bulk8", "bulk2_1", "bulk2_8", "pingpong1", "pingpong1_cpu0", "pingpong50",
                "connrate"}

@@ -95,24 +95,6 @@ static void pattern_fill(uint64_t seed, uint64_t off, unsigned char *buf, size_t
 
 /* ---- the daemon seen from /proc ----------------------------------------- */
 
-/* The descriptors pid holds, or -1. */
-static int proc_fd_count(pid_t pid)
-{
-	char path[64];
-	struct dirent *de;
-	DIR *d;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
-	d = opendir(path);
-	if (d == NULL)
-		return -1;
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
 
 /* What each of pid's descriptors is, on stderr: for a failure message. */
 static void proc_fd_dump(pid_t pid)
@@ -156,32 +138,6 @@ static long proc_rss_kib(pid_t pid)
 	return kib;
 }
 
-/* CPU time pid (all its threads) has used, user and system, in milliseconds; or -1. */
-static long long proc_cpu_ms(pid_t pid)
-{
-	char path[64], buf[1024], *rparen;
-	unsigned long long user, sys;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	/* "pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
-	 * utime stime ...": comm may hold spaces and parentheses. */
-	rparen = strrchr(buf, ')');
-	if (rparen == NULL ||
-	    sscanf(rparen + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &user,
-		   &sys) != 2)
-		return -1;
-	return (long long)((user + sys) * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK));
-}
 
 /* Whether a TCP socket with local port port is in TIME_WAIT (state 06 in /proc/net/tcp). */
 static bool time_wait_on(int port)
@@ -335,13 +291,13 @@ static int teardown(void **state)
  * reads 2 ms apart must agree. No event tells when the close happened. */
 static int stable_fd_count(pid_t pid)
 {
-	int n = proc_fd_count(pid);
+	int n = harness_proc_fd_count(pid);
 
 	for (int i = 0; i < 100; i++) {
 		int m;
 
 		poll(NULL, 0, 2);
-		m = proc_fd_count(pid);
+		m = harness_proc_fd_count(pid);
 		if (m == n)
 			return n;
 		n = m;
@@ -417,7 +373,7 @@ static void expect_settled(struct ctx *c, unsigned n)
 	assert_int_equal(logtap_count(c->f.log, "session closed"), n);
 	deadline = now_ms() + T;
 	for (;;) {
-		fds = proc_fd_count(pid);
+		fds = harness_proc_fd_count(pid);
 		if (fds == c->fds_at_start || now_ms() >= deadline)
 			break;
 		poll(NULL, 0, 5);
@@ -1318,10 +1274,10 @@ static void descriptor_exhaustion(void **state)
 	assert_non_null(strstr(line, "reason=\"process descriptor limit\""));
 
 	/* Paused, not spinning: its CPU time over one second (a measurement, not a wait). */
-	cpu0 = proc_cpu_ms(c->f.daemon.pid);
+	cpu0 = harness_proc_cpu_ms(c->f.daemon.pid);
 	t0 = now_ms();
 	poll(NULL, 0, 1000);
-	cpu1 = proc_cpu_ms(c->f.daemon.pid);
+	cpu1 = harness_proc_cpu_ms(c->f.daemon.pid);
 	t1 = now_ms();
 	assert_true(cpu0 >= 0 && cpu1 >= 0);
 	print_message("%zu clients; paused daemon used %lld ms of CPU in %lld ms\n", n, cpu1 - cpu0,

@@ -803,3 +803,47 @@ int harness_wait_no_children(pid_t parent, int zombies_only, int timeout_ms)
 		poll(NULL, 0, time_left(deadline) < 10 ? time_left(deadline) : 10);
 	}
 }
+
+int harness_proc_fd_count(pid_t pid)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
+	d = opendir(path);
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+long long harness_proc_cpu_ms(pid_t pid)
+{
+	char path[64], buf[1024], *rparen;
+	unsigned long long user, sys;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* "pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+	 * utime stime ...": comm may hold spaces and parentheses. */
+	rparen = strrchr(buf, ')');
+	if (rparen == NULL ||
+	    sscanf(rparen + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &user,
+		   &sys) != 2)
+		return -1;
+	return (long long)((user + sys) * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK));
+}

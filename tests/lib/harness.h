@@ -114,6 +114,11 @@ ssize_t harness_exchange(int fd, const void *out, size_t out_len, void *in, size
 /* A blocking TCP connection to a numeric address (IPv4 or IPv6) and port. Returns fd or -1. */
 int harness_connect(const char *ip, int port);
 
+/* From /proc: the descriptors pid holds, and its CPU time (user + system) in
+ * milliseconds; -1 if pid cannot be read. */
+int harness_proc_fd_count(pid_t pid);
+long long harness_proc_cpu_ms(pid_t pid);
+
 /* A listening TCP socket on a numeric address and a free port, stored in *port. Returns fd or
  * -1. */
 int harness_listen(const char *ip, int *port);
