@@ -215,12 +215,11 @@ w(f"""- All traffic is on loopback. One upstream, `sgbench serve` (epoll, 2 thre
   can show p99 ratios below 1.
 - CPU load from outside the benchmark, even at SCHED_IDLE priority, inflates wake-up latency on
   this machine: the login rate and the storm depend on how quiet the machine is.
-- sockgate's password checks run in threads at SCHED_IDLE, which yields the CPU at once to any
-  other task **of the same scheduling group**. With autogroups on (Debian's default when the
-  cpu cgroup controller is not in use, as under a default systemd), every session is a group:
-  the upstream and the clients, in other sessions, then share the CPU with the checks by group
-  weight and wait up to a time slice (about 1.5 ms here) behind them. That is the difference
-  between the two storm tables; sockgate(8), PERFORMANCE, tells administrators.
+- sockgate's password checks run at SCHED_BATCH, nice 19, which counts only inside sockgate's
+  own scheduling group. With autogroups on (Debian's default when the cpu cgroup controller is
+  not in use), every session is a group, and under systemd every service is a cgroup: the
+  upstream and the clients would share the CPU with checks by group weight. While sessions relay
+  data sockgate leaves them one CPU (`auth_threads_relaying`), in both storm tables.
 """)
 try:
     load = float(meta.get("load_start", "0").split()[0])

@@ -9,17 +9,19 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 struct auth_pool {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_cond_t cond; /* on CLOCK_MONOTONIC, like loop_clock_ms() */
 	struct auth_job *head, *tail;
 	unsigned queued, running, max_queue;
-	bool stopping;
-	int nice;
+	unsigned max_threads, threads_relaying;
+	bool stopping, background;
 	unsigned n_threads;
 	pthread_t *threads;
+	uint64_t relayed_ms; /* atomic: the last auth_pool_note_relaying(), 0 never */
 };
 
 static void auth_complete(struct auth_job *job, enum auth_result result)
@@ -31,21 +33,61 @@ static void auth_complete(struct auth_job *job, enum auth_result result)
 	loop_post(job->reply_loop, &job->task, job->done, job->arg);
 }
 
+/* SCHED_BATCH never preempts on wake-up, nice 19 weighs least within the
+ * daemon's scheduling group, so the event loops take the CPU from a check. Not
+ * SCHED_IDLE: the kernel counts a CPU running only SCHED_IDLE tasks as idle when
+ * it places a waking task, and an upstream or client of another scheduling group
+ * put there waited behind the check for milliseconds (bench/CHANGES.md). Failure
+ * (a sandbox forbids it) is harmless. */
+static void auth_lower_priority(void)
+{
+	struct sched_param sp = {.sched_priority = 0};
+
+	(void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+}
+
+void auth_pool_note_relaying(struct auth_pool *pool, uint64_t now_ms)
+{
+	/* Every worker calls this on every relay event: write the shared line
+	 * at most once a millisecond. */
+	if (__atomic_load_n(&pool->relayed_ms, __ATOMIC_RELAXED) != now_ms)
+		__atomic_store_n(&pool->relayed_ms, now_ms, __ATOMIC_RELAXED);
+}
+
+unsigned auth_pool_allowed(struct auth_pool *pool, uint64_t now_ms)
+{
+	uint64_t last = __atomic_load_n(&pool->relayed_ms, __ATOMIC_RELAXED);
+
+	if (last != 0 && now_ms < last + AUTH_RELAYING_MS)
+		return pool->threads_relaying;
+	return pool->max_threads;
+}
+
+/* Waits for work, a stop, or the end of the relaying window (lock held). */
+static void auth_wait_relaying(struct auth_pool *pool, uint64_t now_ms)
+{
+	uint64_t last = __atomic_load_n(&pool->relayed_ms, __ATOMIC_RELAXED);
+	uint64_t wait_ms = last + AUTH_RELAYING_MS > now_ms ? last + AUTH_RELAYING_MS - now_ms : 1;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(wait_ms / 1000);
+	ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	(void)pthread_cond_timedwait(&pool->cond, &pool->lock, &ts);
+}
+
 static void *auth_thread(void *arg)
 {
 	struct auth_pool *pool = arg;
 
 	pthread_setname_np(pthread_self(), "sockgate-auth"); /* for top -H, perf, gdb */
-	/* Lower priority than the relay loops: a login storm must not slow the
-	 * sessions already relaying. SCHED_IDLE runs the checks only on CPU time
-	 * the relays leave (and the relays preempt them at once); where that is
-	 * refused, a nice value. Failure (a sandbox forbids both) is harmless. */
-	if (pool->nice != 0) {
-		struct sched_param sp = {.sched_priority = 0};
-
-		if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
-			(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), pool->nice);
-	}
+	if (pool->background)
+		auth_lower_priority();
 
 	pthread_mutex_lock(&pool->lock);
 	for (;;) {
@@ -56,6 +98,16 @@ static void *auth_thread(void *arg)
 			pthread_cond_wait(&pool->cond, &pool->lock);
 		if (pool->head == NULL)
 			break;
+		if (!pool->stopping) {
+			uint64_t now = loop_clock_ms();
+
+			if (pool->running >= auth_pool_allowed(pool, now)) {
+				/* Sessions relay and enough checks run. The
+				 * running ones take the queue on as they finish. */
+				auth_wait_relaying(pool, now);
+				continue;
+			}
+		}
 		job = pool->head;
 		pool->head = job->next;
 		if (pool->head == NULL)
@@ -81,21 +133,29 @@ static void *auth_thread(void *arg)
 	return NULL;
 }
 
-struct auth_pool *auth_pool_create(unsigned threads, unsigned max_queue, int nice,
+struct auth_pool *auth_pool_create(const struct auth_pool_settings *settings,
 				   struct errbuf *err)
 {
 	struct auth_pool *pool = calloc(1, sizeof(*pool));
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned threads = settings->threads;
+	pthread_condattr_t attr;
 	sigset_t all, old;
 
 	if (pool == NULL) {
 		errbuf_set(err, "out of memory");
 		return NULL;
 	}
-	if (threads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-		threads = n > 0 ? (unsigned)n : 1;
-	}
+	if (cpus < 1)
+		cpus = 1;
+	if (threads == 0)
+		threads = (unsigned)cpus;
+	pool->max_threads = threads;
+	pool->threads_relaying = settings->threads_relaying;
+	if (pool->threads_relaying == 0)
+		pool->threads_relaying = cpus > 1 ? (unsigned)cpus - 1 : 1;
+	if (pool->threads_relaying > threads)
+		pool->threads_relaying = threads;
 	pool->threads = calloc(threads, sizeof(*pool->threads));
 	if (pool->threads == NULL) {
 		free(pool);
@@ -103,9 +163,12 @@ struct auth_pool *auth_pool_create(unsigned threads, unsigned max_queue, int nic
 		return NULL;
 	}
 	pthread_mutex_init(&pool->lock, NULL);
-	pthread_cond_init(&pool->cond, NULL);
-	pool->max_queue = max_queue;
-	pool->nice = nice;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&pool->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	pool->max_queue = settings->max_queue;
+	pool->background = settings->background;
 	/* Signals belong to the main thread's signalfd. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -1,11 +1,18 @@
 /* auth: a pool of threads that run password checks off the event loops. A check
  * costs milliseconds by design; the loops only queue a job and get it back as a
  * loop task. The queue is bounded, so no flood of logins can make the daemon
- * burn unbounded CPU or memory: a full queue is a temporary failure. */
+ * burn unbounded CPU or memory: a full queue is a temporary failure.
+ *
+ * Checks must not slow the sessions already relaying. A low priority alone
+ * does not do it: the kernel weighs priorities only inside a scheduling group,
+ * and the relays' peers (upstream, clients) are in other groups (autogroups,
+ * services' cgroups), which then wait a time slice behind a check. So while
+ * sessions relay, the pool also runs one check fewer than there are CPUs. */
 #ifndef SOCKGATE_AUTH_H
 #define SOCKGATE_AUTH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "credentials.h"
 #include "errbuf.h"
@@ -33,11 +40,27 @@ struct auth_job {
 	char password[CREDENTIALS_MAX_PASSWORD + 1]; /* wiped by the pool after use */
 };
 
-/* threads: 0 means one per CPU. max_queue: jobs waiting (not running) at most.
- * The threads run at SCHED_IDLE, so checks yield to relaying; where that is
- * refused, at nice value nice. */
-struct auth_pool *auth_pool_create(unsigned threads, unsigned max_queue, int nice,
+struct auth_pool_settings {
+	unsigned threads;           /* checks at once; 0 means one per CPU */
+	unsigned threads_relaying;  /* checks at once while sessions relay; 0: see below */
+	unsigned max_queue;         /* jobs waiting (not running) at most */
+	bool background;            /* run the checks at SCHED_BATCH, nice 19 */
+};
+
+/* How long after the last relayed byte sessions count as relaying. */
+#define AUTH_RELAYING_MS 1000
+
+/* threads_relaying 0 means one CPU fewer than there are (at least 1, at most
+ * threads): while sessions relay, one CPU is left to them and their peers. */
+struct auth_pool *auth_pool_create(const struct auth_pool_settings *settings,
 				   struct errbuf *err);
+
+/* Tells the pool that a session relayed data at now_ms (loop_now_ms()); cheap
+ * enough for every relay event. */
+void auth_pool_note_relaying(struct auth_pool *pool, uint64_t now_ms);
+
+/* The checks that may run at once at now_ms (loop_clock_ms()). */
+unsigned auth_pool_allowed(struct auth_pool *pool, uint64_t now_ms);
 
 /* Queues job (fill user, password, creds (a new reference), reply_loop, done,
  * arg first). Returns 0, or -1 if the queue is full or the pool is stopping; then

@@ -194,6 +194,8 @@ static const struct option top_options[] = {
 	  FIELD(struct config, workers) },
 	{ .name = "auth_threads", .type = OPT_AUTO_UINT, .min = 1, .max = 64, .def = 0,
 	  FIELD(struct config, auth_threads) },
+	{ .name = "auth_threads_relaying", .type = OPT_AUTO_UINT, .min = 1, .max = 64, .def = 0,
+	  FIELD(struct config, auth_threads_relaying) },
 	{ .name = "relay_buffer", .type = OPT_UINT, .min = 4096, .max = 16 << 20, .def = 256 << 10,
 	  FIELD(struct config, relay_buffer) },
 	{ .name = "revoke_on_reload", .type = OPT_BOOL, .def = 0,

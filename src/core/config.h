@@ -80,6 +80,7 @@ struct config {
 	char *path;
 	unsigned workers;      /* relay event loops; 0 in the file means "auto" */
 	unsigned auth_threads; /* password-check threads; 0 means "auto" */
+	unsigned auth_threads_relaying; /* of those, at once while sessions relay; 0 "auto" */
 	unsigned relay_buffer; /* bytes read per system call when relaying */
 	bool revoke_on_reload; /* a reload ends sessions of removed or changed users */
 	struct config_limits limits;

@@ -23,7 +23,6 @@
 #include "session.h"
 #include "worker.h"
 
-#define DAEMON_AUTH_NICE 5
 #define DAEMON_BACKLOG 1024
 #define DAEMON_STATUS_MS 1000
 /* `sockgate --reload` marks its SIGHUP (sigqueue) with this value and waits
@@ -678,9 +677,14 @@ static unsigned daemon_cpus(void)
 static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 {
 	unsigned n = d->config->workers != 0 ? d->config->workers : daemon_cpus();
+	struct auth_pool_settings auth = {
+		.threads = d->config->auth_threads,
+		.threads_relaying = d->config->auth_threads_relaying,
+		.max_queue = d->config->limits.auth_queue,
+		.background = true,
+	};
 
-	d->auth = auth_pool_create(d->config->auth_threads, d->config->limits.auth_queue,
-				   DAEMON_AUTH_NICE, err);
+	d->auth = auth_pool_create(&auth, err);
 	if (d->auth == NULL)
 		return -1;
 	d->workers = calloc(n, sizeof(*d->workers));

@@ -783,6 +783,7 @@ static const char *session_errno_reason(int e, bool client)
 static void session_relay(struct session *s)
 {
 	struct worker *w = s->worker;
+	uint64_t moved = s->up.bytes + s->down.bytes;
 	enum relay_status up, down;
 
 	up = relay_pump(&s->up, s->client.fd, &s->c_rd, s->c_drain, s->upstream.fd, &s->u_wr,
@@ -808,6 +809,8 @@ static void session_relay(struct session *s)
 		return;
 	}
 	s->active_ms = loop_now_ms(w->loop);
+	if (s->up.bytes + s->down.bytes != moved)
+		auth_pool_note_relaying(w->auth, s->active_ms);
 	if (up == RELAY_FINISHED && down == RELAY_FINISHED) {
 		session_close(s, "closed");
 		return;

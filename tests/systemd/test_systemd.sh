@@ -65,6 +65,16 @@ active_state() { g systemctl is-active "$1" 2>/dev/null || true; }
 is_state() { [[ $(active_state "$1") == "$2" ]]; }
 status_counts_one() { [[ $(g systemctl show -P StatusText sockgate) =~ ^1\ sessions ]]; }
 port_listening() { [[ -n $(g ss -Hltn "sport = :$1") ]]; }
+# The scheduling policy and nice value of sockgate's password-check threads
+# (fields 41 and 19 of /proc/PID/task/TID/stat), one line per distinct pair.
+auth_sched()
+{
+	g sh -c 'pid=$(systemctl show -P MainPID sockgate)
+		for t in /proc/$pid/task/*; do
+			[ "$(cat "$t/comm")" = sockgate-auth ] && awk "{ print \$41, \$19 }" "$t/stat"
+		done | sort -u'
+}
+auth_sched_is_batch_19() { [[ $(auth_sched) == "3 19" ]]; }
 
 # journal ARGS...: the matching entries as JSON, one per line.
 journal() { g journalctl --no-pager -o json "$@"; }
@@ -228,6 +238,11 @@ g timeout 60 systemctl start sockgate || fail "systemctl start sockgate failed"
 status=$(g systemctl show -P StatusText sockgate)
 [[ $status =~ ^0\ sessions ]] || fail "StatusText is \"$status\", expected a count like \"0 sessions\""
 ok "sockgate is active, StatusText=\"$status\""
+# Under the unit's system-call filter the checks still get below the relays
+# (SCHED_BATCH is policy 3); each thread sets it as it starts.
+poll_until 10 auth_sched_is_batch_19 ||
+	fail "password-check threads run at policy/nice \"$(auth_sched)\", expected SCHED_BATCH (3), nice 19"
+ok "password-check threads run at SCHED_BATCH, nice 19"
 
 echo "== b. log in through the gateway"
 out=$(login 127.0.0.1 2323 hello) || fail "sockgate-client over 127.0.0.1 failed: $out"

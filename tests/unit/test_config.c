@@ -80,6 +80,7 @@ static const struct config_case cases[] = {
 	{"workers auto", "workers = \"auto\";\nauth_threads = \"auto\";\n" GW(""), NULL},
 	{"workers 0 means auto", "workers = 0;\nauth_threads = 0;\n" GW(""), NULL},
 	{"workers at the bounds", "workers = 256;\nauth_threads = 64;\n" GW(""), NULL},
+	{"auth_threads_relaying", "auth_threads_relaying = \"auto\";\n" GW(""), NULL},
 	{"empty messages", GW("login = { success_message = \"\"; failure_message = \"\"; };\n"),
 	 NULL},
 	{"numbers in strings and comments are not checked",
@@ -196,6 +197,8 @@ static const struct config_case cases[] = {
 	 NAME ":1: workers: -1 is out of range 1..256"},
 	{"auth_threads 65", "auth_threads = 65;\n" GW(""),
 	 NAME ":1: auth_threads: 65 is out of range 1..64"},
+	{"auth_threads_relaying 65", "auth_threads = 2;\nauth_threads_relaying = 65;\n" GW(""),
+	 NAME ":2: auth_threads_relaying: 65 is out of range 1..64"},
 
 	/* Required settings. */
 	{"missing upstream", GW_OPEN "name = \"g\"; credentials = \"u\";\n" GW_CLOSE,
@@ -417,6 +420,7 @@ static void test_multiple_gateways(void **state)
 	struct config *cfg =
 		must_parse(NAME, "workers = 4;\n"
 				 "auth_threads = 2;\n"
+				 "auth_threads_relaying = 1;\n"
 				 "gateways = (\n"
 				 "  { name = \"first\"; listen = \"127.0.0.1:2323\";\n"
 				 "    upstream = ( \"127.0.0.1:1\", \"[::1]:2\" );\n"
@@ -428,13 +432,14 @@ static void test_multiple_gateways(void **state)
 
 	assert_int_equal(cfg->workers, 4);
 	assert_int_equal(cfg->auth_threads, 2);
+	assert_int_equal(cfg->auth_threads_relaying, 1);
 	assert_int_equal(cfg->n_gateways, 2);
 	assert_ptr_equal(config_find_gateway(cfg, "first"), &cfg->gateways[0]);
 	assert_ptr_equal(config_find_gateway(cfg, "second-gw_2.x"), &cfg->gateways[1]);
 	assert_null(config_find_gateway(cfg, "third"));
 	assert_null(config_find_gateway(cfg, "firs"));
-	assert_int_equal(cfg->gateways[0].line, 4);
-	assert_int_equal(cfg->gateways[1].line, 7);
+	assert_int_equal(cfg->gateways[0].line, 5);
+	assert_int_equal(cfg->gateways[1].line, 8);
 	/* Upstreams keep the order they were written in. */
 	assert_int_equal(cfg->gateways[0].n_upstream, 2);
 	assert_string_equal(cfg->gateways[0].upstream[0].resolved, "127.0.0.1:1");

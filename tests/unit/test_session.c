@@ -23,6 +23,7 @@
 #include "gateway.h"
 #include "harness.h"
 #include "log.h"
+#include "loop.h"
 #include "session.h"
 #include "worker.h"
 
@@ -126,7 +127,9 @@ static int env_setup(void **state)
 	fclose(f);
 	e->upstream_lfd = harness_listen("127.0.0.1", &e->upstream_port);
 	assert_true(e->upstream_lfd >= 0);
-	e->auth = auth_pool_create(2, 16, 0, &err);
+	e->auth = auth_pool_create(&(struct auth_pool_settings){ .threads = 2, .threads_relaying = 1,
+								 .max_queue = 16 },
+				   &err);
 	assert_non_null(e->auth);
 	e->worker = worker_create(0, e->auth, 64 << 10, &err);
 	assert_non_null(e->worker);
@@ -308,6 +311,33 @@ static void login_never_reaches_upstream(void **state)
 	close(c);
 }
 
+/* The password checks hold a CPU back while sessions relay data (auth.h): the
+ * session must say so when it moves bytes, and not for the login alone. */
+static void relaying_is_reported_to_the_checks(void **state)
+{
+	static const struct script sc = {"report", "", {{END, NULL}}};
+	struct env *e;
+	int c, u;
+
+	(void)state;
+	/* A pool of its own: the other tests have relayed within the window. */
+	assert_int_equal(env_setup((void **)&e), 0);
+	c = start_session(e, &sc);
+	send_text(c, "alice\npw\n");
+	u = harness_accept(e->upstream_lfd, T);
+	assert_true(u >= 0);
+	expect(c, "logged in.\n", 0, sc.name);
+	assert_int_equal(auth_pool_allowed(e->auth, loop_clock_ms()), 2);
+	send_text(c, "ping\n");
+	expect(u, "ping\n", 1, sc.name);
+	send_text(u, "pong\n");
+	expect(c, "pong\n", 1, sc.name);
+	assert_int_equal(auth_pool_allowed(e->auth, loop_clock_ms()), 1);
+	close(u);
+	close(c);
+	env_teardown((void **)&e);
+}
+
 static void big_buffers(int fd, int opt_force, int opt)
 {
 	int size = 32 << 20;
@@ -383,6 +413,7 @@ int main(void)
 		cmocka_unit_test(login_never_reaches_upstream),
 		cmocka_unit_test(large_burst_then_quiet),
 		cmocka_unit_test(urgent_data_relayed),
+		cmocka_unit_test(relaying_is_reported_to_the_checks),
 	};
 
 	return cmocka_run_group_tests_name("session", tests, env_setup, env_teardown);

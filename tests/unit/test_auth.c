@@ -1,0 +1,292 @@
+/* test_auth: the password-check pool. The check itself is replaced at link time
+ * (--wrap=credentials_verify) by one that holds each check until the test lets
+ * it go, so the test sees how many checks run at once: all threads while no
+ * session relays, one CPU's worth fewer while sessions relay, all again once
+ * the relaying window has passed, and queued checks answered at a stop. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "auth.h"
+#include "credentials.h"
+#include "loop.h"
+
+#define WAIT_MS 5000 /* bound on every wait for something that must happen */
+#define QUIET_MS 200 /* how long something that must not happen is watched for */
+
+/* What the fake check and the reply loop share with the test. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned inside, max_inside; /* checks running now, and at most */
+	unsigned released;           /* checks allowed to finish */
+	unsigned entered;            /* checks started */
+	unsigned done[AUTH_TEMPFAIL + 1];
+	unsigned n_done;
+} fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+enum credentials_result __wrap_credentials_verify(const struct credentials *c, const char *user,
+						  const char *password);
+
+enum credentials_result __wrap_credentials_verify(const struct credentials *c, const char *user,
+						  const char *password)
+{
+	unsigned ticket;
+
+	(void)c;
+	(void)user;
+	(void)password;
+	pthread_mutex_lock(&fake.lock);
+	ticket = fake.entered++;
+	fake.inside++;
+	if (fake.inside > fake.max_inside)
+		fake.max_inside = fake.inside;
+	pthread_cond_broadcast(&fake.cond);
+	while (fake.released <= ticket)
+		pthread_cond_wait(&fake.cond, &fake.lock);
+	fake.inside--;
+	pthread_mutex_unlock(&fake.lock);
+	return CREDENTIALS_OK;
+}
+
+static void job_done(struct loop_task *task)
+{
+	struct auth_job *job = task->arg;
+
+	pthread_mutex_lock(&fake.lock);
+	fake.done[job->result]++;
+	fake.n_done++;
+	pthread_cond_broadcast(&fake.cond);
+	pthread_mutex_unlock(&fake.lock);
+}
+
+static uint64_t now_ms(void)
+{
+	return loop_clock_ms();
+}
+
+/* Waits until *value reaches want or ms pass; true if it did. Takes the lock
+ * itself, so that a failed assertion never leaves it held. */
+static bool wait_for(const unsigned *value, unsigned want, unsigned ms)
+{
+	uint64_t until = now_ms() + ms;
+	bool reached;
+
+	pthread_mutex_lock(&fake.lock);
+	while (*value < want && now_ms() < until) {
+		struct timespec ts;
+		uint64_t left = until - now_ms();
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += (time_t)(left / 1000);
+		ts.tv_nsec += (long)(left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&fake.cond, &fake.lock, &ts);
+	}
+	reached = *value >= want;
+	pthread_mutex_unlock(&fake.lock);
+	return reached;
+}
+
+static unsigned get(const unsigned *value)
+{
+	unsigned v;
+
+	pthread_mutex_lock(&fake.lock);
+	v = *value;
+	pthread_mutex_unlock(&fake.lock);
+	return v;
+}
+
+/* Lets the first n checks finish. */
+static void release(unsigned n)
+{
+	pthread_mutex_lock(&fake.lock);
+	fake.released = n;
+	pthread_cond_broadcast(&fake.cond);
+	pthread_mutex_unlock(&fake.lock);
+}
+
+struct env {
+	struct loop *loop;
+	pthread_t loop_thread;
+	struct auth_pool *pool;
+	struct auth_job jobs[8];
+};
+
+static void *run_loop(void *arg)
+{
+	(void)loop_run(arg);
+	return NULL;
+}
+
+static struct env *env_new(unsigned threads, unsigned threads_relaying)
+{
+	static struct env e;
+	struct auth_pool_settings s = {
+		.threads = threads, .threads_relaying = threads_relaying, .max_queue = 16,
+	};
+	struct errbuf err;
+
+	memset(&e, 0, sizeof(e));
+	pthread_mutex_lock(&fake.lock);
+	memset(fake.done, 0, sizeof(fake.done));
+	fake.inside = fake.max_inside = fake.released = fake.entered = fake.n_done = 0;
+	pthread_mutex_unlock(&fake.lock);
+	e.loop = loop_create(&err);
+	assert_non_null(e.loop);
+	assert_int_equal(pthread_create(&e.loop_thread, NULL, run_loop, e.loop), 0);
+	e.pool = auth_pool_create(&s, &err);
+	assert_non_null(e.pool);
+	return &e;
+}
+
+static void submit(struct env *e, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct auth_job *job = &e->jobs[i];
+
+		memset(job, 0, sizeof(*job));
+		strcpy(job->user, "alice");
+		strcpy(job->password, "secret");
+		job->reply_loop = e->loop;
+		job->done = job_done;
+		job->arg = job;
+		assert_int_equal(auth_pool_submit(e->pool, job), 0);
+	}
+}
+
+/* Lets every check finish, waits for n answers, frees everything. */
+static void env_finish(struct env *e, unsigned n)
+{
+	release(1000);
+	assert_true(wait_for(&fake.n_done, n, WAIT_MS));
+	auth_pool_free(e->pool);
+	loop_stop(e->loop);
+	pthread_join(e->loop_thread, NULL);
+	loop_free(e->loop);
+}
+
+static void all_threads_check_while_nothing_relays(void **state)
+{
+	struct env *e = env_new(2, 1);
+
+	(void)state;
+	submit(e, 2);
+	assert_true(wait_for(&fake.entered, 2, WAIT_MS));
+	assert_int_equal(get(&fake.max_inside), 2);
+	env_finish(e, 2);
+	assert_int_equal(get(&fake.done[AUTH_OK]), 2);
+}
+
+static void one_thread_fewer_while_sessions_relay(void **state)
+{
+	struct env *e = env_new(2, 1);
+
+	(void)state;
+	auth_pool_note_relaying(e->pool, now_ms());
+	submit(e, 3);
+	for (unsigned i = 1; i <= 3; i++) {
+		/* Check i runs; nothing else starts while sessions keep relaying. */
+		assert_true(wait_for(&fake.entered, i, WAIT_MS));
+		auth_pool_note_relaying(e->pool, now_ms());
+		assert_false(wait_for(&fake.entered, i + 1, QUIET_MS));
+		assert_int_equal(get(&fake.inside), 1);
+		auth_pool_note_relaying(e->pool, now_ms());
+		release(i);
+	}
+	assert_true(wait_for(&fake.n_done, 3, WAIT_MS));
+	assert_int_equal(get(&fake.max_inside), 1);
+	env_finish(e, 3);
+	assert_int_equal(get(&fake.done[AUTH_OK]), 3);
+}
+
+static void all_threads_again_when_relaying_stops(void **state)
+{
+	struct env *e = env_new(2, 1);
+	uint64_t start = now_ms();
+
+	(void)state;
+	auth_pool_note_relaying(e->pool, start);
+	submit(e, 2);
+	/* Nobody releases the first check: the second starts when the window
+	 * after the last relayed byte has passed. */
+	assert_true(wait_for(&fake.entered, 2, AUTH_RELAYING_MS + WAIT_MS));
+	assert_true(now_ms() >= start + AUTH_RELAYING_MS);
+	assert_int_equal(get(&fake.max_inside), 2);
+	env_finish(e, 2);
+}
+
+static void allowed_follows_the_window(void **state)
+{
+	struct env *e = env_new(4, 3);
+
+	(void)state;
+	assert_int_equal(auth_pool_allowed(e->pool, 5000), 4);
+	auth_pool_note_relaying(e->pool, 5000);
+	assert_int_equal(auth_pool_allowed(e->pool, 5000), 3);
+	assert_int_equal(auth_pool_allowed(e->pool, 5000 + AUTH_RELAYING_MS - 1), 3);
+	assert_int_equal(auth_pool_allowed(e->pool, 5000 + AUTH_RELAYING_MS), 4);
+	env_finish(e, 0);
+
+	/* More while relaying than in all is the same as all. */
+	e = env_new(2, 8);
+	auth_pool_note_relaying(e->pool, 5000);
+	assert_int_equal(auth_pool_allowed(e->pool, 5000), 2);
+	env_finish(e, 0);
+
+	/* One thread is never held back: logins must go on. */
+	e = env_new(1, 0);
+	auth_pool_note_relaying(e->pool, 5000);
+	assert_int_equal(auth_pool_allowed(e->pool, 5000), 1);
+	env_finish(e, 0);
+}
+
+static void *stop_pool(void *arg)
+{
+	auth_pool_stop(arg);
+	return NULL;
+}
+
+static void stop_answers_checks_held_back(void **state)
+{
+	struct env *e = env_new(2, 1);
+	pthread_t stopper;
+
+	(void)state;
+	auth_pool_note_relaying(e->pool, now_ms());
+	submit(e, 3);
+	assert_true(wait_for(&fake.entered, 1, WAIT_MS));
+	/* The two held back are answered "try later" at once, not after the
+	 * relaying window; the running one finishes. */
+	assert_int_equal(pthread_create(&stopper, NULL, stop_pool, e->pool), 0);
+	assert_true(wait_for(&fake.done[AUTH_TEMPFAIL], 2, AUTH_RELAYING_MS / 2));
+	assert_int_equal(get(&fake.entered), 1);
+	release(1);
+	pthread_join(stopper, NULL);
+	env_finish(e, 3);
+	assert_int_equal(get(&fake.done[AUTH_OK]), 1);
+	assert_int_equal(get(&fake.done[AUTH_TEMPFAIL]), 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(all_threads_check_while_nothing_relays),
+		cmocka_unit_test(one_thread_fewer_while_sessions_relay),
+		cmocka_unit_test(all_threads_again_when_relaying_stops),
+		cmocka_unit_test(allowed_follows_the_window),
+		cmocka_unit_test(stop_answers_checks_held_back),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
