@@ -191,7 +191,9 @@ w(f"""- All traffic is on loopback. One upstream, `sgbench serve` (epoll, 2 thre
 - For sockgate, every measurement except `logins` and `storm` logs in as a user with a bcrypt
   cost-4 hash, so that the relay is measured rather than the hash; `logins` and `storm` use a
   yescrypt user as `sockgate-passwd` writes it. One yescrypt check took
-  {fmt(check_ms)} ms here (median of 30, one thread).
+  {fmt(check_ms)} ms here (median of 30, one thread). `logins` warms up for 1.5 s: sockgate
+  leaves a CPU to relaying sessions until a second after their last byte, and the measurement
+  before it relays.
 - Idle memory: each contender is restarted, then holds the sessions (one 16-byte round trip each)
   while the memory of its whole process tree is read from `/proc` (VmRSS, and Pss from
   `smaps_rollup`); the result is (during − before) / sessions. "KiB/session" is PSS for

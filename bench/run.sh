@@ -391,15 +391,20 @@ for round in $(seq 1 "$rounds"); do
 	done
 	# sockgate only: the login itself.
 	run "$round" connrate_login sockgate connrate --concurrency 16 "${common[@]}" --login "fast:$pw_fast"
-	run "$round" logins sockgate logins --concurrency 32 "${common[@]}" --login "bench:$pw_bench"
+	# The warm-up outlasts the second after the last relayed byte (of
+	# connrate_login just before) during which sockgate keeps a CPU for
+	# relaying sessions (auth_threads_relaying): logins alone use every CPU.
+	run "$round" logins sockgate logins --concurrency 32 --seconds "$seconds" --warmup 1.5 \
+		--login "bench:$pw_bench"
 	# Twice the usual length: p99 of paced round trips needs the samples.
 	storm_args=(storm --conns 10 --rate 100 --concurrency 32 --seconds "$(awk -v s="$seconds" 'BEGIN { print 2 * s }')"
 		--warmup 0.5 --login "bench:$pw_bench")
 	run "$round" storm sockgate "${storm_args[@]}"
 	# With autogroups (the kernel's default), each session is a scheduling
-	# group of its own, and SCHED_IDLE only yields within its group: the
-	# upstream and the clients, started in other sessions, share the CPU with
-	# the password checks. Measured again without them, when this can be set.
+	# group of its own, and a thread's priority counts only within its group:
+	# the upstream and the clients, started in other sessions, share the CPU
+	# with the password checks by group weight. Measured again without
+	# autogroups, when this can be set.
 	# A process keeps the group it started in: restart the upstream and
 	# sockgate after each change (the generator starts afresh anyway).
 	if [ "$(cat "$autogroup_file" 2>/dev/null)" = 1 ] && [ -w "$autogroup_file" ]; then
