@@ -19,7 +19,7 @@
 #   --port-base  first of 8 loopback ports (default 17000)
 #   --nice N     run the upstream, every contender and the generator at nice N
 #                (e.g. -10 on a machine shared with other work); sockgate's
-#                password-check threads run at SCHED_IDLE regardless
+#                password-check threads run at SCHED_BATCH, nice 19 regardless
 #
 # Output: bench/results/raw-TIMESTAMP.jsonl (one line per run), the logs of the
 # contenders in bench/results/logs-TIMESTAMP/, and bench/RESULTS.md.

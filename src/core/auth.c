@@ -163,9 +163,18 @@ struct auth_pool *auth_pool_create(const struct auth_pool_settings *settings,
 		return NULL;
 	}
 	pthread_mutex_init(&pool->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&pool->cond, &attr);
+	/* The relaying window's deadline is on CLOCK_MONOTONIC; glibc cannot
+	 * fail these, but a realtime clock here would make held-back threads
+	 * spin, so check anyway. */
+	if (pthread_condattr_init(&attr) != 0 ||
+	    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&pool->cond, &attr) != 0) {
+		pthread_mutex_destroy(&pool->lock);
+		free(pool->threads);
+		free(pool);
+		errbuf_set(err, "cannot set up the password-check queue");
+		return NULL;
+	}
 	pthread_condattr_destroy(&attr);
 	pool->max_queue = settings->max_queue;
 	pool->background = settings->background;
@@ -200,7 +209,9 @@ int auth_pool_submit(struct auth_pool *pool, struct auth_job *job)
 		pool->head = job;
 	pool->tail = job;
 	pool->queued++;
-	pthread_cond_signal(&pool->cond);
+	/* All: one woken thread may be held back (sessions relay) while an idle
+	 * one could start the check. A few wake-ups per login are nothing. */
+	pthread_cond_broadcast(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);
 	return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -19,6 +20,7 @@
 
 #define WAIT_MS 5000 /* bound on every wait for something that must happen */
 #define QUIET_MS 200 /* how long something that must not happen is watched for */
+#define FAR_MS 60000 /* a relaying time that keeps the window open for the whole test */
 
 /* What the fake check and the reply loop share with the test. */
 static struct {
@@ -29,7 +31,7 @@ static struct {
 	unsigned entered;            /* checks started */
 	unsigned done[AUTH_TEMPFAIL + 1];
 	unsigned n_done;
-} fake = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+} fake = { .lock = PTHREAD_MUTEX_INITIALIZER }; /* cond: on CLOCK_MONOTONIC, see main() */
 
 enum credentials_result __wrap_credentials_verify(const struct credentials *c, const char *user,
 						  const char *password);
@@ -83,7 +85,7 @@ static bool wait_for(const unsigned *value, unsigned want, unsigned ms)
 		struct timespec ts;
 		uint64_t left = until - now_ms();
 
-		clock_gettime(CLOCK_REALTIME, &ts);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_sec += (time_t)(left / 1000);
 		ts.tv_nsec += (long)(left % 1000) * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
@@ -120,8 +122,12 @@ struct env {
 	struct loop *loop;
 	pthread_t loop_thread;
 	struct auth_pool *pool;
+	pthread_t stopper;
+	bool stopping;
 	struct auth_job jobs[8];
 };
+
+static struct env *current; /* the test's, for the teardown */
 
 static void *run_loop(void *arg)
 {
@@ -131,23 +137,24 @@ static void *run_loop(void *arg)
 
 static struct env *env_new(unsigned threads, unsigned threads_relaying)
 {
-	static struct env e;
 	struct auth_pool_settings s = {
 		.threads = threads, .threads_relaying = threads_relaying, .max_queue = 16,
 	};
+	struct env *e = calloc(1, sizeof(*e));
 	struct errbuf err;
 
-	memset(&e, 0, sizeof(e));
+	assert_non_null(e);
+	current = e;
 	pthread_mutex_lock(&fake.lock);
 	memset(fake.done, 0, sizeof(fake.done));
 	fake.inside = fake.max_inside = fake.released = fake.entered = fake.n_done = 0;
 	pthread_mutex_unlock(&fake.lock);
-	e.loop = loop_create(&err);
-	assert_non_null(e.loop);
-	assert_int_equal(pthread_create(&e.loop_thread, NULL, run_loop, e.loop), 0);
-	e.pool = auth_pool_create(&s, &err);
-	assert_non_null(e.pool);
-	return &e;
+	e->loop = loop_create(&err);
+	assert_non_null(e->loop);
+	assert_int_equal(pthread_create(&e->loop_thread, NULL, run_loop, e->loop), 0);
+	e->pool = auth_pool_create(&s, &err);
+	assert_non_null(e->pool);
+	return e;
 }
 
 static void submit(struct env *e, unsigned n)
@@ -165,15 +172,38 @@ static void submit(struct env *e, unsigned n)
 	}
 }
 
-/* Lets every check finish, waits for n answers, frees everything. */
+/* Lets every check finish and frees everything: the end of each test, also
+ * after a failed assertion (then as the teardown), so no test leaves checks
+ * blocked for the next one. */
+static void env_free(struct env *e)
+{
+	release(1000);
+	if (e->stopping)
+		pthread_join(e->stopper, NULL);
+	auth_pool_free(e->pool); /* joins the threads: every answer is posted */
+	if (e->loop != NULL) {
+		loop_stop(e->loop);
+		pthread_join(e->loop_thread, NULL);
+		loop_free(e->loop);
+	}
+	free(e);
+	current = NULL;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (current != NULL)
+		env_free(current);
+	return 0;
+}
+
+/* Lets every check finish and waits for n answers; the teardown frees. */
 static void env_finish(struct env *e, unsigned n)
 {
 	release(1000);
 	assert_true(wait_for(&fake.n_done, n, WAIT_MS));
-	auth_pool_free(e->pool);
-	loop_stop(e->loop);
-	pthread_join(e->loop_thread, NULL);
-	loop_free(e->loop);
+	(void)e;
 }
 
 static void all_threads_check_while_nothing_relays(void **state)
@@ -193,15 +223,15 @@ static void one_thread_fewer_while_sessions_relay(void **state)
 	struct env *e = env_new(2, 1);
 
 	(void)state;
-	auth_pool_note_relaying(e->pool, now_ms());
+	/* Relaying "until" far ahead: however slow the machine, the window
+	 * does not end during the test. */
+	auth_pool_note_relaying(e->pool, now_ms() + FAR_MS);
 	submit(e, 3);
 	for (unsigned i = 1; i <= 3; i++) {
 		/* Check i runs; nothing else starts while sessions keep relaying. */
 		assert_true(wait_for(&fake.entered, i, WAIT_MS));
-		auth_pool_note_relaying(e->pool, now_ms());
 		assert_false(wait_for(&fake.entered, i + 1, QUIET_MS));
 		assert_int_equal(get(&fake.inside), 1);
-		auth_pool_note_relaying(e->pool, now_ms());
 		release(i);
 	}
 	assert_true(wait_for(&fake.n_done, 3, WAIT_MS));
@@ -236,19 +266,18 @@ static void allowed_follows_the_window(void **state)
 	assert_int_equal(auth_pool_allowed(e->pool, 5000), 3);
 	assert_int_equal(auth_pool_allowed(e->pool, 5000 + AUTH_RELAYING_MS - 1), 3);
 	assert_int_equal(auth_pool_allowed(e->pool, 5000 + AUTH_RELAYING_MS), 4);
-	env_finish(e, 0);
+	env_free(e);
 
 	/* More while relaying than in all is the same as all. */
 	e = env_new(2, 8);
 	auth_pool_note_relaying(e->pool, 5000);
 	assert_int_equal(auth_pool_allowed(e->pool, 5000), 2);
-	env_finish(e, 0);
+	env_free(e);
 
 	/* One thread is never held back: logins must go on. */
 	e = env_new(1, 0);
 	auth_pool_note_relaying(e->pool, 5000);
 	assert_int_equal(auth_pool_allowed(e->pool, 5000), 1);
-	env_finish(e, 0);
 }
 
 static void *stop_pool(void *arg)
@@ -260,19 +289,18 @@ static void *stop_pool(void *arg)
 static void stop_answers_checks_held_back(void **state)
 {
 	struct env *e = env_new(2, 1);
-	pthread_t stopper;
 
 	(void)state;
-	auth_pool_note_relaying(e->pool, now_ms());
+	auth_pool_note_relaying(e->pool, now_ms() + FAR_MS);
 	submit(e, 3);
 	assert_true(wait_for(&fake.entered, 1, WAIT_MS));
 	/* The two held back are answered "try later" at once, not after the
 	 * relaying window; the running one finishes. */
-	assert_int_equal(pthread_create(&stopper, NULL, stop_pool, e->pool), 0);
+	assert_int_equal(pthread_create(&e->stopper, NULL, stop_pool, e->pool), 0);
+	e->stopping = true;
 	assert_true(wait_for(&fake.done[AUTH_TEMPFAIL], 2, AUTH_RELAYING_MS / 2));
 	assert_int_equal(get(&fake.entered), 1);
 	release(1);
-	pthread_join(stopper, NULL);
 	env_finish(e, 3);
 	assert_int_equal(get(&fake.done[AUTH_OK]), 1);
 	assert_int_equal(get(&fake.done[AUTH_TEMPFAIL]), 2);
@@ -281,12 +309,17 @@ static void stop_answers_checks_held_back(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(all_threads_check_while_nothing_relays),
-		cmocka_unit_test(one_thread_fewer_while_sessions_relay),
-		cmocka_unit_test(all_threads_again_when_relaying_stops),
-		cmocka_unit_test(allowed_follows_the_window),
-		cmocka_unit_test(stop_answers_checks_held_back),
+		cmocka_unit_test_teardown(all_threads_check_while_nothing_relays, teardown),
+		cmocka_unit_test_teardown(one_thread_fewer_while_sessions_relay, teardown),
+		cmocka_unit_test_teardown(all_threads_again_when_relaying_stops, teardown),
+		cmocka_unit_test_teardown(allowed_follows_the_window, teardown),
+		cmocka_unit_test_teardown(stop_answers_checks_held_back, teardown),
 	};
+	pthread_condattr_t attr;
 
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&fake.cond, &attr);
+	pthread_condattr_destroy(&attr);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

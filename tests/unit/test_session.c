@@ -142,9 +142,13 @@ static int env_teardown(void **state)
 {
 	struct env *e = *state;
 
-	auth_pool_free(e->auth);
+	/* As the daemon shuts down: the pool stops first (its answers go to the
+	 * worker's loop), the worker next (its sessions still name the pool),
+	 * then the pool is freed. */
+	auth_pool_stop(e->auth);
 	worker_stop(e->worker, "test over");
 	worker_free(e->worker);
+	auth_pool_free(e->auth);
 	close(e->upstream_lfd);
 	unlink(e->users);
 	free(e);
