@@ -172,9 +172,9 @@ static void submit(struct env *e, unsigned n)
 	}
 }
 
-/* Lets every check finish and frees everything: the end of each test, also
- * after a failed assertion (then as the teardown), so no test leaves checks
- * blocked for the next one. */
+/* Lets every check finish and frees everything. The teardown calls it after
+ * every test, also one that failed, so no test leaves checks blocked for the
+ * next one. */
 static void env_free(struct env *e)
 {
 	release(1000);
@@ -199,11 +199,10 @@ static int teardown(void **state)
 }
 
 /* Lets every check finish and waits for n answers; the teardown frees. */
-static void env_finish(struct env *e, unsigned n)
+static void finish(unsigned n)
 {
 	release(1000);
 	assert_true(wait_for(&fake.n_done, n, WAIT_MS));
-	(void)e;
 }
 
 static void all_threads_check_while_nothing_relays(void **state)
@@ -214,7 +213,7 @@ static void all_threads_check_while_nothing_relays(void **state)
 	submit(e, 2);
 	assert_true(wait_for(&fake.entered, 2, WAIT_MS));
 	assert_int_equal(get(&fake.max_inside), 2);
-	env_finish(e, 2);
+	finish(2);
 	assert_int_equal(get(&fake.done[AUTH_OK]), 2);
 }
 
@@ -236,7 +235,7 @@ static void one_thread_fewer_while_sessions_relay(void **state)
 	}
 	assert_true(wait_for(&fake.n_done, 3, WAIT_MS));
 	assert_int_equal(get(&fake.max_inside), 1);
-	env_finish(e, 3);
+	finish(3);
 	assert_int_equal(get(&fake.done[AUTH_OK]), 3);
 }
 
@@ -253,7 +252,7 @@ static void all_threads_again_when_relaying_stops(void **state)
 	assert_true(wait_for(&fake.entered, 2, AUTH_RELAYING_MS + WAIT_MS));
 	assert_true(now_ms() >= start + AUTH_RELAYING_MS);
 	assert_int_equal(get(&fake.max_inside), 2);
-	env_finish(e, 2);
+	finish(2);
 }
 
 static void allowed_follows_the_window(void **state)
@@ -301,7 +300,7 @@ static void stop_answers_checks_held_back(void **state)
 	assert_true(wait_for(&fake.done[AUTH_TEMPFAIL], 2, AUTH_RELAYING_MS / 2));
 	assert_int_equal(get(&fake.entered), 1);
 	release(1);
-	env_finish(e, 3);
+	finish(3);
 	assert_int_equal(get(&fake.done[AUTH_OK]), 1);
 	assert_int_equal(get(&fake.done[AUTH_TEMPFAIL]), 2);
 }
