@@ -250,6 +250,9 @@ static void check_verify(const struct credentials *c, const char *text, size_t s
 	/* Unknown users are hashed against a dummy shaped like the first entry. */
 	if (!find_entry(text, size, user, &own_user, &own))
 		own = first;
+	/* An overlong name or password is checked against the dummy too. */
+	if (strlen(user) > CREDENTIALS_MAX_USER || strlen(password) > CREDENTIALS_MAX_PASSWORD)
+		own = first;
 	if (hash_cheap(own)) {
 		r = credentials_verify(c, user, password);
 		if (r == CREDENTIALS_ERROR && !setting_unchecked(own))
