@@ -1,5 +1,6 @@
 /* auth: the password-check thread pool (see auth.h). */
 #include "auth.h"
+#include "hash_memory.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -93,20 +94,29 @@ static void *auth_thread(void *arg)
 	for (;;) {
 		struct auth_job *job;
 		enum credentials_result r;
+		bool ready = pool->head != NULL &&
+			     (pool->stopping || pool->running < auth_pool_allowed(pool, loop_clock_ms()));
 
-		while (pool->head == NULL && !pool->stopping)
+		if (!ready && hash_memory_holding()) {
+			/* Checks back to back reuse the hash's memory; a
+			 * thread that waits gives it back (unlocked: the
+			 * event loops take this lock to queue a check). */
+			pthread_mutex_unlock(&pool->lock);
+			hash_memory_release();
+			pthread_mutex_lock(&pool->lock);
+			continue;
+		}
+		if (pool->head == NULL) {
+			if (pool->stopping)
+				break;
 			pthread_cond_wait(&pool->cond, &pool->lock);
-		if (pool->head == NULL)
-			break;
-		if (!pool->stopping) {
-			uint64_t now = loop_clock_ms();
-
-			if (pool->running >= auth_pool_allowed(pool, now)) {
-				/* Sessions relay and enough checks run. The
-				 * running ones take the queue on as they finish. */
-				auth_wait_relaying(pool, now);
-				continue;
-			}
+			continue;
+		}
+		if (!ready) {
+			/* Sessions relay and enough checks run. The running
+			 * ones take the queue on as they finish. */
+			auth_wait_relaying(pool, loop_clock_ms());
+			continue;
 		}
 		job = pool->head;
 		pool->head = job->next;
@@ -122,7 +132,9 @@ static void *auth_thread(void *arg)
 		pool->running++;
 		pthread_mutex_unlock(&pool->lock);
 
+		hash_memory_begin();
 		r = credentials_verify(job->creds, job->user, job->password);
+		hash_memory_end();
 		auth_complete(job, r == CREDENTIALS_OK ? AUTH_OK :
 				   r == CREDENTIALS_DENIED ? AUTH_DENIED : AUTH_ERROR);
 
@@ -130,6 +142,7 @@ static void *auth_thread(void *arg)
 		pool->running--;
 	}
 	pthread_mutex_unlock(&pool->lock);
+	hash_memory_release();
 	return NULL;
 }
 

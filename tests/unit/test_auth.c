@@ -2,7 +2,10 @@
  * (--wrap=credentials_verify) by one that holds each check until the test lets
  * it go, so the test sees how many checks run at once: all threads while no
  * session relays, one CPU's worth fewer while sessions relay, all again once
- * the relaying window has passed, and queued checks answered at a stop. */
+ * the relaying window has passed, and queued checks answered at a stop. It can
+ * also use working memory as libxcrypt's yescrypt does, to show that checks
+ * back to back reuse it and a thread that waits gives it back. */
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,17 +13,22 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "auth.h"
 #include "credentials.h"
+#include "hash_memory.h"
 #include "loop.h"
 
 #define WAIT_MS 5000 /* bound on every wait for something that must happen */
 #define QUIET_MS 200 /* how long something that must not happen is watched for */
 #define FAR_MS 60000 /* a relaying time that keeps the window open for the whole test */
+#define REGION_BYTES (2 * HASH_MEMORY_MIN_BYTES)
 
 /* What the fake check and the reply loop share with the test. */
 static struct {
@@ -31,10 +39,34 @@ static struct {
 	unsigned entered;            /* checks started */
 	unsigned done[AUTH_TEMPFAIL + 1];
 	unsigned n_done;
+	bool use_memory;             /* each check maps, fills and unmaps a region */
+	void *region[8];             /* by ticket: where it was */
+	long faults[8];              /* by ticket: the page faults filling it took */
 } fake = { .lock = PTHREAD_MUTEX_INITIALIZER }; /* cond: on CLOCK_MONOTONIC, see main() */
 
 enum credentials_result __wrap_credentials_verify(const struct credentials *c, const char *user,
 						  const char *password);
+
+static long thread_minor_faults(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_THREAD, &ru) == 0 ? ru.ru_minflt : -1;
+}
+
+/* What yescrypt does with its working memory (fake.lock held). */
+static void use_memory(unsigned ticket)
+{
+	long before = thread_minor_faults();
+	char *p = mmap(NULL, REGION_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return;
+	memset(p, 0x5a, REGION_BYTES);
+	fake.faults[ticket] = thread_minor_faults() - before;
+	fake.region[ticket] = p;
+	(void)munmap(p, REGION_BYTES);
+}
 
 enum credentials_result __wrap_credentials_verify(const struct credentials *c, const char *user,
 						  const char *password)
@@ -50,6 +82,8 @@ enum credentials_result __wrap_credentials_verify(const struct credentials *c, c
 	if (fake.inside > fake.max_inside)
 		fake.max_inside = fake.inside;
 	pthread_cond_broadcast(&fake.cond);
+	if (fake.use_memory && ticket < 8)
+		use_memory(ticket);
 	while (fake.released <= ticket)
 		pthread_cond_wait(&fake.cond, &fake.lock);
 	fake.inside--;
@@ -148,6 +182,8 @@ static struct env *env_new(unsigned threads, unsigned threads_relaying)
 	pthread_mutex_lock(&fake.lock);
 	memset(fake.done, 0, sizeof(fake.done));
 	fake.inside = fake.max_inside = fake.released = fake.entered = fake.n_done = 0;
+	fake.use_memory = false;
+	memset(fake.region, 0, sizeof(fake.region));
 	pthread_mutex_unlock(&fake.lock);
 	e->loop = loop_create(&err);
 	assert_non_null(e->loop);
@@ -305,6 +341,45 @@ static void stop_answers_checks_held_back(void **state)
 	assert_int_equal(get(&fake.done[AUTH_TEMPFAIL]), 2);
 }
 
+static bool is_mapped(void *p)
+{
+	unsigned char vec[1];
+
+	return mincore(p, (size_t)sysconf(_SC_PAGESIZE), vec) == 0 || errno != ENOMEM;
+}
+
+static void checks_back_to_back_share_memory_a_waiting_thread_frees_it(void **state)
+{
+	struct env *e = env_new(1, 1);
+	size_t pages = REGION_BYTES / (size_t)sysconf(_SC_PAGESIZE);
+	uint64_t until;
+	long faults[8];
+	void *region[8];
+
+	(void)state;
+	pthread_mutex_lock(&fake.lock);
+	fake.use_memory = true;
+	pthread_mutex_unlock(&fake.lock);
+	/* The first check has used its memory and waits; the second is queued
+	 * behind it on the one thread. */
+	submit(e, 2);
+	assert_true(wait_for(&fake.entered, 1, WAIT_MS));
+	finish(2);
+	/* Copied out: a failed assertion must not leave the lock held. */
+	pthread_mutex_lock(&fake.lock);
+	memcpy(faults, fake.faults, sizeof(faults));
+	memcpy(region, fake.region, sizeof(region));
+	pthread_mutex_unlock(&fake.lock);
+	assert_true(faults[0] >= (long)pages);
+	assert_true(faults[1] < (long)pages / 4);
+	assert_ptr_equal(region[1], region[0]);
+	/* Nothing queued: the thread gives the memory back before it waits. */
+	until = now_ms() + WAIT_MS;
+	while (is_mapped(region[0]) && now_ms() < until)
+		(void)wait_for(&fake.n_done, 3, 1); /* polls: nothing tells of the unmap */
+	assert_false(is_mapped(region[0]));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +388,8 @@ int main(void)
 		cmocka_unit_test_teardown(all_threads_again_when_relaying_stops, teardown),
 		cmocka_unit_test_teardown(allowed_follows_the_window, teardown),
 		cmocka_unit_test_teardown(stop_answers_checks_held_back, teardown),
+		cmocka_unit_test_teardown(checks_back_to_back_share_memory_a_waiting_thread_frees_it,
+					  teardown),
 	};
 	pthread_condattr_t attr;
 
