@@ -7,6 +7,10 @@
  * during a hash, both pass straight to the next definition (libc's, or a
  * sanitizer's). On other systems than 64-bit Linux nothing is interposed and
  * the hash maps its memory every time, as it would anyway. */
+/* libcrypt calls mmap, not mmap64: the definition below must keep its name
+ * (off_t is 64 bits wide here anyway). */
+#undef _FILE_OFFSET_BITS
+
 #include "hash_memory.h"
 
 #if defined(__linux__) && defined(__LP64__)
@@ -27,6 +31,8 @@ static __thread struct {
 	void *kept; /* zeroed, mapped, waiting for the next hash */
 	size_t kept_len;
 } hm;
+
+static unsigned long released; /* atomic: see hash_memory_released() */
 
 /* The next mmap/munmap after ours, looked up on first use: a library's
  * constructor may map memory before main(). Should the lookup ever fail, the
@@ -123,6 +129,12 @@ void hash_memory_release(void)
 		return;
 	(void)next_munmap(hm.kept, hm.kept_len);
 	hm.kept = NULL;
+	__atomic_add_fetch(&released, 1, __ATOMIC_RELAXED);
+}
+
+unsigned long hash_memory_released(void)
+{
+	return __atomic_load_n(&released, __ATOMIC_RELAXED);
 }
 
 #else
@@ -142,6 +154,11 @@ bool hash_memory_holding(void)
 
 void hash_memory_release(void)
 {
+}
+
+unsigned long hash_memory_released(void)
+{
+	return 0;
 }
 
 #endif

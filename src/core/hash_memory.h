@@ -28,4 +28,7 @@ void hash_memory_end(void);
 bool hash_memory_holding(void);
 void hash_memory_release(void);
 
+/* How many kept regions were given back so far, over all threads. */
+unsigned long hash_memory_released(void);
+
 #endif
