@@ -191,7 +191,10 @@ w(f"""- All traffic is on loopback. One upstream, `sgbench serve` (epoll, 2 thre
 - For sockgate, every measurement except `logins` and `storm` logs in as a user with a bcrypt
   cost-4 hash, so that the relay is measured rather than the hash; `logins` and `storm` use a
   yescrypt user as `sockgate-passwd` writes it. One yescrypt check took
-  {fmt(check_ms)} ms here (median of 30, one thread). `logins` warms up for 1.5 s: sockgate
+  {fmt(check_ms)} ms here (median of 30, one thread, `crypt_r()` as libxcrypt makes it: it maps
+  and faults in the hash's 16 MiB every time). sockgate's check threads keep that memory
+  while checks are queued, so a check inside sockgate costs less: the `logins` table's daemon
+  CPU per login is the figure to compare. `logins` warms up for 1.5 s: sockgate
   leaves a CPU to relaying sessions until a second after their last byte, and the measurement
   before it relays.
 - Idle memory: each contender is restarted, then holds the sessions (one 16-byte round trip each)
