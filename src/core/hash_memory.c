@@ -6,9 +6,10 @@
  * but a large private anonymous read-write region that this thread mapped
  * during a hash, both pass straight to the next definition (libc's, or a
  * sanitizer's). On other systems than 64-bit Linux nothing is interposed and
- * the hash maps its memory every time, as it would anyway. */
-/* libcrypt calls mmap, not mmap64: the definition below must keep its name
- * (off_t is 64 bits wide here anyway). */
+ * the hash maps its memory every time, as it would anyway.
+ *
+ * libcrypt calls mmap, not mmap64: the definition must keep its name whatever
+ * the build says about file offsets (off_t is 64 bits wide here anyway). */
 #undef _FILE_OFFSET_BITS
 
 #include "hash_memory.h"

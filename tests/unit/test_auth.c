@@ -41,7 +41,7 @@ static struct {
 	unsigned done[AUTH_TEMPFAIL + 1];
 	unsigned n_done;
 	bool use_memory;             /* each check maps, fills and unmaps a region */
-	long faults[8];              /* by ticket: the page faults filling it took */
+	long faults[2];              /* by ticket: the page faults filling it took */
 } fake = { .lock = PTHREAD_MUTEX_INITIALIZER }; /* cond: on CLOCK_MONOTONIC, see main() */
 
 enum credentials_result __wrap_credentials_verify(const struct credentials *c, const char *user,
@@ -81,7 +81,7 @@ enum credentials_result __wrap_credentials_verify(const struct credentials *c, c
 	if (fake.inside > fake.max_inside)
 		fake.max_inside = fake.inside;
 	pthread_cond_broadcast(&fake.cond);
-	if (fake.use_memory && ticket < 8)
+	if (fake.use_memory && ticket < 2)
 		use_memory(ticket);
 	while (fake.released <= ticket)
 		pthread_cond_wait(&fake.cond, &fake.lock);
@@ -182,6 +182,7 @@ static struct env *env_new(unsigned threads, unsigned threads_relaying)
 	memset(fake.done, 0, sizeof(fake.done));
 	fake.inside = fake.max_inside = fake.released = fake.entered = fake.n_done = 0;
 	fake.use_memory = false;
+	memset(fake.faults, 0, sizeof(fake.faults));
 	pthread_mutex_unlock(&fake.lock);
 	e->loop = loop_create(&err);
 	assert_non_null(e->loop);
@@ -354,7 +355,7 @@ static void checks_back_to_back_share_memory_a_waiting_thread_frees_it(void **st
 	struct env *e = env_new(1, 1);
 	size_t pages = REGION_BYTES / (size_t)sysconf(_SC_PAGESIZE);
 	unsigned long released_before = hash_memory_released();
-	long faults[8];
+	long faults[2];
 
 	(void)state;
 	pthread_mutex_lock(&fake.lock);
