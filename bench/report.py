@@ -78,6 +78,11 @@ TESTS = [
      [("p50 µs", "p50_us", False), ("p99 µs", "p99_us", False)],
      ("daemon CPU µs/round trip", cpu_per_rtt)),
     ("pingpong50", "Ping-pong, 64 bytes, 50 connections (round-trip time)",
+     [("p50 µs", "p50_us", False), ("p99 µs", "p99_us", False), ("p999 µs", "p999_us", False),
+      ("round trips/s", "rtt_per_s", True)],
+     ("daemon CPU µs/round trip", cpu_per_rtt)),
+    ("pingpong50_paced", "Ping-pong, 64 bytes, 50 connections at 200 round trips per second "
+     "each (light load: the latency a relay adds while the CPUs are mostly idle)",
      [("p50 µs", "p50_us", False), ("p99 µs", "p99_us", False), ("p999 µs", "p999_us", False)],
      ("daemon CPU µs/round trip", cpu_per_rtt)),
     ("connrate", "Connection rate: connect, one 64-byte round trip, close; 16 at once, no login",
@@ -101,7 +106,7 @@ TESTS = [
      STORM_COLS, None),
 ]
 RATIO_TESTS = {"bulk1", "bulk8", "bulk2_1", "bulk2_8", "pingpong1", "pingpong1_cpu0", "pingpong50",
-               "connrate"}
+               "pingpong50_paced", "connrate"}
 
 
 def get(r, key):
@@ -167,7 +172,8 @@ for k, label in [("cpu", "CPU"), ("cores", "cores"), ("memory", "memory"), ("ker
     w(f"| {label} | {meta.get(k, '?')} |")
 w("")
 w("## Method\n")
-w(f"""- All traffic is on loopback. One upstream, `sgbench serve` (epoll, 2 threads, SO_REUSEPORT),
+up_threads = meta.get("upstream_threads", "2")
+w(f"""- All traffic is on loopback. One upstream, `sgbench serve` (epoll, {up_threads} thread{'' if up_threads == '1' else 's'}, SO_REUSEPORT),
   serves every contender: it echoes, or checks a one-way stream against the pattern and reports
   the byte count, according to each connection's first line. **direct** is the upstream itself.
 - Contenders: **sockgate** (Release build; the `bench` gateway with the login, the `bench-open`
@@ -179,7 +185,8 @@ w(f"""- All traffic is on loopback. One upstream, `sgbench serve` (epoll, 2 thre
 - `sgbench`, the load generator, logs in when the contender asks for it and starts the clock when
   every session is ready. Bulk data is a pseudo-random stream, each connection at its own offset,
   and every byte is checked (by the upstream one way, by the generator on the echo). Ping-pong
-  sends 64 bytes and waits for them back, in a closed loop on each connection.
+  sends 64 bytes and waits for them back, in a closed loop on each connection (the "paced" table:
+  each connection sends at a fixed rate, staggered, and the clock runs from each send).
 - Every process of the benchmark (upstream, contenders, generator) ran at nice
   {meta.get('nice', '0')}.
 - {meta.get('rounds', '?')} rounds of {meta.get('seconds', '?')} s runs after
@@ -215,9 +222,12 @@ w(f"""- All traffic is on loopback. One upstream, `sgbench serve` (epoll, 2 thre
   direct path itself measures about 6 µs or about 60 µs from run to run, so the per-round
   ratios spread widely; read their range, and the one-CPU table, which pins generator,
   upstream and contender to CPU 0 and shows the path's own cost steadily.
-- Ping-pong on 50 connections keeps every party busy: tail latencies (p99, p999) then come from
-  the scheduler's time slices (milliseconds), the direct path included, which is why relays
-  can show p99 ratios below 1.
+- Ping-pong on 50 connections keeps every party busy: the round-trip time is then the CPU each
+  round trip costs everybody, and the tails (p99, p999) come from the scheduler's time slices.
+  With more busy threads than CPUs on the direct path too (`--upstream-threads 2`), the
+  direct path's own tail is in milliseconds and relays show p99 ratios below 1.
+- The paced table is light load: the CPUs are mostly idle, and a round trip's time is mostly
+  the wake-ups of idle vCPUs (see "Reading the targets").
 - CPU load from outside the benchmark, even at SCHED_IDLE priority, inflates wake-up latency on
   this machine: the login rate and the storm depend on how quiet the machine is.
 - sockgate's password checks run at SCHED_BATCH, nice 19, which counts only inside sockgate's
