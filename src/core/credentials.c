@@ -34,6 +34,9 @@ struct credentials {
 	size_t text_size;
 	char dummy[CRYPT_OUTPUT_SIZE]; /* hashed for unknown users; can never match */
 	size_t dummy_len;
+	size_t settings;   /* distinct hash methods and costs among the entries */
+	size_t dummy_peers; /* entries with the method and cost the dummy has */
+	unsigned dummy_line; /* the entry the dummy was made from (0: none) */
 };
 
 /* The methods the header promises. checksum_len is the length of the encoded
@@ -299,10 +302,73 @@ static int entries_sort(struct credentials *c, const char *name, struct errbuf *
 	return 0;
 }
 
-/* The dummy keeps the first entry's setting (method, cost, salt) so hashing
- * against it costs what a real check costs, and replaces the checksum with
- * random characters so no password can produce it. Unknown users are denied
- * regardless; the random part only guards against a logic slip. */
+/* The length of a hash's method and cost ("$y$j9T$", "$2b$12$",
+ * "$6$rounds=N$"): the setting without its salt. scrypt ("$7$") encodes its
+ * parameters in the 11 characters before the salt, with no '$' between. */
+static size_t cost_len(const struct credentials_entry *e)
+{
+	size_t off = checksum_offset(method_find(e->hash), e->hash, e->hash_len);
+	const char *last = off > 1 ? memrchr(e->hash, '$', off - 1) : NULL;
+
+	if (strncmp(e->hash, "$7$", 3) == 0)
+		return off >= 14 ? 14 : 3;
+	return last != NULL ? (size_t)(last - e->hash) + 1 : 0;
+}
+
+static int cost_cmp(const struct credentials_entry *a, const struct credentials_entry *b)
+{
+	size_t la = cost_len(a), lb = cost_len(b);
+	int r = memcmp(a->hash, b->hash, la < lb ? la : lb);
+
+	if (r != 0 || la != lb)
+		return r != 0 ? r : (la < lb ? -1 : 1);
+	return a->line < b->line ? -1 : a->line > b->line;
+}
+
+static int cost_cmp_qsort(const void *a, const void *b)
+{
+	return cost_cmp(*(const struct credentials_entry *const *)a,
+			*(const struct credentials_entry *const *)b);
+}
+
+/* The entry whose method and cost most entries share (the earliest such line
+ * on a tie), counting the distinct settings on the way. NULL if out of memory. */
+static const struct credentials_entry *dummy_source(struct credentials *c)
+{
+	const struct credentials_entry **v = calloc(c->count, sizeof(*v));
+	const struct credentials_entry *best = NULL;
+	size_t best_n = 0;
+
+	if (v == NULL)
+		return NULL;
+	for (size_t i = 0; i < c->count; i++)
+		v[i] = &c->entries[i];
+	qsort(v, c->count, sizeof(*v), cost_cmp_qsort);
+	c->settings = 0;
+	for (size_t i = 0, n; i < c->count; i += n) {
+		size_t len = cost_len(v[i]);
+
+		for (n = 1; i + n < c->count && cost_len(v[i + n]) == len &&
+			    memcmp(v[i + n]->hash, v[i]->hash, len) == 0;
+		     n++)
+			;
+		c->settings++;
+		/* Runs are sorted by line within, so v[i] is the run's earliest. */
+		if (n > best_n || (n == best_n && v[i]->line < best->line)) {
+			best = v[i];
+			best_n = n;
+		}
+	}
+	c->dummy_peers = best_n;
+	free(v);
+	return best;
+}
+
+/* The dummy has the method, cost and salt of an entry whose method and cost
+ * most users share, so hashing against it costs what their checks cost, and
+ * random characters for a checksum so no password can produce it. Unknown
+ * users are denied regardless; the random part only guards against a logic
+ * slip. */
 static int dummy_make(struct credentials *c, struct errbuf *err)
 {
 	unsigned char rnd[CRYPT_OUTPUT_SIZE];
@@ -310,9 +376,11 @@ static int dummy_make(struct credentials *c, struct errbuf *err)
 	size_t off, len;
 	const char *src;
 
-	for (size_t i = 0; i < c->count; i++)
-		if (first == NULL || c->entries[i].line < first->line)
-			first = &c->entries[i];
+	if (c->count > 0) {
+		first = dummy_source(c);
+		if (first == NULL)
+			return errbuf_errno(err, ENOMEM, "%s", "credentials");
+	}
 	if (first == NULL) {
 		/* An empty file: any setting of the preferred method will do. */
 		if (crypt_gensalt_rn(NULL, 0, NULL, 0, c->dummy, sizeof(c->dummy)) == NULL)
@@ -322,6 +390,7 @@ static int dummy_make(struct credentials *c, struct errbuf *err)
 	}
 	src = first->hash;
 	len = first->hash_len;
+	c->dummy_line = first->line;
 	/* The entry passed hash_check(), so its method and checksum are known. */
 	off = checksum_offset(method_find(src), src, len);
 	if (getrandom(rnd, len - off, 0) != (ssize_t)(len - off))
@@ -348,8 +417,9 @@ static int dummy_check(const struct credentials *c, const char *name, struct err
 		return errbuf_set(err, "out of memory");
 	out = crypt_r("sockgate-dummy-check", c->dummy, data);
 	if (out == NULL || out[0] == '*')
-		rc = errbuf_set(err, "%s: the first user's hash has parameters libxcrypt cannot use; "
-				"set that password again with sockgate-passwd", name);
+		rc = errbuf_set(err, "%s:%u: the hash has parameters libxcrypt cannot use; "
+				"set that password again with sockgate-passwd", name,
+				c->dummy_line);
 	explicit_bzero(data, sizeof(*data));
 	free(data);
 	return rc;
@@ -598,6 +668,13 @@ void credentials_unref(struct credentials *c)
 size_t credentials_count(const struct credentials *c)
 {
 	return c != NULL ? c->count : 0;
+}
+
+size_t credentials_settings(const struct credentials *c, size_t *like_unknown)
+{
+	if (like_unknown != NULL)
+		*like_unknown = c != NULL ? c->dummy_peers : 0;
+	return c != NULL ? c->settings : 0;
 }
 
 bool credentials_has_user(const struct credentials *c, const char *user)

@@ -74,6 +74,20 @@ static struct gateway *daemon_find_gateway(struct gateway **gws, size_t n, const
 	return NULL;
 }
 
+/* A check's time follows the user's hash, so users with another method or
+ * cost than most can be told apart from unknown users by timing. */
+static void daemon_warn_mixed_costs(const struct gateway *gw)
+{
+	size_t like_unknown, n = credentials_settings(gw->creds, &like_unknown);
+
+	if (n > 1)
+		log_msg(LOG_WARNING,
+			"%s: users have %zu different hash methods or costs; unknown users cost "
+			"what %zu of the %zu users cost, and a check's time tells the others "
+			"apart: set their passwords again with sockgate-passwd",
+			gw->cfg->credentials_path, n, like_unknown, credentials_count(gw->creds));
+}
+
 /* Builds the live gateways of cfg, loading every credentials file. */
 static struct gateway **daemon_build_gateways(struct config *cfg, struct gateway **old,
 					      size_t n_old, struct errbuf *err)
@@ -93,6 +107,7 @@ static struct gateway **daemon_build_gateways(struct config *cfg, struct gateway
 			daemon_free_gateways(gws, i);
 			return NULL;
 		}
+		daemon_warn_mixed_costs(gws[i]);
 	}
 	return gws;
 }

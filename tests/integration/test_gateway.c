@@ -1,5 +1,6 @@
 /* test_gateway: the real sockgate in front of a real sockgate-server on
  * loopback: the login exchange, its failures, the relay, reloads and shutdown. */
+#include <crypt.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -439,6 +440,42 @@ static void reload_changed_credentials(void **state)
 	close(live);
 }
 
+/* A user whose hash has another cost than the others can be told apart from
+ * an unknown user by how long a wrong password takes: the daemon says so when
+ * it loads such a file (and not for a file on one cost). */
+static void reload_warns_of_mixed_hash_costs(void **state)
+{
+	struct ctx *c = *state;
+	char setting[CRYPT_GENSALT_OUTPUT_SIZE], line[1024];
+	struct crypt_data *cd = calloc(1, sizeof(*cd));
+	const char *h;
+	FILE *fp;
+	int fd;
+
+	assert_non_null(cd);
+	assert_false(logtap_contains(c->f.log, "different hash methods or costs"));
+	assert_non_null(crypt_gensalt_rn("$2b$", 4, NULL, 0, setting, sizeof(setting)));
+	h = crypt_r("carol-pw", setting, cd);
+	assert_non_null(h);
+	fp = fopen(c->f.users, "a");
+	assert_non_null(fp);
+	fprintf(fp, "carol:%s\n", h);
+	assert_int_equal(fclose(fp), 0);
+	free(cd);
+
+	assert_int_equal(fixture_reload(&c->f), 0);
+	assert_int_equal(fixture_log_wait(&c->f, "different hash methods or costs", line,
+					  sizeof(line)),
+			 0);
+	assert_non_null(strstr(line, c->f.users));
+	assert_non_null(strstr(line, "users have 2 different"));
+	assert_non_null(strstr(line, "what 2 of the 3 users cost"));
+	/* A warning, not a refusal: carol logs in. */
+	fd = fixture_login(c->f.port, "carol", "carol-pw");
+	assert_true(fd >= 0);
+	close(fd);
+}
+
 static void reload_broken_config(void **state)
 {
 	struct ctx *c = *state;
@@ -802,6 +839,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(concurrent_sessions, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(reload_changed_credentials, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(reload_broken_config, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(reload_warns_of_mixed_hash_costs, setup_message,
+						teardown),
 		cmocka_unit_test_setup_teardown(max_sessions_enforced, setup_max2, teardown),
 		cmocka_unit_test_setup_teardown(sigterm_closes_sessions, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(check_mode, setup_message, teardown),

@@ -62,6 +62,34 @@ static void hash_make(const char *prefix, const char *password, char *out, size_
 	free(data);
 }
 
+/* crypt_r() is wrapped at link time (credentials_tests.cmake) to see which
+ * setting the library hashes with; it still hashes. */
+static char last_setting[CRYPT_OUTPUT_SIZE];
+
+char *__real_crypt_r(const char *phrase, const char *setting, struct crypt_data *data);
+char *__wrap_crypt_r(const char *phrase, const char *setting, struct crypt_data *data);
+char *__wrap_crypt_r(const char *phrase, const char *setting, struct crypt_data *data)
+{
+	snprintf(last_setting, sizeof(last_setting), "%s", setting != NULL ? setting : "");
+	return __real_crypt_r(phrase, setting, data);
+}
+
+/* A bcrypt hash of password at cost. */
+static void bcrypt_make(unsigned cost, const char *password, char *out, size_t size)
+{
+	char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data *data = calloc(1, sizeof(*data));
+	const char *h;
+
+	assert_non_null(data);
+	assert_non_null(crypt_gensalt_rn("$2b$", cost, NULL, 0, setting, sizeof(setting)));
+	h = crypt_r(password, setting, data);
+	assert_non_null(h);
+	assert_true(strlen(h) < size);
+	strcpy(out, h);
+	free(data);
+}
+
 static struct credentials *parse_str(const char *text, struct errbuf *err)
 {
 	memset(err, 0, sizeof(*err));
@@ -525,7 +553,99 @@ static void test_load_parse_error(void **state)
 	file_write(f->path,
 		   "bob:$y$$abcdefghijklmnopqrstuv$ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq\n",
 		   0600);
-	load_expect(f->path, getuid(), "the first user's hash has parameters libxcrypt cannot use");
+	load_expect(f->path, getuid(), "users:1: the hash has parameters libxcrypt cannot use");
+}
+
+/* Hashes an unknown user and returns the method and cost it was hashed with
+ * ("$2b$05$"), from the setting crypt_r() was given. */
+static const char *unknown_user_cost(const struct credentials *c)
+{
+	static char cost[16];
+
+	last_setting[0] = '\0';
+	assert_int_equal(credentials_verify(c, "nobody", "guess"), CREDENTIALS_DENIED);
+	assert_true(strlen(last_setting) > 7);
+	memcpy(cost, last_setting, 7);
+	cost[7] = '\0';
+	return cost;
+}
+
+/* Users on several hash costs: unknown users are hashed at the cost most
+ * users share, not the first line's (after a migration the first lines are
+ * the oldest), and the earliest line's on a tie. */
+static void test_unknown_user_cost_follows_most_users(void **state)
+{
+	char h4a[CRYPT_OUTPUT_SIZE], h4b[CRYPT_OUTPUT_SIZE], h5a[CRYPT_OUTPUT_SIZE];
+	char h5b[CRYPT_OUTPUT_SIZE], h5c[CRYPT_OUTPUT_SIZE], text[5 * CRYPT_OUTPUT_SIZE];
+	struct errbuf err;
+	struct credentials *c;
+	size_t like;
+
+	(void)state;
+	bcrypt_make(4, "pw-a", h4a, sizeof(h4a));
+	bcrypt_make(4, "pw-b", h4b, sizeof(h4b));
+	bcrypt_make(5, "pw-c", h5a, sizeof(h5a));
+	bcrypt_make(5, "pw-d", h5b, sizeof(h5b));
+	bcrypt_make(5, "pw-e", h5c, sizeof(h5c));
+
+	/* One old user first, three on the new cost. */
+	snprintf(text, sizeof(text), "old:%s\nc:%s\nd:%s\ne:%s\n", h4a, h5a, h5b, h5c);
+	c = parse_str(text, &err);
+	assert_non_null(c);
+	assert_int_equal(credentials_settings(c, &like), 2);
+	assert_int_equal(like, 3);
+	assert_string_equal(unknown_user_cost(c), "$2b$05$");
+	/* The real users still check at their own cost. */
+	assert_int_equal(credentials_verify(c, "old", "pw-a"), CREDENTIALS_OK);
+	assert_int_equal(credentials_verify(c, "d", "pw-d"), CREDENTIALS_OK);
+	credentials_unref(c);
+
+	/* A tie: the cost of the earliest line ("b", on line 2), not of the user
+	 * first by name ("a"). */
+	snprintf(text, sizeof(text), "# users\nb:%s\nc:%s\na:%s\nd:%s\n", h5a, h4a, h4b, h5b);
+	c = parse_str(text, &err);
+	assert_non_null(c);
+	assert_int_equal(credentials_settings(c, &like), 2);
+	assert_int_equal(like, 2);
+	assert_string_equal(unknown_user_cost(c), "$2b$05$");
+	credentials_unref(c);
+
+	/* One cost: one setting, shared by every user. */
+	snprintf(text, sizeof(text), "a:%s\nb:%s\n", h4a, h4b);
+	c = parse_str(text, &err);
+	assert_non_null(c);
+	assert_int_equal(credentials_settings(c, &like), 1);
+	assert_int_equal(like, 2);
+	assert_string_equal(unknown_user_cost(c), "$2b$04$");
+	credentials_unref(c);
+
+	/* No users: nothing to tell apart. */
+	c = parse_str("# nobody yet\n", &err);
+	assert_non_null(c);
+	assert_int_equal(credentials_settings(c, &like), 0);
+	assert_int_equal(like, 0);
+	credentials_unref(c);
+}
+
+/* Method and cost are what is compared, not the salt: sha512-crypt with and
+ * without explicit rounds, and yescrypt at one cost with two salts. */
+static void test_settings_count_methods_and_costs(void **state)
+{
+	static const char text[] =
+		"a:$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEd"
+		"FCoEOfaS35inz1\n"
+		"b:$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8v"
+		"OuZeHBy/YTBmSK6H9qs/y3RnOaw5v.\n"
+		"c:" H_Y "\n"
+		"d:$y$j9T$F5Jx5fExrKuPp53xLKQ..0$tnSYvahCwPBHKZUspmcxMfb0.WiB9W.zEaKlOBL35rC\n";
+	struct errbuf err;
+	struct credentials *c = parse_str(text, &err);
+	size_t like;
+
+	assert_non_null(c);
+	assert_int_equal(credentials_settings(c, &like), 3);
+	assert_int_equal(like, 2);
+	credentials_unref(c);
 }
 
 /* Many users: the lookup must find each, and loading must stay fast enough
@@ -578,6 +698,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_parse_error, fixture_setup,
 						fixture_teardown),
 		cmocka_unit_test(test_many_users),
+		cmocka_unit_test(test_unknown_user_cost_follows_most_users),
+		cmocka_unit_test(test_settings_count_methods_and_costs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
