@@ -529,9 +529,19 @@ static void text_check(const char *path, const char *text, size_t len, mode_t mo
 	struct credentials *c;
 	struct errbuf err;
 
+	size_t settings, like_unknown;
+
 	c = credentials_parse(path, text, len, &err);
 	if (c == NULL)
 		msg_warn("warning: %s; sockgate will refuse the file until that is fixed", err.msg);
+	/* sockgate checks unknown users at the cost most users share; the others
+	 * can be told from unknown users by how long a wrong password takes. */
+	settings = credentials_settings(c, &like_unknown);
+	if (settings > 1)
+		msg_warn("warning: the users in %s have %zu different hash methods or costs "
+			 "(%zu of %zu share one): a check's time tells the groups apart; give "
+			 "them all the same method",
+			 path, settings, like_unknown, credentials_count(c));
 	credentials_unref(c);
 	if ((mode & (S_IWGRP | S_IWOTH)) != 0)
 		msg_warn("warning: %s is writable by group or others; sockgate will refuse it",

@@ -292,6 +292,25 @@ static void test_methods(void **state)
 	}
 }
 
+/* A user on another method than the rest is written, with a warning that
+ * timing tells the groups apart; the warning goes once they agree again. */
+static void test_mixed_methods_warn(void **state)
+{
+	struct fixture *f = *state;
+	struct run r;
+
+	run_tool(&r, "pw-a\n", 0, "-c", "--stdin", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	assert_null(strstr(r.err, "different hash methods"));
+	run_tool(&r, "pw-b\n", 0, "--stdin", "-m", "bcrypt", f->path, "bob", NULL);
+	expect_status(&r, 0, "have 2 different hash methods or costs (1 of 2 share one)");
+	run_tool(&r, "pw-b\n", 0, "-v", "--stdin", f->path, "bob", NULL);
+	expect_status(&r, 0, NULL);
+	run_tool(&r, "pw-b\n", 0, "--stdin", f->path, "bob", NULL);
+	expect_status(&r, 0, NULL);
+	assert_null(strstr(r.err, "different hash methods"));
+}
+
 /* Changing one password keeps every other byte, the mode and the owner. */
 static void test_replace_keeps_rest(void **state)
 {
@@ -538,6 +557,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_create_and_verify),
 		T(test_methods),
+		T(test_mixed_methods_warn),
 		T(test_replace_keeps_rest),
 		T(test_add_to_file_without_final_newline),
 		T(test_delete),
