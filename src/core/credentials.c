@@ -35,8 +35,8 @@ struct credentials {
 	char dummy[CRYPT_OUTPUT_SIZE]; /* hashed for unknown users; can never match */
 	size_t dummy_len;
 	size_t settings;   /* distinct hash methods and costs among the entries */
+	const struct credentials_entry **setting_of; /* the earliest entry of each */
 	size_t dummy_peers; /* entries with the method and cost the dummy has */
-	unsigned dummy_line; /* the entry the dummy was made from (0: none) */
 };
 
 /* The methods the header promises. checksum_len is the length of the encoded
@@ -332,15 +332,19 @@ static int cost_cmp_qsort(const void *a, const void *b)
 }
 
 /* The entry whose method and cost most entries share (the earliest such line
- * on a tie), counting the distinct settings on the way. NULL if out of memory. */
+ * on a tie), noting the earliest entry of every distinct setting on the way.
+ * NULL if out of memory. */
 static const struct credentials_entry *dummy_source(struct credentials *c)
 {
 	const struct credentials_entry **v = calloc(c->count, sizeof(*v));
 	const struct credentials_entry *best = NULL;
 	size_t best_n = 0;
 
-	if (v == NULL)
+	c->setting_of = calloc(c->count, sizeof(*c->setting_of));
+	if (v == NULL || c->setting_of == NULL) {
+		free(v);
 		return NULL;
+	}
 	for (size_t i = 0; i < c->count; i++)
 		v[i] = &c->entries[i];
 	qsort(v, c->count, sizeof(*v), cost_cmp_qsort);
@@ -352,8 +356,8 @@ static const struct credentials_entry *dummy_source(struct credentials *c)
 			    memcmp(v[i + n]->hash, v[i]->hash, len) == 0;
 		     n++)
 			;
-		c->settings++;
 		/* Runs are sorted by line within, so v[i] is the run's earliest. */
+		c->setting_of[c->settings++] = v[i];
 		if (n > best_n || (n == best_n && v[i]->line < best->line)) {
 			best = v[i];
 			best_n = n;
@@ -390,7 +394,6 @@ static int dummy_make(struct credentials *c, struct errbuf *err)
 	}
 	src = first->hash;
 	len = first->hash_len;
-	c->dummy_line = first->line;
 	/* The entry passed hash_check(), so its method and checksum are known. */
 	off = checksum_offset(method_find(src), src, len);
 	if (getrandom(rnd, len - off, 0) != (ssize_t)(len - off))
@@ -404,22 +407,25 @@ static int dummy_make(struct credentials *c, struct errbuf *err)
 	return 0;
 }
 
-/* Hashes once against the dummy: a setting libxcrypt cannot use (a malformed
- * parameter the load did not decode) would make every unknown user's check
- * fail differently from a wrong password's. One check's cost, once a load. */
-static int dummy_check(const struct credentials *c, const char *name, struct errbuf *err)
+/* Hashes once with each distinct method and cost: parameters libxcrypt cannot
+ * use (which the parser does not decode) would fail every check of those users
+ * and, in the dummy's setting, every unknown user's, unlike a wrong password.
+ * One check's cost per setting, once a load (usually one). */
+static int settings_check(const struct credentials *c, const char *name, struct errbuf *err)
 {
 	struct crypt_data *data = calloc(1, sizeof(*data));
-	const char *out;
 	int rc = 0;
 
 	if (data == NULL)
 		return errbuf_set(err, "out of memory");
-	out = crypt_r("sockgate-dummy-check", c->dummy, data);
-	if (out == NULL || out[0] == '*')
-		rc = errbuf_set(err, "%s:%u: the hash has parameters libxcrypt cannot use; "
-				"set that password again with sockgate-passwd", name,
-				c->dummy_line);
+	for (size_t i = 0; i < c->settings && rc == 0; i++) {
+		const char *out = crypt_r("sockgate-setting-check", c->setting_of[i]->hash, data);
+
+		if (out == NULL || out[0] == '*')
+			rc = errbuf_set(err, "%s:%u: user \"%s\": the hash has parameters libxcrypt "
+					"cannot use; set that password again with sockgate-passwd",
+					name, c->setting_of[i]->line, c->setting_of[i]->user);
+	}
 	explicit_bzero(data, sizeof(*data));
 	free(data);
 	return rc;
@@ -623,10 +629,10 @@ struct credentials *credentials_load(const char *path, uid_t owner_uid, struct e
 	text = file_read(fd, path, (size_t)st.st_size, &len, err);
 	if (text != NULL)
 		c = credentials_parse(path, text, len, err);
-	/* A real file's dummy is checked once (one check's cost, at whatever cost
-	 * the file chose); credentials_parse() alone, as the fuzzer calls it,
-	 * stays cheap. */
-	if (c != NULL && dummy_check(c, path, err) < 0) {
+	/* A real file's settings are checked once each (a check's cost, at
+	 * whatever cost the file chose); credentials_parse() alone, as the fuzzer
+	 * calls it, stays cheap. */
+	if (c != NULL && settings_check(c, path, err) < 0) {
 		credentials_unref(c);
 		c = NULL;
 	}
@@ -661,6 +667,7 @@ void credentials_unref(struct credentials *c)
 		free(c->text);
 	}
 	free(c->entries);
+	free(c->setting_of);
 	explicit_bzero(c, sizeof(*c));
 	free(c);
 }

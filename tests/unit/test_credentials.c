@@ -548,12 +548,22 @@ static void test_load_parse_error(void **state)
 
 	file_write(f->path, "alice:" H_Y "\nbob:s3cr3t-pass\n", 0600);
 	load_expect(f->path, getuid(), ":2: user \"bob\": password field is not a crypt hash");
-	/* Well-formed to the eye, but libxcrypt cannot use it: as the first entry
-	 * it would make unknown users' checks fail unlike a wrong password's. */
+	/* Well-formed to the eye, but libxcrypt cannot use it: as the dummy's
+	 * setting it would make unknown users' checks fail unlike a wrong
+	 * password's, and it fails every check of its user. */
 	file_write(f->path,
 		   "bob:$y$$abcdefghijklmnopqrstuv$ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq\n",
 		   0600);
-	load_expect(f->path, getuid(), "users:1: the hash has parameters libxcrypt cannot use");
+	load_expect(f->path, getuid(),
+		    ":1: user \"bob\": the hash has parameters libxcrypt cannot use");
+	/* The same hash on a user who is not the dummy's model (two users share
+	 * another setting) is refused too. */
+	file_write(f->path,
+		   "alice:" H_Y "\ncarol:" H_Y "\n"
+		   "bob:$y$$abcdefghijklmnopqrstuv$ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq\n",
+		   0600);
+	load_expect(f->path, getuid(),
+		    ":3: user \"bob\": the hash has parameters libxcrypt cannot use");
 }
 
 /* Hashes an unknown user and returns the method and cost it was hashed with
