@@ -315,20 +315,47 @@ static size_t cost_len(const struct credentials_entry *e)
 	return last != NULL ? (size_t)(last - e->hash) + 1 : 0;
 }
 
-static int cost_cmp(const struct credentials_entry *a, const struct credentials_entry *b)
-{
-	size_t la = cost_len(a), lb = cost_len(b);
-	int r = memcmp(a->hash, b->hash, la < lb ? la : lb);
+/* An entry's method and cost as a sort key, worked out once per entry. Spellings
+ * that cost the same compare equal: bcrypt's $2a$, $2b$ and $2y$ at one cost,
+ * and sha-crypt's default next to an explicit "rounds=5000$". */
+struct cost_key {
+	const struct credentials_entry *e;
+	size_t len;
+	bool own;     /* the key is buf, else the start of e->hash */
+	char buf[24]; /* "$2$NN$", "$6$rounds=5000$" */
+};
 
-	if (r != 0 || la != lb)
-		return r != 0 ? r : (la < lb ? -1 : 1);
-	return a->line < b->line ? -1 : a->line > b->line;
+static void cost_key_make(struct cost_key *k, const struct credentials_entry *e)
+{
+	const char *h = e->hash;
+
+	k->e = e;
+	k->len = cost_len(e);
+	k->own = false;
+	if (h[1] == '2' && k->len == 7) {
+		k->len = (size_t)snprintf(k->buf, sizeof(k->buf), "$2$%.3s", h + 4);
+		k->own = true;
+	} else if ((h[1] == '5' || h[1] == '6') && k->len == 3) {
+		k->len = (size_t)snprintf(k->buf, sizeof(k->buf), "%.3srounds=5000$", h);
+		k->own = true;
+	}
 }
 
-static int cost_cmp_qsort(const void *a, const void *b)
+static int cost_key_order(const struct cost_key *a, const struct cost_key *b)
 {
-	return cost_cmp(*(const struct credentials_entry *const *)a,
-			*(const struct credentials_entry *const *)b);
+	const char *ka = a->own ? a->buf : a->e->hash, *kb = b->own ? b->buf : b->e->hash;
+	int r = memcmp(ka, kb, a->len < b->len ? a->len : b->len);
+
+	return r != 0 ? r : (a->len > b->len) - (a->len < b->len);
+}
+
+/* By key, then by line. */
+static int cost_key_cmp(const void *pa, const void *pb)
+{
+	const struct cost_key *a = pa, *b = pb;
+	int r = cost_key_order(a, b);
+
+	return r != 0 ? r : (a->e->line > b->e->line) - (a->e->line < b->e->line);
 }
 
 /* The entry whose method and cost most entries share (the earliest such line
@@ -336,7 +363,7 @@ static int cost_cmp_qsort(const void *a, const void *b)
  * NULL if out of memory. */
 static const struct credentials_entry *dummy_source(struct credentials *c)
 {
-	const struct credentials_entry **v = calloc(c->count, sizeof(*v));
+	struct cost_key *v = calloc(c->count, sizeof(*v));
 	const struct credentials_entry *best = NULL;
 	size_t best_n = 0;
 
@@ -346,20 +373,16 @@ static const struct credentials_entry *dummy_source(struct credentials *c)
 		return NULL;
 	}
 	for (size_t i = 0; i < c->count; i++)
-		v[i] = &c->entries[i];
-	qsort(v, c->count, sizeof(*v), cost_cmp_qsort);
+		cost_key_make(&v[i], &c->entries[i]);
+	qsort(v, c->count, sizeof(*v), cost_key_cmp);
 	c->settings = 0;
 	for (size_t i = 0, n; i < c->count; i += n) {
-		size_t len = cost_len(v[i]);
-
-		for (n = 1; i + n < c->count && cost_len(v[i + n]) == len &&
-			    memcmp(v[i + n]->hash, v[i]->hash, len) == 0;
-		     n++)
+		/* Within a run of equal keys, entries are in line order. */
+		for (n = 1; i + n < c->count && cost_key_order(&v[i + n], &v[i]) == 0; n++)
 			;
-		/* Runs are sorted by line within, so v[i] is the run's earliest. */
-		c->setting_of[c->settings++] = v[i];
-		if (n > best_n || (n == best_n && v[i]->line < best->line)) {
-			best = v[i];
+		c->setting_of[c->settings++] = v[i].e;
+		if (n > best_n || (n == best_n && v[i].e->line < best->line)) {
+			best = v[i].e;
 			best_n = n;
 		}
 	}
@@ -373,7 +396,7 @@ static const struct credentials_entry *dummy_source(struct credentials *c)
  * random characters for a checksum so no password can produce it. Unknown
  * users are denied regardless; the random part only guards against a logic
  * slip. */
-static int dummy_make(struct credentials *c, struct errbuf *err)
+static int dummy_make(struct credentials *c, const char *name, struct errbuf *err)
 {
 	unsigned char rnd[CRYPT_OUTPUT_SIZE];
 	const struct credentials_entry *first = NULL;
@@ -383,7 +406,7 @@ static int dummy_make(struct credentials *c, struct errbuf *err)
 	if (c->count > 0) {
 		first = dummy_source(c);
 		if (first == NULL)
-			return errbuf_errno(err, ENOMEM, "%s", "credentials");
+			return errbuf_errno(err, ENOMEM, "%s", name);
 	}
 	if (first == NULL) {
 		/* An empty file: any setting of the preferred method will do. */
@@ -528,7 +551,7 @@ struct credentials *credentials_parse(const char *name, const char *text, size_t
 	 * them is the earlier problem and is what gets reported. */
 	if (entries_sort(c, name, err) < 0 || rc < 0)
 		goto fail;
-	if (dummy_make(c, err) < 0)
+	if (dummy_make(c, name, err) < 0)
 		goto fail;
 	return c;
 

@@ -42,15 +42,17 @@ void credentials_unref(struct credentials *c);
 
 size_t credentials_count(const struct credentials *c);
 
-/* How many distinct hash methods and costs the entries use; like_unknown gets
- * how many entries share the one unknown users are checked with. More than one
- * means a check's time tells groups of users apart. */
+/* How many distinct hash methods and costs the entries use (spellings of one
+ * cost, such as bcrypt's $2a$ and $2b$, count once); like_unknown gets how many
+ * entries share the one unknown users are checked with. More than one means a
+ * check's time tells groups of users apart. */
 size_t credentials_settings(const struct credentials *c, size_t *like_unknown);
 
 /* Checks user/password. An unknown user is hashed against a dummy with the
  * method and cost most entries share (the earliest line's on a tie), so it
- * costs what a wrong password costs them; the final comparison is constant-time. Intermediate copies of
- * the password and hash are wiped before returning. */
+ * costs what a wrong password costs them; the final comparison is
+ * constant-time. Intermediate copies of the password and hash are wiped before
+ * returning. */
 enum credentials_result credentials_verify(const struct credentials *c, const char *user,
 					   const char *password);
 

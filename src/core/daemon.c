@@ -2,6 +2,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,17 +76,36 @@ static struct gateway *daemon_find_gateway(struct gateway **gws, size_t n, const
 }
 
 /* A check's time follows the user's hash, so users with another method or
- * cost than most can be told apart from unknown users by timing. */
-static void daemon_warn_mixed_costs(const struct gateway *gw)
+ * cost than most can be told apart from unknown users by timing. Says so once
+ * per file, for the configuration in force (after a start or a reload), or to
+ * stderr for sockgate -t. */
+static void daemon_warn_mixed_costs(struct gateway **gws, size_t n, bool to_stderr)
 {
-	size_t like_unknown, n = credentials_settings(gw->creds, &like_unknown);
+	for (size_t i = 0; i < n; i++) {
+		const char *path = gws[i]->cfg->credentials_path;
+		size_t like_unknown, settings = credentials_settings(gws[i]->creds, &like_unknown);
+		bool seen = false;
+		char msg[PATH_MAX + 512];
 
-	if (n > 1)
-		log_msg(LOG_WARNING,
-			"%s: users have %zu different hash methods or costs; unknown users cost "
-			"what %zu of the %zu users cost, and a check's time tells the others "
-			"apart: set their passwords again with sockgate-passwd",
-			gw->cfg->credentials_path, n, like_unknown, credentials_count(gw->creds));
+		if (settings < 2)
+			continue;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = gws[j]->creds != NULL &&
+			       strcmp(gws[j]->cfg->credentials_path, path) == 0;
+		if (seen)
+			continue;
+		snprintf(msg, sizeof(msg),
+			 "gateway %s: the users in %s have %zu different hash methods or costs: "
+			 "only the largest group (%zu of %zu users) takes as long to check as an "
+			 "unknown user, and timing tells the others apart; put every user on one "
+			 "method and cost (sockgate-passwd -m)",
+			 gws[i]->cfg->name, path, settings, like_unknown,
+			 credentials_count(gws[i]->creds));
+		if (to_stderr)
+			fprintf(stderr, "sockgate: warning: %s\n", msg);
+		else
+			log_msg(LOG_WARNING, "%s", msg);
+	}
 }
 
 /* Builds the live gateways of cfg, loading every credentials file. */
@@ -107,7 +127,6 @@ static struct gateway **daemon_build_gateways(struct config *cfg, struct gateway
 			daemon_free_gateways(gws, i);
 			return NULL;
 		}
-		daemon_warn_mixed_costs(gws[i]);
 	}
 	return gws;
 }
@@ -564,6 +583,7 @@ static int daemon_reload(struct daemon *d)
 	d->n_gws = cfg->n_gateways;
 	log_event(LOG_NOTICE, LOG_EV_RELOADED, "configuration reloaded",
 		  LOG_FIELDS({"SOCKGATE_CONFIG", d->config_path}));
+	daemon_warn_mixed_costs(d->gws, d->n_gws, false);
 	if (cfg->revoke_on_reload)
 		daemon_revoke(d);
 	notify_ready(d->status);
@@ -804,6 +824,7 @@ int daemon_run(const char *config_path)
 			  LOG_FIELDS({"SOCKGATE_VERSION", SOCKGATE_VERSION},
 				     {"SOCKGATE_CONFIG", config_path}, {"SOCKGATE_WORKERS", workers}));
 	}
+	daemon_warn_mixed_costs(d.gws, d.n_gws, false);
 	notify_ready(d.status);
 	if (loop_run(d.loop) < 0) {
 		log_msg(LOG_CRIT, "main event loop failed: %s", strerror(errno));
@@ -832,6 +853,7 @@ int daemon_check(const char *config_path)
 		config_unref(cfg);
 		return 1;
 	}
+	daemon_warn_mixed_costs(gws, cfg->n_gateways, true);
 	printf("sockgate: configuration %s ok (%zu gateway%s)\n", config_path, cfg->n_gateways,
 	       cfg->n_gateways == 1 ? "" : "s");
 	daemon_free_gateways(gws, cfg->n_gateways);

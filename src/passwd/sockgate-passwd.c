@@ -528,7 +528,6 @@ static void text_check(const char *path, const char *text, size_t len, mode_t mo
 {
 	struct credentials *c;
 	struct errbuf err;
-
 	size_t settings, like_unknown;
 
 	c = credentials_parse(path, text, len, &err);
@@ -538,9 +537,10 @@ static void text_check(const char *path, const char *text, size_t len, mode_t mo
 	 * can be told from unknown users by how long a wrong password takes. */
 	settings = credentials_settings(c, &like_unknown);
 	if (settings > 1)
-		msg_warn("warning: the users in %s have %zu different hash methods or costs "
-			 "(%zu of %zu share one): a check's time tells the groups apart; give "
-			 "them all the same method",
+		msg_warn("warning: the users in %s have %zu different hash methods or costs: "
+			 "only the largest group (%zu of %zu users) takes as long to check as an "
+			 "unknown user, and timing tells the others apart; put every user on one "
+			 "method and cost (-m)",
 			 path, settings, like_unknown, credentials_count(c));
 	credentials_unref(c);
 	if ((mode & (S_IWGRP | S_IWOTH)) != 0)

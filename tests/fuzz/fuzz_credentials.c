@@ -158,8 +158,7 @@ static bool every_entry(const char *text, size_t size, bool (*pred)(struct view)
 
 		if (!is_entry(line) || (colon = memchr(line.p, ':', line.len)) == NULL)
 			continue;
-		if (pred((struct view){colon + 1, line.len - (size_t)(colon + 1 - line.p)}) !=
-		    want)
+		if (pred((struct view){colon + 1, line.len - (size_t)(colon + 1 - line.p)}) != want)
 			return false;
 	}
 	return true;
@@ -215,6 +214,17 @@ static void check_entries(const struct credentials *c, const char *text, size_t 
 	}
 	if (credentials_has_user(c, UNKNOWN) || credentials_unchanged(c, c, UNKNOWN))
 		fail("an invalid name is found", UNKNOWN);
+	/* Settings: none without users, else 1..count, the largest group
+	 * 1..count, and everyone in it when there is one setting. */
+	{
+		size_t like, settings = credentials_settings(c, &like);
+
+		if (entries == 0 ? settings != 0 || like != 0
+				 : settings < 1 || settings > entries || like < 1 ||
+					   like > entries || (settings == 1 && like != entries) ||
+					   like < (entries + settings - 1) / settings)
+			fail("settings and the largest group do not add up", "");
+	}
 }
 
 /* The entry of user (the first entry when user is NULL); false if none. */
@@ -271,7 +281,8 @@ static void check_verify(const struct credentials *c, const char *text, size_t s
 	 * dummy with the setting of one of the entries (most users' method and
 	 * cost): cheap when all are, refused only if one may be unusable. */
 	known = find_entry(text, size, user, &own_user, &own) &&
-		strlen(user) <= CREDENTIALS_MAX_USER && strlen(password) <= CREDENTIALS_MAX_PASSWORD;
+		strlen(user) <= CREDENTIALS_MAX_USER &&
+		strlen(password) <= CREDENTIALS_MAX_PASSWORD;
 	all_cheap = every_entry(text, size, hash_cheap, true);
 	any_unchecked = !every_entry(text, size, setting_unchecked, false);
 	if (known ? hash_cheap(own) : all_cheap) {

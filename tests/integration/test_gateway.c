@@ -450,33 +450,38 @@ static void reload_changed_credentials(void **state)
 /* A user whose hash has another cost than the others can be told apart from
  * an unknown user by how long a wrong password takes: the daemon says so when
  * it loads such a file (and not for a file on one cost). */
-static void reload_warns_of_mixed_hash_costs(void **state)
+static void users_append_bcrypt(struct ctx *c, const char *user, const char *password)
 {
-	struct ctx *c = *state;
-	char setting[CRYPT_GENSALT_OUTPUT_SIZE], line[1024];
+	char setting[CRYPT_GENSALT_OUTPUT_SIZE];
 	struct crypt_data *cd = calloc(1, sizeof(*cd));
 	const char *h;
 	FILE *fp;
-	int fd;
 
 	assert_non_null(cd);
-	assert_false(logtap_contains(c->f.log, "different hash methods or costs"));
 	assert_non_null(crypt_gensalt_rn("$2b$", 4, NULL, 0, setting, sizeof(setting)));
-	h = crypt_r("carol-pw", setting, cd);
+	h = crypt_r(password, setting, cd);
 	assert_non_null(h);
 	fp = fopen(c->f.users, "a");
 	assert_non_null(fp);
-	fprintf(fp, "carol:%s\n", h);
+	fprintf(fp, "%s:%s\n", user, h);
 	assert_int_equal(fclose(fp), 0);
 	free(cd);
+}
 
+static void reload_warns_of_mixed_hash_costs(void **state)
+{
+	struct ctx *c = *state;
+	char line[1024];
+	int fd;
+
+	assert_false(logtap_contains(c->f.log, "different hash methods or costs"));
+	users_append_bcrypt(c, "carol", "carol-pw");
 	assert_int_equal(fixture_reload(&c->f), 0);
-	assert_int_equal(fixture_log_wait(&c->f, "different hash methods or costs", line,
-					  sizeof(line)),
-			 0);
+	assert_int_equal(
+		fixture_log_wait(&c->f, "different hash methods or costs", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, c->f.users));
-	assert_non_null(strstr(line, "users have 2 different"));
-	assert_non_null(strstr(line, "what 2 of the 3 users cost"));
+	assert_non_null(strstr(line, "have 2 different hash methods or costs"));
+	assert_non_null(strstr(line, "(2 of 3 users)"));
 	/* A warning, not a refusal: carol logs in. */
 	fd = fixture_login(c->f.port, "carol", "carol-pw");
 	assert_true(fd >= 0);
@@ -621,6 +626,14 @@ static void check_mode(void **state)
 	/* The running configuration is good. */
 	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "ok"));
+	assert_null(strstr(out, "warning"));
+
+	/* Users on two hash costs: good, with a warning that says so. */
+	users_append_bcrypt(c, "carol", "carol-pw");
+	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "ok"));
+	assert_non_null(strstr(out, "warning: gateway"));
+	assert_non_null(strstr(out, "have 2 different hash methods or costs"));
 
 	/* A syntax error: file and line. */
 	assert_int_equal(fixture_write_config(&c->f, "gateways = (\n  { name = \"x\" \n"), 0);
@@ -831,7 +844,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(login_and_relay, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(wrong_then_right, setup_message, teardown),
-		cmocka_unit_test_setup_teardown(notify_reader_stops_reading, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(notify_reader_stops_reading, setup_message,
+						teardown),
 		cmocka_unit_test_setup_teardown(max_attempts_exhausted, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(unknown_user, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(grace_time_expired, setup_grace, teardown),
@@ -844,7 +858,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(half_close, setup_echo, teardown),
 		cmocka_unit_test_setup_teardown(bulk_100mib_each_way, setup_echo, teardown),
 		cmocka_unit_test_setup_teardown(concurrent_sessions, setup_message, teardown),
-		cmocka_unit_test_setup_teardown(reload_changed_credentials, setup_message, teardown),
+		cmocka_unit_test_setup_teardown(reload_changed_credentials, setup_message,
+						teardown),
 		cmocka_unit_test_setup_teardown(reload_broken_config, setup_message, teardown),
 		cmocka_unit_test_setup_teardown(reload_warns_of_mixed_hash_costs, setup_message,
 						teardown),

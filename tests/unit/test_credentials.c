@@ -642,9 +642,11 @@ static void test_unknown_user_cost_follows_most_users(void **state)
 static void test_settings_count_methods_and_costs(void **state)
 {
 	static const char text[] =
-		"a:$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEd"
+		"a:$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/"
+		"O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEd"
 		"FCoEOfaS35inz1\n"
-		"b:$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/UrjmM0Dp8v"
+		"b:$6$rounds=10000$saltstringsaltst$OW1/O6BYHV6BcXZu8QVeXbDWra3Oeqh0sbHbbMCVNSnCM/"
+		"UrjmM0Dp8v"
 		"OuZeHBy/YTBmSK6H9qs/y3RnOaw5v.\n"
 		"c:" H_Y "\n"
 		"d:$y$j9T$F5Jx5fExrKuPp53xLKQ..0$tnSYvahCwPBHKZUspmcxMfb0.WiB9W.zEaKlOBL35rC\n";
@@ -656,6 +658,57 @@ static void test_settings_count_methods_and_costs(void **state)
 	assert_int_equal(credentials_settings(c, &like), 3);
 	assert_int_equal(like, 2);
 	credentials_unref(c);
+}
+
+/* Spellings of one method and cost count as one setting; a salt never
+ * matters; another cost is another setting. */
+static void test_settings_equal_costs(void **state)
+{
+#define D6 "svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1"
+#define D5 "5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"
+#define BC "CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
+#define GY "Dogv.jai3UfiqXFIeQV0FWiA2xx/QPuuov.EGnMByDD"
+#define SC "kBGj9fHznVYFQMEn/qDCfrDevf9YDtcDdKvEqHJLV8D"
+	static const struct {
+		const char *text;
+		size_t settings;
+	} cases[] = {
+		{"a:$2a$05$" BC "\nb:$2b$05$" BC "\nc:$2y$05$" BC "\n", 1},
+		{"a:$2b$05$" BC "\nb:$2b$06$" BC "\n", 2},
+		{"a:$6$saltstring$" D6 "\nb:$6$rounds=5000$saltstrinG$" D6 "\n", 1},
+		{"a:$6$saltstring$" D6 "\nb:$6$rounds=5001$saltstring$" D6 "\n", 2},
+		{"a:$5$saltstring$" D5 "\nb:$5$rounds=5000$other$" D5 "\n", 1},
+		{"a:$5$saltstring$" D5 "\nb:$6$saltstring$" D6 "\n", 2},
+		{"a:$gy$j9T$F5Jx5fExrKuPp53xLKQ..1$" GY "\nb:$gy$j9T$F5Jx5fExrKuPp53xLKQ..0$" GY
+		 "\n",
+		 1},
+		{"a:$gy$j9T$F5Jx5fExrKuPp53xLKQ..1$" GY "\nb:$gy$j8T$F5Jx5fExrKuPp53xLKQ..1$" GY
+		 "\n",
+		 2},
+		{"a:$7$C6..../....SodiumChloride$" SC "\nb:$7$C6..../....SodiumChloridf$" SC "\n",
+		 1},
+		{"a:$7$C6..../....SodiumChloride$" SC "\nb:$7$D6..../....SodiumChloride$" SC "\n",
+		 2},
+	};
+#undef D6
+#undef D5
+#undef BC
+#undef GY
+#undef SC
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct errbuf err;
+		struct credentials *c = parse_str(cases[i].text, &err);
+		size_t like;
+
+		if (c == NULL)
+			fail_msg("case %zu refused: %s", i, err.msg);
+		if (credentials_settings(c, &like) != cases[i].settings)
+			fail_msg("case %zu: %zu settings, expected %zu", i,
+				 credentials_settings(c, NULL), cases[i].settings);
+		assert_int_equal(like, cases[i].settings == 1 ? credentials_count(c) : 1);
+		credentials_unref(c);
+	}
 }
 
 /* Many users: the lookup must find each, and loading must stay fast enough
@@ -710,6 +763,7 @@ int main(void)
 		cmocka_unit_test(test_many_users),
 		cmocka_unit_test(test_unknown_user_cost_follows_most_users),
 		cmocka_unit_test(test_settings_count_methods_and_costs),
+		cmocka_unit_test(test_settings_equal_costs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
