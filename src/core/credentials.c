@@ -399,28 +399,28 @@ static const struct credentials_entry *dummy_source(struct credentials *c)
 static int dummy_make(struct credentials *c, const char *name, struct errbuf *err)
 {
 	unsigned char rnd[CRYPT_OUTPUT_SIZE];
-	const struct credentials_entry *first = NULL;
+	const struct credentials_entry *model = NULL;
 	size_t off, len;
 	const char *src;
 
 	if (c->count > 0) {
-		first = dummy_source(c);
-		if (first == NULL)
+		model = dummy_source(c);
+		if (model == NULL)
 			return errbuf_errno(err, ENOMEM, "%s", name);
 	}
-	if (first == NULL) {
+	if (model == NULL) {
 		/* An empty file: any setting of the preferred method will do. */
 		if (crypt_gensalt_rn(NULL, 0, NULL, 0, c->dummy, sizeof(c->dummy)) == NULL)
-			return errbuf_errno(err, errno, "cannot make a dummy hash setting");
+			return errbuf_errno(err, errno, "%s: cannot make a dummy hash setting", name);
 		c->dummy_len = strlen(c->dummy);
 		return 0;
 	}
-	src = first->hash;
-	len = first->hash_len;
+	src = model->hash;
+	len = model->hash_len;
 	/* The entry passed hash_check(), so its method and checksum are known. */
 	off = checksum_offset(method_find(src), src, len);
 	if (getrandom(rnd, len - off, 0) != (ssize_t)(len - off))
-		return errbuf_errno(err, errno, "getrandom");
+		return errbuf_errno(err, errno, "%s: getrandom", name);
 	memcpy(c->dummy, src, off);
 	for (size_t i = off; i < len; i++)
 		c->dummy[i] = crypt_alphabet[rnd[i - off] & 63];
