@@ -55,6 +55,24 @@ static bool is_entry(struct view line)
 	return i < line.len && line.p[i] != '#';
 }
 
+/* The next entry line's user name and hash; false at the end. */
+static bool next_entry(const char *text, size_t size, size_t *pos, struct view *name,
+		       struct view *hash)
+{
+	struct view line;
+
+	while (next_line(text, size, pos, &line)) {
+		const char *colon;
+
+		if (!is_entry(line) || (colon = memchr(line.p, ':', line.len)) == NULL)
+			continue;
+		*name = (struct view){line.p, (size_t)(colon - line.p)};
+		*hash = (struct view){colon + 1, line.len - (size_t)(colon + 1 - line.p)};
+		return true;
+	}
+	return false;
+}
+
 static bool has_prefix(struct view v, const char *prefix)
 {
 	return v.len >= strlen(prefix) && memcmp(v.p, prefix, strlen(prefix)) == 0;
@@ -151,16 +169,11 @@ static bool setting_unchecked(struct view h)
 static bool every_entry(const char *text, size_t size, bool (*pred)(struct view), bool want)
 {
 	size_t pos = 0;
-	struct view line;
+	struct view name, hash;
 
-	while (next_line(text, size, &pos, &line)) {
-		const char *colon;
-
-		if (!is_entry(line) || (colon = memchr(line.p, ':', line.len)) == NULL)
-			continue;
-		if (pred((struct view){colon + 1, line.len - (size_t)(colon + 1 - line.p)}) != want)
+	while (next_entry(text, size, &pos, &name, &hash))
+		if (pred(hash) != want)
 			return false;
-	}
 	return true;
 }
 
@@ -232,20 +245,11 @@ static bool find_entry(const char *text, size_t size, const char *user, struct v
 		       struct view *hash)
 {
 	size_t pos = 0;
-	struct view line;
 
-	while (next_line(text, size, &pos, &line)) {
-		const char *colon;
-
-		if (!is_entry(line) || (colon = memchr(line.p, ':', line.len)) == NULL)
-			continue;
-		*name = (struct view){line.p, (size_t)(colon - line.p)};
-		if (user != NULL &&
-		    (name->len != strlen(user) || memcmp(name->p, user, name->len) != 0))
-			continue;
-		*hash = (struct view){colon + 1, line.len - (size_t)(colon + 1 - line.p)};
-		return true;
-	}
+	while (next_entry(text, size, &pos, name, hash))
+		if (user == NULL ||
+		    (name->len == strlen(user) && memcmp(name->p, user, name->len) == 0))
+			return true;
 	return false;
 }
 

@@ -580,6 +580,20 @@ static const char *unknown_user_cost(const struct credentials *c)
 	return cost;
 }
 
+/* Parses text and checks its count of settings and of users in the largest. */
+static struct credentials *parse_settings(const char *text, size_t settings, size_t like)
+{
+	struct errbuf err;
+	struct credentials *c = parse_str(text, &err);
+	size_t n_like;
+
+	if (c == NULL)
+		fail_msg("refused: %s", err.msg);
+	assert_int_equal(credentials_settings(c, &n_like), settings);
+	assert_int_equal(n_like, like);
+	return c;
+}
+
 /* Users on several hash costs: unknown users are hashed at the cost most
  * users share, not the first line's (after a migration the first lines are
  * the oldest), and the earliest line's on a tie. */
@@ -587,9 +601,7 @@ static void test_unknown_user_cost_follows_most_users(void **state)
 {
 	char h4a[CRYPT_OUTPUT_SIZE], h4b[CRYPT_OUTPUT_SIZE], h5a[CRYPT_OUTPUT_SIZE];
 	char h5b[CRYPT_OUTPUT_SIZE], h5c[CRYPT_OUTPUT_SIZE], text[5 * CRYPT_OUTPUT_SIZE];
-	struct errbuf err;
 	struct credentials *c;
-	size_t like;
 
 	(void)state;
 	bcrypt_make(4, "pw-a", h4a, sizeof(h4a));
@@ -600,10 +612,7 @@ static void test_unknown_user_cost_follows_most_users(void **state)
 
 	/* One old user first, three on the new cost. */
 	snprintf(text, sizeof(text), "old:%s\nc:%s\nd:%s\ne:%s\n", h4a, h5a, h5b, h5c);
-	c = parse_str(text, &err);
-	assert_non_null(c);
-	assert_int_equal(credentials_settings(c, &like), 2);
-	assert_int_equal(like, 3);
+	c = parse_settings(text, 2, 3);
 	assert_string_equal(unknown_user_cost(c), "$2b$05$");
 	/* The real users still check at their own cost. */
 	assert_int_equal(credentials_verify(c, "old", "pw-a"), CREDENTIALS_OK);
@@ -613,27 +622,18 @@ static void test_unknown_user_cost_follows_most_users(void **state)
 	/* A tie: the cost of the earliest line ("b", on line 2), not of the user
 	 * first by name ("a"). */
 	snprintf(text, sizeof(text), "# users\nb:%s\nc:%s\na:%s\nd:%s\n", h5a, h4a, h4b, h5b);
-	c = parse_str(text, &err);
-	assert_non_null(c);
-	assert_int_equal(credentials_settings(c, &like), 2);
-	assert_int_equal(like, 2);
+	c = parse_settings(text, 2, 2);
 	assert_string_equal(unknown_user_cost(c), "$2b$05$");
 	credentials_unref(c);
 
 	/* One cost: one setting, shared by every user. */
 	snprintf(text, sizeof(text), "a:%s\nb:%s\n", h4a, h4b);
-	c = parse_str(text, &err);
-	assert_non_null(c);
-	assert_int_equal(credentials_settings(c, &like), 1);
-	assert_int_equal(like, 2);
+	c = parse_settings(text, 1, 2);
 	assert_string_equal(unknown_user_cost(c), "$2b$04$");
 	credentials_unref(c);
 
 	/* No users: nothing to tell apart. */
-	c = parse_str("# nobody yet\n", &err);
-	assert_non_null(c);
-	assert_int_equal(credentials_settings(c, &like), 0);
-	assert_int_equal(like, 0);
+	c = parse_settings("# nobody yet\n", 0, 0);
 	credentials_unref(c);
 }
 
@@ -650,14 +650,9 @@ static void test_settings_count_methods_and_costs(void **state)
 		"OuZeHBy/YTBmSK6H9qs/y3RnOaw5v.\n"
 		"c:" H_Y "\n"
 		"d:$y$j9T$F5Jx5fExrKuPp53xLKQ..0$tnSYvahCwPBHKZUspmcxMfb0.WiB9W.zEaKlOBL35rC\n";
-	struct errbuf err;
-	struct credentials *c = parse_str(text, &err);
-	size_t like;
 
-	assert_non_null(c);
-	assert_int_equal(credentials_settings(c, &like), 3);
-	assert_int_equal(like, 2);
-	credentials_unref(c);
+	(void)state;
+	credentials_unref(parse_settings(text, 3, 2));
 }
 
 /* Spellings of one method and cost count as one setting; a salt never
