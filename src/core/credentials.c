@@ -34,7 +34,7 @@ struct credentials {
 	size_t text_size;
 	char dummy[CRYPT_OUTPUT_SIZE]; /* hashed for unknown users; can never match */
 	size_t dummy_len;
-	size_t settings;   /* distinct hash methods and costs among the entries */
+	size_t settings; /* distinct hash methods and costs among the entries */
 	const struct credentials_entry **setting_of; /* the earliest entry of each */
 	size_t dummy_peers; /* entries with the method and cost the dummy has */
 };
@@ -705,6 +705,19 @@ size_t credentials_settings(const struct credentials *c, size_t *like_unknown)
 	if (like_unknown != NULL)
 		*like_unknown = c != NULL ? c->dummy_peers : 0;
 	return c != NULL ? c->settings : 0;
+}
+
+bool credentials_mixed_costs(const struct credentials *c, char *buf, size_t len)
+{
+	size_t like_unknown, settings = credentials_settings(c, &like_unknown);
+
+	if (settings < 2)
+		return false;
+	snprintf(buf, len,
+		 "%zu different hash methods or costs: only the largest group (%zu of %zu users) "
+		 "takes as long to check as an unknown user, and timing tells the others apart",
+		 settings, like_unknown, c->count);
+	return true;
 }
 
 bool credentials_has_user(const struct credentials *c, const char *user)

@@ -48,6 +48,11 @@ size_t credentials_count(const struct credentials *c);
  * check's time tells groups of users apart. */
 size_t credentials_settings(const struct credentials *c, size_t *like_unknown);
 
+/* When users have more than one method or cost, writes what that means
+ * ("2 different hash methods or costs: only the largest group ...") to buf for
+ * a warning, and returns true. */
+bool credentials_mixed_costs(const struct credentials *c, char *buf, size_t len);
+
 /* Checks user/password. An unknown user is hashed against a dummy with the
  * method and cost most entries share (the earliest line's on a tie), so it
  * costs what a wrong password costs them; the final comparison is

@@ -83,11 +83,10 @@ static void daemon_warn_mixed_costs(struct gateway **gws, size_t n, bool to_stde
 {
 	for (size_t i = 0; i < n; i++) {
 		const char *path = gws[i]->cfg->credentials_path;
-		size_t like_unknown, settings = credentials_settings(gws[i]->creds, &like_unknown);
 		bool seen = false;
-		char msg[PATH_MAX + 512];
+		char what[256], msg[PATH_MAX + 512];
 
-		if (settings < 2)
+		if (!credentials_mixed_costs(gws[i]->creds, what, sizeof(what)))
 			continue;
 		for (size_t j = 0; j < i && !seen; j++)
 			seen = gws[j]->creds != NULL &&
@@ -95,12 +94,9 @@ static void daemon_warn_mixed_costs(struct gateway **gws, size_t n, bool to_stde
 		if (seen)
 			continue;
 		snprintf(msg, sizeof(msg),
-			 "gateway %s: the users in %s have %zu different hash methods or costs: "
-			 "only the largest group (%zu of %zu users) takes as long to check as an "
-			 "unknown user, and timing tells the others apart; put every user on one "
-			 "method and cost (sockgate-passwd -m)",
-			 gws[i]->cfg->name, path, settings, like_unknown,
-			 credentials_count(gws[i]->creds));
+			 "gateway %s: the users in %s have %s; put every user on one method and "
+			 "cost (sockgate-passwd -m)",
+			 gws[i]->cfg->name, path, what);
 		if (to_stderr)
 			fprintf(stderr, "sockgate: warning: %s\n", msg);
 		else

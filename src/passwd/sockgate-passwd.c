@@ -528,20 +528,15 @@ static void text_check(const char *path, const char *text, size_t len, mode_t mo
 {
 	struct credentials *c;
 	struct errbuf err;
-	size_t settings, like_unknown;
+	char what[256];
 
 	c = credentials_parse(path, text, len, &err);
 	if (c == NULL)
 		msg_warn("warning: %s; sockgate will refuse the file until that is fixed", err.msg);
-	/* sockgate checks unknown users at the cost most users share; the others
-	 * can be told from unknown users by how long a wrong password takes. */
-	settings = credentials_settings(c, &like_unknown);
-	if (settings > 1)
-		msg_warn("warning: the users in %s have %zu different hash methods or costs: "
-			 "only the largest group (%zu of %zu users) takes as long to check as an "
-			 "unknown user, and timing tells the others apart; put every user on one "
-			 "method and cost (-m)",
-			 path, settings, like_unknown, credentials_count(c));
+	if (credentials_mixed_costs(c, what, sizeof(what)))
+		msg_warn("warning: the users in %s have %s; put every user on one method and "
+			 "cost (-m)",
+			 path, what);
 	credentials_unref(c);
 	if ((mode & (S_IWGRP | S_IWOTH)) != 0)
 		msg_warn("warning: %s is writable by group or others; sockgate will refuse it",

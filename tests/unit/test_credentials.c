@@ -586,11 +586,16 @@ static struct credentials *parse_settings(const char *text, size_t settings, siz
 	struct errbuf err;
 	struct credentials *c = parse_str(text, &err);
 	size_t n_like;
+	char what[256];
 
 	if (c == NULL)
 		fail_msg("refused: %s", err.msg);
 	assert_int_equal(credentials_settings(c, &n_like), settings);
 	assert_int_equal(n_like, like);
+	/* The warning text, only when there is something to warn of. */
+	assert_int_equal(credentials_mixed_costs(c, what, sizeof(what)), settings > 1);
+	if (settings > 1)
+		assert_non_null(strstr(what, "different hash methods or costs"));
 	return c;
 }
 
