@@ -99,6 +99,17 @@ TESTS = [
      [("KiB/session", idle_kib, False), ("RSS KiB", "rss_kib_per_session", False),
       ("PSS KiB", "pss_kib_per_session", False), ("fds/session", "fds_per_session", False),
       ("processes", "procs_during", False)], None),
+    ("bulk1_fork", "Forking upstream: bulk throughput, one way, 1 connection",
+     [("MB/s", "MBps", True)], ("daemon CPU ms/GB", cpu_per_gb)),
+    ("bulk8_fork", "Forking upstream: bulk throughput, one way, 8 connections",
+     [("MB/s", "MBps", True)], ("daemon CPU ms/GB", cpu_per_gb)),
+    ("pingpong1_fork", "Forking upstream: ping-pong, 64 bytes, 1 connection",
+     [("p50 µs", "p50_us", False), ("p99 µs", "p99_us", False), ("p999 µs", "p999_us", False)],
+     ("daemon CPU µs/round trip", cpu_per_rtt)),
+    ("pingpong50_fork", "Forking upstream: ping-pong, 64 bytes, 50 connections",
+     [("p50 µs", "p50_us", False), ("p99 µs", "p99_us", False), ("p999 µs", "p999_us", False),
+      ("round trips/s", "rtt_per_s", True)],
+     ("daemon CPU µs/round trip", cpu_per_rtt)),
     ("storm", "Relayed sessions' latency during a login storm (10 sessions, 100 pings/s each)",
      STORM_COLS, None),
     ("storm_noag", "The same login storm with the kernel's autogroups off "
@@ -106,7 +117,8 @@ TESTS = [
      STORM_COLS, None),
 ]
 RATIO_TESTS = {"bulk1", "bulk8", "bulk2_1", "bulk2_8", "pingpong1", "pingpong1_cpu0", "pingpong50",
-               "pingpong50_paced", "connrate"}
+               "pingpong50_paced", "connrate", "bulk1_fork", "bulk8_fork", "pingpong1_fork",
+               "pingpong50_fork"}
 
 
 def get(r, key):
@@ -176,6 +188,12 @@ up_threads = meta.get("upstream_threads", "2")
 w(f"""- All traffic is on loopback. One upstream, `sgbench serve` (epoll, {up_threads} thread{'' if up_threads == '1' else 's'}, SO_REUSEPORT),
   serves every contender: it echoes, or checks a one-way stream against the pattern and reports
   the byte count, according to each connection's first line. **direct** is the upstream itself.
+- The tables headed "Forking upstream" measure the same through a second upstream, `sgbench serve
+  --fork`: the same echo and check, in a process per connection, as `sockgate-server` and many
+  classic services work. Each contender listens for both upstreams in the same process. The
+  epoll upstream is the cheapest direct path there is, so a relay's own cost weighs most in its
+  ratios; behind the forking one, every party wakes a process per connection, as a relay's users
+  often see.
 - Contenders: **sockgate** (Release build; the `bench` gateway with the login, the `bench-open`
   gateway with `authenticate = false` when this sockgate has it), **haproxy** (`mode tcp`,
   `nbthread 2`), **haproxy-splice** (the same with `option splice-request/splice-response`; full
@@ -309,6 +327,16 @@ targets = [
      sg_ratio("pingpong1_cpu0", "p50_us"), "<=", 1.3, 2),
     ("ping-pong p50, 50 connections (ratio)", sg_ratio("pingpong50", "p50_us"), "<=", 1.6, 2),
     ("ping-pong p99, 50 connections (ratio)", sg_ratio("pingpong50", "p99_us"), "<=", 2.0, 2),
+    ("forking upstream: throughput, 1 connection (bulk1_fork ratio)",
+     sg_ratio("bulk1_fork", "MBps"), ">=", 0.60, 2),
+    ("forking upstream: throughput, 8 connections (bulk8_fork ratio)",
+     sg_ratio("bulk8_fork", "MBps"), ">=", 0.80, 2),
+    ("forking upstream: ping-pong p50, 1 connection (ratio)",
+     sg_ratio("pingpong1_fork", "p50_us"), "<=", 1.3, 2),
+    ("forking upstream: ping-pong p50, 50 connections (ratio)",
+     sg_ratio("pingpong50_fork", "p50_us"), "<=", 1.6, 2),
+    ("forking upstream: ping-pong p99, 50 connections (ratio)",
+     sg_ratio("pingpong50_fork", "p99_us"), "<=", 2.0, 2),
     ("raw connection rate, no login (sockgate-open ratio)",
      sg_ratio("connrate", "conns_per_s", "sockgate-open"), ">=", 0.50, 2),
     ("idle memory per logged-in session at 1,000 (KiB)", sg_value("idle1000", idle_kib), "<=", 1.0,

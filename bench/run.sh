@@ -4,6 +4,9 @@
 # the same upstream on loopback. Every contender runs each measurement once per
 # round, in an order that rotates; ratios are taken against the direct
 # connection of the same round, and bench/RESULTS.md reports their medians.
+# Throughput and ping-pong are also measured against the same upstream forking
+# a process per connection (tests named *_fork), the kind of server
+# sockgate-server is and many services behind a gateway are.
 #
 # Usage (as root on Debian 12, from anywhere):
 #   bench/run.sh [--quick] [--rounds N] [--seconds S] [--profile] [--no-deps]
@@ -16,7 +19,7 @@
 #                bench/results/profile-*.txt
 #   --no-deps    do not run scripts/deps bench
 #   --build DIR  build directory (default build-bench, a Release build)
-#   --port-base  first of 8 loopback ports (default 17000)
+#   --port-base  first of 16 loopback ports (default 17000)
 #   --nice N     run the upstream, every contender and the generator at nice N
 #                (e.g. -10 on a machine shared with other work); sockgate's
 #                password-check threads run at SCHED_BATCH, nice 19 regardless
@@ -170,7 +173,10 @@ check_ms=$(jq -r '.check_p50_us / 1000' <<<"$check_json")
 
 # --- contenders ---
 
+# Each contender listens twice: NAME relays to the epoll upstream ($up), and
+# NAME@fork, 8 ports higher, to the forking one ($up_fork).
 up=$port_base
+up_fork=$((port_base + 8))
 port[direct]=$up
 port[sockgate]=$((port_base + 1))
 port[sockgate-open]=$((port_base + 2))
@@ -179,28 +185,29 @@ port[haproxy-splice]=$((port_base + 4))
 port[nginx]=$((port_base + 5))
 port[socat]=$((port_base + 6))
 port[forkrelay]=$((port_base + 7))
+for c in direct sockgate sockgate-open haproxy haproxy-splice nginx socat forkrelay; do
+	port[$c@fork]=$((port[$c] + 8))
+done
 
-cat >"$work/sockgate.conf" <<EOF
-# bench/run.sh: one gateway with the login, one without (if supported).
-gateways = (
-  {
-    name = "bench";
-    listen = "127.0.0.1:${port[sockgate]}";
-    upstream = "127.0.0.1:$up";
-    credentials = "$work/users";
-    max_sessions = 20000;
-  }
-@OPEN@
-);
-EOF
-open_gw=$(printf '%s' "  ,{
-    name = \"bench-open\";
-    listen = \"127.0.0.1:${port[sockgate-open]}\";
-    upstream = \"127.0.0.1:$up\";
-    credentials = \"$work/users\";
-    authenticate = false;
-    max_sessions = 20000;
-  }")
+# sg_gateway NAME PORT UPSTREAM [EXTRA]: one gateway of the daemon's configuration.
+sg_gateway() {
+	printf '  {\n    name = "%s";\n    listen = "127.0.0.1:%s";\n    upstream = "127.0.0.1:%s";\n' \
+		"$1" "$2" "$3"
+	printf '    credentials = "%s";\n    max_sessions = 20000;%s\n  }' "$work/users" "${4:-}"
+}
+{
+	echo '# bench/run.sh: gateways with the login, and without (if supported).'
+	echo 'gateways = ('
+	sg_gateway bench "${port[sockgate]}" "$up"
+	echo ','
+	sg_gateway bench-fork "${port[sockgate@fork]}" "$up_fork"
+	echo '@OPEN@'
+	echo ');'
+} >"$work/sockgate.conf"
+open_gw="  ,$(sg_gateway bench-open "${port[sockgate-open]}" "$up" '
+    authenticate = false;')
+  ,$(sg_gateway bench-open-fork "${port[sockgate-open@fork]}" "$up_fork" '
+    authenticate = false;')"
 cp "$work/sockgate.conf" "$work/sockgate-try.conf"
 python3 - "$work/sockgate-try.conf" "$open_gw" <<'EOF'
 import sys
@@ -236,6 +243,9 @@ $2
 listen bench
     bind 127.0.0.1:$1
     server up 127.0.0.1:$up
+listen bench-fork
+    bind 127.0.0.1:$(($1 + 8))
+    server up 127.0.0.1:$up_fork
 EOF
 }
 haproxy_conf "${port[haproxy]}" "" >"$work/haproxy.cfg"
@@ -258,33 +268,64 @@ stream {
         # Pass a client's half-close on, as the other relays do (off by default).
         proxy_half_close on;
     }
+    server {
+        listen 127.0.0.1:${port[nginx@fork]};
+        proxy_pass 127.0.0.1:$up_fork;
+        proxy_connect_timeout 5s;
+        proxy_timeout 1h;
+        proxy_half_close on;
+    }
 }
 EOF
 
 start() {
 	case "$1" in
 	upstream) spawn upstream "$sgbench" serve --listen "127.0.0.1:$up" --threads "$upstream_threads" ;;
+	upstream-fork) spawn upstream-fork "$sgbench" serve --listen "127.0.0.1:$up_fork" --fork ;;
 	sockgate | sockgate-open)
-		# One daemon serves both gateways.
+		# One daemon serves all four gateways.
 		[ -z "${pid[sockgate]:-}" ] || return 0
 		spawn sockgate "$sockgate" -c "$work/sockgate.conf"
-		pid[sockgate-open]=${pid[sockgate]}
 		;;
 	haproxy) spawn haproxy haproxy -f "$work/haproxy.cfg" -db ;;
 	haproxy-splice) spawn haproxy-splice haproxy -f "$work/haproxy-splice.cfg" -db ;;
 	nginx) spawn nginx nginx -c "$work/nginx.conf" -e "$logdir/nginx-error.log" ;;
-	socat) spawn socat socat "TCP-LISTEN:${port[socat]},bind=127.0.0.1,fork,reuseaddr,backlog=4096" "TCP:127.0.0.1:$up" ;;
-	forkrelay) spawn forkrelay "$sgbench" forkrelay --listen "127.0.0.1:${port[forkrelay]}" --upstream "127.0.0.1:$up" ;;
+	socat)
+		spawn socat socat "TCP-LISTEN:${port[socat]},bind=127.0.0.1,fork,reuseaddr,backlog=4096" "TCP:127.0.0.1:$up"
+		spawn socat@fork socat "TCP-LISTEN:${port[socat@fork]},bind=127.0.0.1,fork,reuseaddr,backlog=4096" "TCP:127.0.0.1:$up_fork"
+		;;
+	forkrelay)
+		spawn forkrelay "$sgbench" forkrelay --listen "127.0.0.1:${port[forkrelay]}" --upstream "127.0.0.1:$up"
+		spawn forkrelay@fork "$sgbench" forkrelay --listen "127.0.0.1:${port[forkrelay@fork]}" --upstream "127.0.0.1:$up_fork"
+		;;
 	direct) pid[direct]=${pid[upstream]} ;;
+	direct@fork) pid[direct@fork]=${pid[upstream-fork]} ;;
 	esac
-	local pt=${port[$1]:-$up}
-	wait_port "$pt" || die "$1 does not listen on 127.0.0.1:$pt (see $logdir/$1.log)"
+	# One process listening for both upstreams is measured under both names.
+	case "$1" in
+	sockgate | sockgate-open)
+		pid[sockgate-open]=${pid[sockgate]}
+		pid[sockgate@fork]=${pid[sockgate]}
+		pid[sockgate-open@fork]=${pid[sockgate]}
+		;;
+	haproxy | haproxy-splice | nginx) pid[$1@fork]=${pid[$1]} ;;
+	esac
+	local pt=${port[$1]:-$up_fork} n
+	[ "$1" = upstream ] && pt=$up
+	for n in "$pt" ${port[$1@fork]:-}; do
+		wait_port "$n" || die "$1 does not listen on 127.0.0.1:$n (see $logdir/$1.log)"
+	done
 }
 
 restart() {
 	case "$1" in
 	direct) stop upstream; start upstream; start direct ;;
-	sockgate | sockgate-open) stop sockgate; unset "pid[sockgate-open]"; start sockgate ;;
+	sockgate | sockgate-open)
+		stop sockgate
+		unset "pid[sockgate-open]" "pid[sockgate@fork]" "pid[sockgate-open@fork]"
+		start sockgate
+		;;
+	socat | forkrelay) stop "$1"; stop "$1@fork"; start "$1" ;;
 	*) stop "$1"; start "$1" ;;
 	esac
 }
@@ -294,6 +335,8 @@ contenders=(direct sockgate haproxy nginx socat forkrelay)
 [ $quick -eq 0 ] && contenders+=(haproxy-splice)
 
 start upstream
+start upstream-fork
+start direct@fork
 for c in "${contenders[@]}"; do
 	start "$c"
 done
@@ -310,8 +353,11 @@ tests_main=(
 	"pingpong50|pingpong --conns 50"
 	"pingpong50_paced|pingpong --conns 50 --rate 200"
 	"connrate|connrate --concurrency 16"
+	"bulk8_fork|bulk --conns 8"
+	"pingpong50_fork|pingpong --conns 50"
 )
-[ $quick -eq 0 ] && tests_main+=("bulk2_1|bulk2 --conns 1" "bulk2_8|bulk2 --conns 8")
+[ $quick -eq 0 ] && tests_main+=("bulk2_1|bulk2 --conns 1" "bulk2_8|bulk2 --conns 8"
+	"bulk1_fork|bulk --conns 1" "pingpong1_fork|pingpong --conns 1")
 
 # la: the login arguments contender $1 needs.
 login_for() {
@@ -321,12 +367,15 @@ login_for() {
 }
 
 # run ROUND TEST CONTENDER sgbench-args...: appends one line to the raw file.
+# A test named *_fork goes through the contender's listener for the forking
+# upstream.
 run() {
-	local round=$1 test=$2 c=$3 out rc
+	local round=$1 test=$2 c=$3 out rc via=$3
 	shift 3
 	rc=0
-	out=$("${nice_cmd[@]}" "$sgbench" "$@" --target "127.0.0.1:${port[$c]}" --label "$c" \
-		--pid "${pid[$c]}" 2>>"$logdir/sgbench.log") || rc=$?
+	[ "${test%_fork}" != "$test" ] && via=$c@fork
+	out=$("${nice_cmd[@]}" "$sgbench" "$@" --target "127.0.0.1:${port[$via]}" --label "$c" \
+		--pid "${pid[$via]}" 2>>"$logdir/sgbench.log") || rc=$?
 	out=$(tail -n 1 <<<"$out")
 	[ -n "$out" ] || out='{"ok":false,"error":"no result"}'
 	jq -c --argjson round "$round" --arg test "$test" --arg c "$c" --argjson rc "$rc" \

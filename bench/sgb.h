@@ -58,6 +58,7 @@ struct sgb_opts {
 	/* serve, forkrelay */
 	const char *listen_spec;
 	const char *upstream_spec;
+	bool fork; /* serve: a process per connection */
 	/* hash */
 	const char *hash_salt;
 	unsigned iterations;

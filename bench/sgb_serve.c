@@ -51,6 +51,7 @@ struct sthread {
 	int ep;
 	uint8_t *buf;
 	bool verify;
+	bool closed; /* a connection was closed (the forked server's child stops) */
 };
 
 static void sconn_close(struct sthread *t, struct sconn *c)
@@ -59,6 +60,7 @@ static void sconn_close(struct sthread *t, struct sconn *c)
 	close(c->fd);
 	free(c->pend);
 	free(c);
+	t->closed = true;
 }
 
 static void sconn_want(struct sthread *t, struct sconn *c, uint32_t events)
@@ -306,6 +308,67 @@ static int listen_reuseport(struct sockaddr_storage *ss, socklen_t len)
 	return fd;
 }
 
+static void serve_reap(int sig)
+{
+	int e = errno;
+
+	(void)sig;
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	errno = e;
+}
+
+/* The child of the forked server: the same echo or sink, on one connection. */
+static int serve_fork_child(struct sthread *t, int fd)
+{
+	struct epoll_event ev = {.events = EPOLLIN}, evs[2];
+	struct sconn *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return 1;
+	c->fd = fd;
+	ev.data.ptr = c;
+	if (net_set_nonblock(fd, 1) < 0 || epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return 1;
+	while (!t->closed) {
+		int k = epoll_wait(t->ep, evs, 2, -1);
+
+		for (int e = 0; e < k && !t->closed; e++)
+			sconn_event(t, evs[e].data.ptr, evs[e].events);
+	}
+	return 0;
+}
+
+/* --fork: the classic server, a process per connection (as sockgate-server
+ * and many real services are): each round trip wakes a process of its own. */
+static int serve_fork(struct sthread *t)
+{
+	signal(SIGCHLD, serve_reap);
+	if (net_set_nonblock(t->lfd, 0) < 0)
+		return 1;
+	for (;;) {
+		int fd = accept4(t->lfd, NULL, NULL, SOCK_CLOEXEC);
+		pid_t pid;
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				usleep(10000);
+			continue;
+		}
+		(void)net_set_nodelay(fd);
+		pid = fork();
+		if (pid == 0) {
+			close(t->lfd);
+			close(t->ep);
+			t->ep = epoll_create1(EPOLL_CLOEXEC);
+			_exit(t->ep < 0 ? 1 : serve_fork_child(t, fd));
+		}
+		close(fd);
+		if (pid < 0)
+			usleep(10000);
+	}
+}
+
 int sgb_mode_serve(const struct sgb_opts *o)
 {
 	static struct sthread th[SERVE_MAX_THREADS];
@@ -315,8 +378,8 @@ int sgb_mode_serve(const struct sgb_opts *o)
 	unsigned n = o->threads == 0 ? 1 : o->threads;
 	char name[NET_ADDRSTRLEN], err[256];
 
-	if (n > SERVE_MAX_THREADS)
-		n = SERVE_MAX_THREADS;
+	if (n > SERVE_MAX_THREADS || o->fork)
+		n = o->fork ? 1 : SERVE_MAX_THREADS;
 	if (o->listen_spec == NULL) {
 		fprintf(stderr, "sgbench: serve needs --listen HOST:PORT\n");
 		return 2;
@@ -346,6 +409,11 @@ int sgb_mode_serve(const struct sgb_opts *o)
 			return 1;
 	}
 	net_format_local(th[0].lfd, name, sizeof(name));
+	if (o->fork) {
+		fprintf(stderr, "sgbench: serve: a process per connection, listening on %s\n",
+			name);
+		return serve_fork(&th[0]);
+	}
 	fprintf(stderr, "sgbench: serve: %u thread(s), listening on %s\n", n, name);
 	for (unsigned i = 1; i < n; i++) {
 		if (pthread_create(&tid, NULL, sthread_main, &th[i]) != 0)

@@ -31,6 +31,7 @@ enum {
 	OPT_SETTLE,
 	OPT_TIMEOUT,
 	OPT_NO_VERIFY,
+	OPT_FORK,
 	OPT_USER_PROMPT,
 	OPT_PASS_PROMPT,
 	OPT_SUCCESS,
@@ -57,8 +58,9 @@ static void usage(FILE *f)
 		"storm\n"
 		"             of --concurrency connections (needs --login)\n"
 		"servers:\n"
-		"  serve      the upstream: --listen HOST:PORT [--threads N]; echo or sink per\n"
-		"             connection, chosen by its first line\n"
+		"  serve      the upstream: --listen HOST:PORT [--threads N | --fork]; echo or\n"
+		"             sink per connection, chosen by its first line; --fork: a process\n"
+		"             per connection\n"
 		"  forkrelay  fork-per-connection relay: --listen HOST:PORT --upstream HOST:PORT\n"
 		"other:\n"
 		"  hash       --login USER:PASS [--salt PREFIX] [--iterations N]: makes a "
@@ -204,6 +206,7 @@ int main(int argc, char **argv)
 		{"settle", required_argument, NULL, OPT_SETTLE},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+		{"fork", no_argument, NULL, OPT_FORK},
 		{"user-prompt", required_argument, NULL, OPT_USER_PROMPT},
 		{"pass-prompt", required_argument, NULL, OPT_PASS_PROMPT},
 		{"success", required_argument, NULL, OPT_SUCCESS},
@@ -279,6 +282,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_NO_VERIFY:
 			o.verify = false;
+			break;
+		case OPT_FORK:
+			o.fork = true;
 			break;
 		case 'h':
 			usage(stdout);

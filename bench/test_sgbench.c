@@ -1,8 +1,10 @@
 /* test_sgbench: a smoke run of the benchmark's load generator against a real
  * sockgate in front of `sgbench serve`: bulk, bulk2, pingpong, connrate and idle
- * run briefly, log in, and check what they moved; a wrong password fails.
+ * run briefly, log in, and check what they moved; a wrong password fails; the
+ * forking upstream serves and reaps.
  * It asserts correctness only, never speed. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -150,6 +152,35 @@ static void test_idle_samples_memory(void **state)
 	assert_non_null(strstr(out, "\"rss_kib_per_session\":"));
 }
 
+/* serve --fork, the forking upstream of the *_fork measurements: a process per
+ * connection, with the same echo and check; the children are reaped. */
+static void test_forking_upstream(void **state)
+{
+	static const char *const serve[] = {SGBENCH_PATH,  "serve",  "--listen",
+					    "127.0.0.1:0", "--fork", NULL};
+	struct harness_proc up;
+	char out[8192], fork_target[64];
+	int port;
+
+	(void)state;
+	assert_int_equal(harness_spawn(&up, serve, NULL, HARNESS_STDIN_NULL | HARNESS_STDOUT_NULL),
+			 0);
+	port = harness_read_port(up.err_fd, T);
+	assert_true(port > 0);
+	snprintf(fork_target, sizeof(fork_target), "127.0.0.1:%d", port);
+	run(out, sizeof(out), "bulk2", "--target", fork_target, "--conns", "2", "--bytes",
+	    "1048576", "--timeout", "20", NULL);
+	assert_non_null(strstr(out, "\"bytes\":2097152,"));
+	assert_non_null(strstr(out, "\"verified\":true"));
+	run(out, sizeof(out), "bulk", "--target", fork_target, "--conns", "2", "--bytes", "1048576",
+	    "--timeout", "20", NULL);
+	assert_non_null(strstr(out, "\"bytes\":2097152,"));
+	assert_int_equal(harness_wait_no_children(up.pid, 1, T), 0);
+	kill(up.pid, SIGTERM);
+	harness_wait_exit(&up, T);
+	harness_cleanup(&up);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -159,6 +190,7 @@ int main(void)
 		cmocka_unit_test(test_connrate_with_login),
 		cmocka_unit_test(test_idle_samples_memory),
 		cmocka_unit_test(test_wrong_password_fails),
+		cmocka_unit_test(test_forking_upstream),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
