@@ -359,6 +359,9 @@ for name, v, op, goal, digits in targets:
     else:
         ok = v >= goal if op == ">=" else v <= goal
         verdict = "PASS" if ok else "**FAIL**"
+        # A value that rounds onto the goal gets the digit that shows the verdict.
+        if fmt(v, digits) == fmt(goal, digits) and v != goal:
+            digits += 1
     w(f"| {name} | {fmt(v, digits)} | {op} {fmt(goal, digits)} | {verdict} |")
 w("")
 if meta.get("have_open") != "1":

@@ -12,7 +12,7 @@
 #   bench/run.sh [--quick] [--rounds N] [--seconds S] [--profile] [--no-deps]
 #                [--build DIR] [--port-base P] [--nice N] [--upstream-threads N]
 #
-#   --quick      2 rounds of 1-second runs, fewer measurements (~3 minutes)
+#   --quick      2 rounds of 1-second runs, fewer measurements (~4 minutes)
 #   --rounds N   rounds (default 5)
 #   --seconds S  measured seconds per run (default 2)
 #   --profile    afterwards, profile sockgate alone (perf, strace -c) into
