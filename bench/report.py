@@ -185,12 +185,13 @@ for k, label in [("cpu", "CPU"), ("cores", "cores"), ("memory", "memory"), ("ker
 w("")
 w("## Method\n")
 up_threads = meta.get("upstream_threads", "2")
-w(f"""- All traffic is on loopback. One upstream, `sgbench serve` (epoll, {up_threads} thread{'' if up_threads == '1' else 's'}, SO_REUSEPORT),
+w(f"""- All traffic is on loopback. The epoll upstream, `sgbench serve` (epoll, {up_threads} thread{'' if up_threads == '1' else 's'}, SO_REUSEPORT),
   serves every contender: it echoes, or checks a one-way stream against the pattern and reports
   the byte count, according to each connection's first line. **direct** is the upstream itself.
 - The tables headed "Forking upstream" measure the same through a second upstream, `sgbench serve
   --fork`: the same echo and check, in a process per connection, as `sockgate-server` and many
-  classic services work. Each contender listens for both upstreams in the same process. The
+  classic services work. sockgate, HAProxy and nginx listen for both upstreams in the same
+  process (sockgate with two more gateways); socat and forkrelay run a second instance. The
   epoll upstream is the cheapest direct path there is, so a relay's own cost weighs most in its
   ratios; behind the forking one, every party wakes a process per connection, as a relay's users
   often see.
@@ -360,7 +361,7 @@ for name, v, op, goal, digits in targets:
         ok = v >= goal if op == ">=" else v <= goal
         verdict = "PASS" if ok else "**FAIL**"
         # A value that rounds onto the goal gets the digit that shows the verdict.
-        if fmt(v, digits) == fmt(goal, digits) and v != goal:
+        while fmt(v, digits) == fmt(goal, digits) and v != goal and digits < 6:
             digits += 1
     w(f"| {name} | {fmt(v, digits)} | {op} {fmt(goal, digits)} | {verdict} |")
 w("")

@@ -144,8 +144,13 @@ spawn() {
 }
 
 stop() {
-	local p=${pid[$1]:-}
+	local p=${pid[$1]:-} q keep=()
 	[ -n "$p" ] || return 0
+	# Forget it for the clean-up too: its number may be reused by then.
+	for q in "${pids_started[@]}"; do
+		[ "$q" = "$p" ] || keep+=("$q")
+	done
+	pids_started=("${keep[@]}")
 	kill -TERM -- "-$p" 2>/dev/null || true
 	for _ in $(seq 1 100); do
 		kill -0 "$p" 2>/dev/null || break
@@ -201,6 +206,7 @@ sg_gateway() {
 	sg_gateway bench "${port[sockgate]}" "$up"
 	echo ','
 	sg_gateway bench-fork "${port[sockgate@fork]}" "$up_fork"
+	echo
 	echo '@OPEN@'
 	echo ');'
 } >"$work/sockgate.conf"
@@ -310,9 +316,12 @@ start() {
 		;;
 	haproxy | haproxy-splice | nginx) pid[$1@fork]=${pid[$1]} ;;
 	esac
-	local pt=${port[$1]:-$up_fork} n
+	local pt=${port[$1]:-$up_fork} n more=()
 	[ "$1" = upstream ] && pt=$up
-	for n in "$pt" ${port[$1@fork]:-}; do
+	# sockgate-open is started (and restarted) as sockgate: wait for all of its ports.
+	[ "$1" = sockgate ] && [ "$have_open" -eq 1 ] &&
+		more=("${port[sockgate-open]}" "${port[sockgate-open@fork]}")
+	for n in "$pt" ${port[$1@fork]:-} "${more[@]}"; do
 		wait_port "$n" || die "$1 does not listen on 127.0.0.1:$n (see $logdir/$1.log)"
 	done
 }

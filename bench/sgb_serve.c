@@ -351,8 +351,12 @@ static int serve_fork(struct sthread *t)
 		pid_t pid;
 
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
+			/* A signal (a child's end) or a client gone before the
+			 * accept is normal; anything else waits, so as not to spin. */
+			if (errno != EINTR && errno != ECONNABORTED) {
+				fprintf(stderr, "sgbench: serve: accept: %s\n", strerror(errno));
 				usleep(10000);
+			}
 			continue;
 		}
 		(void)net_set_nodelay(fd);
