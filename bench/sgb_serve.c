@@ -382,8 +382,10 @@ int sgb_mode_serve(const struct sgb_opts *o)
 	unsigned n = o->threads == 0 ? 1 : o->threads;
 	char name[NET_ADDRSTRLEN], err[256];
 
-	if (n > SERVE_MAX_THREADS || o->fork)
-		n = o->fork ? 1 : SERVE_MAX_THREADS;
+	if (o->fork)
+		n = 1; /* the listener; the children serve */
+	else if (n > SERVE_MAX_THREADS)
+		n = SERVE_MAX_THREADS;
 	if (o->listen_spec == NULL) {
 		fprintf(stderr, "sgbench: serve needs --listen HOST:PORT\n");
 		return 2;
