@@ -182,6 +182,8 @@ check_ms=$(jq -r '.check_p50_us / 1000' <<<"$check_json")
 # NAME@fork, 8 ports higher, to the forking one ($up_fork).
 up=$port_base
 up_fork=$((port_base + 8))
+port[upstream]=$up
+port[upstream-fork]=$up_fork
 port[direct]=$up
 port[sockgate]=$((port_base + 1))
 port[sockgate-open]=$((port_base + 2))
@@ -316,12 +318,11 @@ start() {
 		;;
 	haproxy | haproxy-splice | nginx) pid[$1@fork]=${pid[$1]} ;;
 	esac
-	local pt=${port[$1]:-$up_fork} n more=()
-	[ "$1" = upstream ] && pt=$up
+	local n more=()
 	# sockgate-open is started (and restarted) as sockgate: wait for all of its ports.
 	[ "$1" = sockgate ] && [ "$have_open" -eq 1 ] &&
 		more=("${port[sockgate-open]}" "${port[sockgate-open@fork]}")
-	for n in "$pt" ${port[$1@fork]:-} "${more[@]}"; do
+	for n in "${port[$1]}" ${port[$1@fork]:-} "${more[@]}"; do
 		wait_port "$n" || die "$1 does not listen on 127.0.0.1:$n (see $logdir/$1.log)"
 	done
 }
