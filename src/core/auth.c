@@ -29,8 +29,6 @@ static void auth_complete(struct auth_job *job, enum auth_result result)
 {
 	job->result = result;
 	explicit_bzero(job->password, sizeof(job->password));
-	credentials_unref(job->creds);
-	job->creds = NULL;
 	loop_post(job->reply_loop, &job->task, job->done, job->arg);
 }
 
@@ -82,6 +80,52 @@ static void auth_wait_relaying(struct auth_pool *pool, uint64_t now_ms)
 	(void)pthread_cond_timedwait(&pool->cond, &pool->lock, &ts);
 }
 
+/* A reload that lands while a check runs may remove the user or change the
+ * password: then the answer of the old entry no longer holds, and the check
+ * is made again on the new one (a few times at most: reloads are rare). */
+#define AUTH_MAX_RECHECKS 3
+
+/* Whether user gets the same answer from now as from was: the same entry, or
+ * none in either. */
+static bool auth_same_answer(const struct credentials *was, const struct credentials *now,
+			     const char *user)
+{
+	if (now == NULL)
+		return false;
+	if (credentials_unchanged(was, now, user))
+		return true;
+	return !credentials_has_user(was, user) && !credentials_has_user(now, user);
+}
+
+static enum auth_result auth_check(const struct auth_job *job)
+{
+	struct credentials *creds = credentials_slot_get(job->slot), *now;
+
+	for (unsigned i = 0;; i++) {
+		enum credentials_result r;
+
+		if (creds == NULL)
+			return AUTH_NO_CREDENTIALS;
+		hash_memory_begin();
+		r = credentials_verify(creds, job->user, job->password);
+		hash_memory_end();
+		now = credentials_slot_get(job->slot);
+		if (now == creds || auth_same_answer(creds, now, job->user)) {
+			credentials_unref(now);
+			credentials_unref(creds);
+			return r == CREDENTIALS_OK	 ? AUTH_OK
+			       : r == CREDENTIALS_DENIED ? AUTH_DENIED
+							 : AUTH_ERROR;
+		}
+		credentials_unref(creds);
+		creds = now;
+		if (i == AUTH_MAX_RECHECKS) {
+			credentials_unref(creds);
+			return AUTH_TEMPFAIL;
+		}
+	}
+}
+
 static void *auth_thread(void *arg)
 {
 	struct auth_pool *pool = arg;
@@ -93,7 +137,6 @@ static void *auth_thread(void *arg)
 	pthread_mutex_lock(&pool->lock);
 	for (;;) {
 		struct auth_job *job;
-		enum credentials_result r;
 		bool ready = pool->head != NULL &&
 			     (pool->stopping || pool->running < auth_pool_allowed(pool, loop_clock_ms()));
 
@@ -132,11 +175,7 @@ static void *auth_thread(void *arg)
 		pool->running++;
 		pthread_mutex_unlock(&pool->lock);
 
-		hash_memory_begin();
-		r = credentials_verify(job->creds, job->user, job->password);
-		hash_memory_end();
-		auth_complete(job, r == CREDENTIALS_OK ? AUTH_OK :
-				   r == CREDENTIALS_DENIED ? AUTH_DENIED : AUTH_ERROR);
+		auth_complete(job, auth_check(job));
 
 		pthread_mutex_lock(&pool->lock);
 		pool->running--;

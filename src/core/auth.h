@@ -25,19 +25,25 @@ enum auth_result {
 	AUTH_DENIED,   /* unknown user or wrong password */
 	AUTH_ERROR,    /* crypt failed on the stored hash: a broken entry */
 	AUTH_TEMPFAIL, /* the check was not made (shutting down) */
+	AUTH_NO_CREDENTIALS, /* the slot is empty: a reload removed the gateway */
 };
 
 /* Owned by the session that submits it; the pool uses it until it posts it back. */
 struct auth_job {
 	struct loop_task task; /* how the result comes back to reply_loop */
 	struct auth_job *next; /* queue link, the pool's */
-	struct credentials *creds; /* a reference, released when the job completes */
+	/* Where the credentials in force are found when the check starts (a
+	 * reload may replace them while the job waits); the submitter keeps the
+	 * slot alive until the job is posted back. */
+	struct credentials_slot *slot;
 	struct loop *reply_loop;
 	loop_task_fn *done; /* runs on reply_loop with task->arg == arg */
 	void *arg;
 	enum auth_result result;
 	char user[CREDENTIALS_MAX_USER + 1];
-	char password[CREDENTIALS_MAX_PASSWORD + 1]; /* wiped by the pool after use */
+	/* Wiped by the pool after use. One byte more than is checked, so that an
+	 * overlong password is seen as one (credentials_verify()). */
+	char password[CREDENTIALS_MAX_PASSWORD + 2];
 };
 
 struct auth_pool_settings {
@@ -62,9 +68,11 @@ void auth_pool_note_relaying(struct auth_pool *pool, uint64_t now_ms);
 /* The checks that may run at once at now_ms (loop_clock_ms()). */
 unsigned auth_pool_allowed(struct auth_pool *pool, uint64_t now_ms);
 
-/* Queues job (fill user, password, creds (a new reference), reply_loop, done,
- * arg first). Returns 0, or -1 if the queue is full or the pool is stopping; then
- * the job is untouched and the caller still owns its reference. */
+/* Queues job (fill user, password, slot, reply_loop, done, arg first). The
+ * password is checked against the slot's credentials when the check starts; if
+ * a reload changed the user's entry before it ended, it is checked again
+ * against the new one. Returns 0, or -1 if the queue is full or the pool is
+ * stopping; then the job is untouched. */
 int auth_pool_submit(struct auth_pool *pool, struct auth_job *job);
 
 /* Jobs waiting and running, for status lines. */

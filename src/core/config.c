@@ -99,6 +99,8 @@ static const struct option login_options[] = {
 	  .def = 30 * MS_PER_S, FIELD(struct config_login, grace_time_ms) },
 	{ .name = "failure_delay", .type = OPT_DURATION, .min = 0, .max = 60 * MS_PER_S,
 	  .def = 1 * MS_PER_S, FIELD(struct config_login, failure_delay_ms) },
+	{ .name = "max_empty_lines", .type = OPT_UINT, .min = 1, .max = 1000, .def = 5,
+	  FIELD(struct config_login, max_empty_lines) },
 	{ .name = NULL },
 };
 
@@ -130,7 +132,7 @@ static const struct option gateway_options[] = {
 	{ .name = "login", .type = OPT_GROUP, .offset = offsetof(struct config_gateway, login),
 	  .sub = &login_section },
 	{ .name = "timeouts", .type = OPT_GROUP, .offset = 0, .sub = &timeouts_section },
-	{ .name = "max_sessions", .type = OPT_UINT, .min = 1, .max = 1000000, .def = 1000,
+	{ .name = "max_sessions", .type = OPT_UINT, .min = 1, .max = 1000000, .def = 9000,
 	  FIELD(struct config_gateway, max_sessions) },
 	{ .name = NULL },
 };
@@ -141,11 +143,11 @@ static const struct section gateway_section = {
 };
 
 static const struct option startups_options[] = {
-	{ .name = "begin", .type = OPT_UINT, .min = 1, .max = 1000000, .def = 5000,
+	{ .name = "begin", .type = OPT_UINT, .min = 1, .max = 1000000, .def = 6000,
 	  FIELD(struct config_limits, startups_begin) },
 	{ .name = "rate", .type = OPT_UINT, .min = 0, .max = 100, .def = 30,
 	  FIELD(struct config_limits, startups_rate) },
-	{ .name = "full", .type = OPT_UINT, .min = 1, .max = 1000000, .def = 10000,
+	{ .name = "full", .type = OPT_UINT, .min = 1, .max = 1000000, .def = 8000,
 	  FIELD(struct config_limits, startups_full) },
 	{ .name = NULL },
 };
@@ -156,7 +158,7 @@ static const struct option limits_options[] = {
 	{ .name = "auth_queue", .type = OPT_UINT, .min = 1, .max = 100000, .def = 256,
 	  FIELD(struct config_limits, auth_queue) },
 	{ .name = "startups", .type = OPT_GROUP, .offset = 0, .sub = &startups_section },
-	{ .name = "per_source_startups", .type = OPT_UINT, .min = 0, .max = 1000000, .def = 0,
+	{ .name = "per_source_startups", .type = OPT_UINT, .min = 0, .max = 1000000, .def = 10,
 	  FIELD(struct config_limits, per_source_startups) },
 	{ .name = NULL },
 };
@@ -167,11 +169,13 @@ static const struct option penalties_options[] = {
 	  .def = 5 * MS_PER_S, FIELD(struct config_penalties, authfail_ms) },
 	{ .name = "grace_exceeded", .type = OPT_DURATION, .min = 0, .max = 86400 * MS_PER_S,
 	  .def = 10 * MS_PER_S, FIELD(struct config_penalties, grace_ms) },
+	{ .name = "noauth", .type = OPT_DURATION, .min = 0, .max = 86400 * MS_PER_S,
+	  .def = 1 * MS_PER_S, FIELD(struct config_penalties, noauth_ms) },
 	{ .name = "min", .type = OPT_DURATION, .min = 0, .max = 86400 * MS_PER_S,
 	  .def = 15 * MS_PER_S, FIELD(struct config_penalties, min_ms) },
 	{ .name = "max", .type = OPT_DURATION, .min = 0, .max = 7 * 86400 * MS_PER_S,
 	  .def = 600 * MS_PER_S, FIELD(struct config_penalties, max_ms) },
-	{ .name = "ipv4_netblock", .type = OPT_UINT, .min = 1, .max = 32, .def = 24,
+	{ .name = "ipv4_netblock", .type = OPT_UINT, .min = 1, .max = 32, .def = 32,
 	  FIELD(struct config_penalties, ipv4_bits) },
 	{ .name = "ipv6_netblock", .type = OPT_UINT, .min = 1, .max = 128, .def = 64,
 	  FIELD(struct config_penalties, ipv6_bits) },

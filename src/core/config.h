@@ -37,6 +37,7 @@ struct config_login {
 	unsigned max_attempts;  /* failed attempts before the connection is closed */
 	unsigned failure_delay_ms; /* before a failure answer, randomised 0.5x..1.5x */
 	unsigned grace_time_ms; /* to complete the login; 0 = none */
+	unsigned max_empty_lines; /* empty username lines before the connection is closed */
 };
 
 struct config_gateway {
@@ -59,7 +60,7 @@ struct config_gateway {
 /* Brute-force defences, per source (netblock); see penalty.h. */
 struct config_penalties {
 	bool enabled;
-	unsigned authfail_ms, grace_ms, min_ms, max_ms;
+	unsigned authfail_ms, grace_ms, noauth_ms, min_ms, max_ms;
 	unsigned ipv4_bits, ipv6_bits;
 	unsigned max_sources; /* sources tracked at once */
 	struct penalty_cidr *exempt;

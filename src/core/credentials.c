@@ -6,6 +6,7 @@
 #include <crypt.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -801,4 +802,51 @@ done:
 	explicit_bzero(data, sizeof(*data));
 	free(data);
 	return result;
+}
+
+struct credentials_slot {
+	pthread_mutex_t lock;
+	struct credentials *now;
+};
+
+struct credentials_slot *credentials_slot_create(struct credentials *c)
+{
+	struct credentials_slot *slot = calloc(1, sizeof(*slot));
+
+	if (slot == NULL)
+		return NULL;
+	pthread_mutex_init(&slot->lock, NULL);
+	slot->now = credentials_ref(c);
+	return slot;
+}
+
+void credentials_slot_free(struct credentials_slot *slot)
+{
+	if (slot == NULL)
+		return;
+	credentials_unref(slot->now);
+	pthread_mutex_destroy(&slot->lock);
+	free(slot);
+}
+
+void credentials_slot_set(struct credentials_slot *slot, struct credentials *c)
+{
+	struct credentials *old;
+
+	credentials_ref(c);
+	pthread_mutex_lock(&slot->lock);
+	old = slot->now;
+	slot->now = c;
+	pthread_mutex_unlock(&slot->lock);
+	credentials_unref(old);
+}
+
+struct credentials *credentials_slot_get(struct credentials_slot *slot)
+{
+	struct credentials *c;
+
+	pthread_mutex_lock(&slot->lock);
+	c = credentials_ref(slot->now);
+	pthread_mutex_unlock(&slot->lock);
+	return c;
 }

@@ -478,6 +478,7 @@ static int daemon_configure_penalties(struct daemon *d, const struct config *cfg
 		.enabled = p->enabled,
 		.authfail_ms = p->authfail_ms,
 		.grace_ms = p->grace_ms,
+		.noauth_ms = p->noauth_ms,
 		.min_ms = p->min_ms,
 		.max_ms = p->max_ms,
 		.ipv4_bits = p->ipv4_bits,
@@ -572,6 +573,12 @@ static int daemon_reload(struct daemon *d)
 	/* Nothing below fails but for memory, and then the old settings stay. */
 	if (daemon_configure_penalties(d, cfg, &err) < 0)
 		log_msg(LOG_ERR, "penalty settings not updated: %s", err.msg);
+	/* Logins under way check their passwords against the new credentials. */
+	for (size_t i = 0; i < cfg->n_gateways; i++)
+		gateway_publish(gws[i]);
+	for (size_t i = 0; i < d->n_gws; i++)
+		if (daemon_find_gateway(gws, cfg->n_gateways, d->gws[i]->cfg->name) == NULL)
+			gateway_retire(d->gws[i]);
 	daemon_free_gateways(d->gws, d->n_gws);
 	config_unref(d->config);
 	d->config = cfg;

@@ -24,7 +24,10 @@ struct gateway *gateway_create(struct config *config, const struct config_gatewa
 		__atomic_add_fetch(&gw->counters->refs, 1, __ATOMIC_RELAXED);
 	} else {
 		gw->counters = calloc(1, sizeof(*gw->counters));
-		if (gw->counters == NULL) {
+		if (gw->counters != NULL)
+			gw->counters->creds_now = credentials_slot_create(gw->creds);
+		if (gw->counters == NULL || gw->counters->creds_now == NULL) {
+			free(gw->counters);
 			credentials_unref(gw->creds);
 			free(gw);
 			errbuf_set(err, "out of memory");
@@ -48,11 +51,23 @@ void gateway_unref(struct gateway *gw)
 {
 	if (gw == NULL || __atomic_sub_fetch(&gw->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	if (__atomic_sub_fetch(&gw->counters->refs, 1, __ATOMIC_ACQ_REL) == 0)
+	if (__atomic_sub_fetch(&gw->counters->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		credentials_slot_free(gw->counters->creds_now);
 		free(gw->counters);
+	}
 	credentials_unref(gw->creds);
 	config_unref(gw->config);
 	free(gw);
+}
+
+void gateway_publish(struct gateway *gw)
+{
+	credentials_slot_set(gw->counters->creds_now, gw->creds);
+}
+
+void gateway_retire(struct gateway *gw)
+{
+	credentials_slot_set(gw->counters->creds_now, NULL);
 }
 
 bool gateway_session_begin(struct gateway *gw)

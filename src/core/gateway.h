@@ -13,10 +13,14 @@
 #include "credentials.h"
 #include "errbuf.h"
 
+/* What the gateways of one name share across reloads. */
 struct gateway_counters {
 	int refs;
 	unsigned sessions;   /* open sessions, any state */
 	unsigned logging_in; /* not yet relaying */
+	/* The credentials in force for this name: set by gateway_publish(),
+	 * emptied by gateway_retire(); password checks read it. */
+	struct credentials_slot *creds_now;
 };
 
 struct gateway {
@@ -29,12 +33,20 @@ struct gateway {
 
 /* Builds the gateway for cfg (a gateway of config), loading its credentials
  * file (owner check against owner_uid). prev, if not NULL, is the gateway of the
- * same name being replaced: its counters carry over. */
+ * same name being replaced: its counters carry over, and its credentials stay
+ * in force until gateway_publish(). */
 struct gateway *gateway_create(struct config *config, const struct config_gateway *cfg,
 			       uid_t owner_uid, const struct gateway *prev, struct errbuf *err);
 
 struct gateway *gateway_ref(struct gateway *gw);
 void gateway_unref(struct gateway *gw);
+
+/* Puts gw's credentials in force for every login of its name, including those
+ * accepted before (a reload that committed). */
+void gateway_publish(struct gateway *gw);
+/* gw's name is gone from the configuration: its logins under way have no
+ * credentials any more. */
+void gateway_retire(struct gateway *gw);
 
 /* Reserves a session slot; false if max_sessions are open. */
 bool gateway_session_begin(struct gateway *gw);

@@ -327,7 +327,9 @@ bool penalty_record(struct penalty_table *t, const struct sockaddr *sa, enum pen
 	if (e == NULL)
 		goto out;
 	was = entry_blocked(e, now_ms);
-	add = ev == PENALTY_GRACE ? t->set.grace_ms : t->set.authfail_ms;
+	add = ev == PENALTY_GRACE    ? t->set.grace_ms
+	      : ev == PENALTY_NOAUTH ? t->set.noauth_ms
+				     : t->set.authfail_ms;
 	/* Penalties add up while they last; what has expired is forgotten. */
 	base = e->until_ms > now_ms ? e->until_ms : now_ms;
 	e->until_ms = base + add;

@@ -1,6 +1,7 @@
 /* penalty: per-source state kept out of the accept loop, in the manner of
  * OpenSSH's PerSourcePenalties. Sources are netblocks (/24 and /64 by default).
- * Failed logins and exceeded grace times add time to a source's penalty; once
+ * Failed logins, exceeded grace times and connections that end without a login
+ * attempt (OpenSSH's "noauth") add time to a source's penalty; once
  * it reaches a minimum the source is refused, before any password check, until
  * the penalty expires; repeat offences lengthen it up to a cap. The table also
  * counts each source's connections still logging in, for a per-source cap.
@@ -24,6 +25,7 @@ struct penalty_settings {
 	bool enabled;
 	unsigned authfail_ms;       /* added per failed login */
 	unsigned grace_ms;          /* added when the login grace time runs out */
+	unsigned noauth_ms;         /* added when a connection ends without an attempt */
 	unsigned min_ms;            /* refused once the penalty reaches this */
 	unsigned max_ms;            /* the penalty never exceeds this */
 	unsigned ipv4_bits;         /* netblock of an IPv4 source */
@@ -34,8 +36,9 @@ struct penalty_settings {
 };
 
 enum penalty_event {
-	PENALTY_AUTHFAIL,
-	PENALTY_GRACE,
+	PENALTY_AUTHFAIL, /* a wrong password (or user) */
+	PENALTY_GRACE,    /* the login grace time ran out */
+	PENALTY_NOAUTH,   /* the client left, or was sent away, before any attempt */
 };
 
 enum penalty_verdict {

@@ -26,6 +26,10 @@
 /* Output queued during login is small (prompts, messages): input is not read
  * while more than this waits for the client. */
 #define SESSION_LOGIN_OUT_MAX 4096
+/* Login input read per wakeup before the session lets the others of its
+ * worker run, as the relay does with SESSION_RELAY_BUDGET: a client that keeps
+ * sending must not keep the loop from its other sessions and its timers. */
+#define SESSION_LOGIN_BUDGET (16u << 10)
 
 #define SESSION_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET)
 
@@ -33,6 +37,7 @@
 struct login {
 	struct line_reader in;
 	unsigned failures;
+	unsigned empty_lines; /* at the username prompt */
 	struct loop_timer delay; /* the pause before a failure answer */
 	struct auth_job job;
 };
@@ -75,6 +80,9 @@ static void session_connect_next(struct session *s);
 static void session_relay(struct session *s);
 static void session_close(struct session *s, const char *reason);
 static void session_penalise(struct session *s, enum penalty_event ev, const char *why);
+static void session_login_abandoned(struct session *s, const char *why);
+static void session_yield(struct session *s);
+static bool session_logging_in(const struct session *s);
 
 const char *session_state_name(enum session_state st)
 {
@@ -243,6 +251,13 @@ static void session_close(struct session *s, const char *reason)
 
 /* ---- output to the client ---------------------------------------------- */
 
+/* Queues text for the client; session_login_input() writes what a batch of
+ * login input produced in one go. */
+static int session_queue(struct session *s, const char *text)
+{
+	return relay_queue(&s->down, text, strlen(text));
+}
+
 /* Queues text for the client and writes what it takes now. */
 static int session_send(struct session *s, const char *text)
 {
@@ -259,10 +274,12 @@ static void session_client_gone(struct session *s)
 {
 	int e = 0;
 	socklen_t len = sizeof(e);
+	const char *why;
 
 	(void)getsockopt(s->client.fd, SOL_SOCKET, SO_ERROR, &e, &len);
-	session_close(s, e == ETIMEDOUT ? "client timed out during login"
-					: "client reset during login");
+	why = e == ETIMEDOUT ? "client timed out during login" : "client reset during login";
+	session_login_abandoned(s, why);
+	session_close(s, why);
 }
 
 /* A write to the client failed (session_send, relay_flush): says why, from
@@ -271,9 +288,10 @@ static void session_client_write_failed(struct session *s)
 {
 	bool login = s->state != SESSION_RELAYING;
 
-	if (errno == ECONNRESET || errno == EPIPE)
+	if (errno == ECONNRESET || errno == EPIPE) {
+		session_login_abandoned(s, "client reset during login");
 		session_close(s, login ? "client reset during login" : "client reset");
-	else if (errno == ENOMEM)
+	} else if (errno == ENOMEM)
 		session_close(s, "out of memory");
 	else
 		session_close(s, "client write error");
@@ -456,6 +474,16 @@ static void session_penalise(struct session *s, enum penalty_event ev, const cha
 			     {"SOCKGATE_SOURCE", source}, {"DURATION_MS", dur}, {"REASON", why}));
 }
 
+/* The client leaves, or is sent away, before its first attempt was answered:
+ * OpenSSH's "noauth". Costs its source a little, so that one host opening and
+ * dropping connections as fast as it can is soon refused at accept. */
+static void session_login_abandoned(struct session *s, const char *why)
+{
+	if ((s->state == SESSION_USERNAME || s->state == SESSION_PASSWORD) && s->login != NULL &&
+	    s->login->failures == 0)
+		session_penalise(s, PENALTY_NOAUTH, why);
+}
+
 /* Answers a failed attempt: again the username prompt, or the end. */
 static void session_answer_failure(struct session *s)
 {
@@ -468,11 +496,12 @@ static void session_answer_failure(struct session *s)
 	}
 	memset(login->job.user, 0, sizeof(login->job.user));
 	session_enter(s, SESSION_USERNAME);
-	if (session_send(s, cfg->login.failure_message) < 0 ||
-	    session_send(s, cfg->login.username_prompt) < 0) {
-		session_client_write_failed(s);
+	if (session_queue(s, cfg->login.failure_message) < 0 ||
+	    session_queue(s, cfg->login.username_prompt) < 0) {
+		session_close(s, "out of memory");
 		return;
 	}
+	/* Writes the answer, with whatever the client sent meanwhile. */
 	session_login_input(s);
 }
 
@@ -556,6 +585,9 @@ static void session_auth_done(struct loop_task *t)
 		session_penalise(s, PENALTY_AUTHFAIL, "failed login");
 		session_delay_failure(s);
 		return;
+	case AUTH_NO_CREDENTIALS:
+		session_finish(s, "Service unavailable.\n", "gateway removed by a reload");
+		return;
 	case AUTH_TEMPFAIL:
 		break;
 	}
@@ -567,16 +599,19 @@ static void session_on_password(struct session *s, char *line, size_t len)
 	struct login *login = s->login;
 	struct auth_job *job = &login->job;
 
-	memcpy(job->password, line, len + 1);
+	/* At most one byte past what is checked: enough for the check to see an
+	 * overlong password as one. */
+	size_t kept = len < sizeof(job->password) - 1 ? len : sizeof(job->password) - 1;
+
+	memcpy(job->password, line, kept);
+	job->password[kept] = '\0';
 	explicit_bzero(line, len);
-	job->creds = credentials_ref(s->gw->creds);
+	job->slot = s->gw->counters->creds_now;
 	job->reply_loop = session_loop(s);
 	job->done = session_auth_done;
 	job->arg = s;
 	session_enter(s, SESSION_VERIFYING);
 	if (auth_pool_submit(s->worker->auth, job) < 0) {
-		credentials_unref(job->creds);
-		job->creds = NULL;
 		explicit_bzero(job->password, sizeof(job->password));
 		session_finish(s, "Service busy, try again later.\n", "password check queue full");
 		return;
@@ -584,54 +619,86 @@ static void session_on_password(struct session *s, char *line, size_t len)
 	s->holds++;
 }
 
+/* Acts on one login line; what it answers is queued, not yet written. */
 static void session_on_line(struct session *s, char *line, size_t len)
 {
 	const struct config_gateway *cfg = session_cfg(s);
+	const char *prompt;
 
-	if (s->state == SESSION_USERNAME) {
-		if (len == 0) {
-			/* An empty line asks again; it is no attempt. */
-			if (session_send(s, cfg->login.username_prompt) < 0)
-				session_client_write_failed(s);
-			return;
-		}
-		memcpy(s->login->job.user, line, len + 1);
-		session_enter(s, SESSION_PASSWORD);
-		if (session_send(s, cfg->login.password_prompt) < 0)
-			session_client_write_failed(s);
+	if (s->state == SESSION_PASSWORD) {
+		session_on_password(s, line, len);
 		return;
 	}
-	session_on_password(s, line, len);
+	if (len == 0) {
+		/* An empty line asks again; it is no attempt, so it must not be
+		 * free either: a few, then the connection ends. */
+		if (++s->login->empty_lines > cfg->login.max_empty_lines) {
+			session_login_abandoned(s, "too many empty login lines");
+			session_finish(s, "\nToo many empty lines.\n", "too many empty login lines");
+			return;
+		}
+		prompt = cfg->login.username_prompt;
+	} else {
+		memcpy(s->login->job.user, line, len + 1);
+		session_enter(s, SESSION_PASSWORD);
+		prompt = cfg->login.password_prompt;
+	}
+	if (session_queue(s, prompt) < 0)
+		session_close(s, "out of memory");
 }
 
-/* Reads and acts on login lines until input runs dry or the state moves on. */
+static bool session_logging_in(const struct session *s)
+{
+	return s->state == SESSION_USERNAME || s->state == SESSION_PASSWORD;
+}
+
+/* Reads and acts on login lines until input runs dry, the state moves on or
+ * the wakeup's budget is spent (then the session yields and goes on after the
+ * worker's other events and timers). The answers to everything read leave in
+ * one write. */
 static void session_login_input(struct session *s)
 {
-	while (s->state == SESSION_USERNAME || s->state == SESSION_PASSWORD) {
+	size_t received = 0;
+
+	while (session_logging_in(s)) {
 		struct line_reader *in = &s->login->in;
 		enum line_result r;
 		char *line, *at;
 		size_t len, room;
 		ssize_t n;
 
-		if (s->down.len > SESSION_LOGIN_OUT_MAX)
-			return; /* the client is not reading: wait for it */
+		if (s->down.len > SESSION_LOGIN_OUT_MAX) {
+			int w = relay_flush(&s->down, s->client.fd, &s->c_wr);
+
+			if (w < 0) {
+				session_client_write_failed(s);
+				return;
+			}
+			if (w > 0)
+				return; /* the client is not reading: wait for it */
+		}
 		r = line_take(in, &line, &len);
 		if (r == LINE_OK) {
 			session_on_line(s, line, len);
 			continue;
 		}
 		if (r == LINE_TOO_LONG) {
+			session_login_abandoned(s, "login line too long");
 			session_finish(s, "\nInput line too long.\n", "login line too long");
 			return;
 		}
 		if (r == LINE_BAD_CHAR) {
+			session_login_abandoned(s, "control character in login input");
 			session_finish(s, "\nInvalid character in input.\n",
 				       "control character in login input");
 			return;
 		}
 		if (!s->c_rd)
-			return;
+			break;
+		if (received >= SESSION_LOGIN_BUDGET) {
+			session_yield(s);
+			break;
+		}
 		room = line_space(in, &at);
 		n = recv(s->client.fd, at, room, 0);
 		if (n < 0) {
@@ -639,17 +706,23 @@ static void session_login_input(struct session *s)
 				continue;
 			if (errno == EAGAIN) {
 				s->c_rd = false;
-				return;
+				break;
 			}
+			session_login_abandoned(s, "client reset during login");
 			session_close(s, "client reset during login");
 			return;
 		}
 		if (n == 0) {
+			session_login_abandoned(s, "client closed during login");
 			session_close(s, "client closed during login");
 			return;
 		}
+		received += (size_t)n;
 		line_commit(in, (size_t)n);
 	}
+	if ((session_logging_in(s) || s->state == SESSION_VERIFYING) && s->down.len > 0 &&
+	    relay_flush(&s->down, s->client.fd, &s->c_wr) < 0)
+		session_client_write_failed(s);
 }
 
 /* ---- upstream ---------------------------------------------------------- */
@@ -759,14 +832,27 @@ static void session_yield_task(struct loop_task *t)
 {
 	struct session *s = t->arg;
 
-	if (s->state != SESSION_RELAYING) {
-		session_release(s);
-		return;
-	}
 	/* Drop the hold first, so this round can yield again; a close inside
 	 * takes its own hold and defers the free. */
-	s->holds--;
-	session_relay(s);
+	if (s->state == SESSION_RELAYING) {
+		s->holds--;
+		session_relay(s);
+	} else if (session_logging_in(s)) {
+		s->holds--;
+		session_login_input(s);
+	} else {
+		session_release(s);
+	}
+}
+
+/* More input waits but the wakeup's budget is spent: go on after the other
+ * sessions of this loop had their turn. */
+static void session_yield(struct session *s)
+{
+	if (s->holds != 0)
+		return; /* a task is queued already, and it comes back here */
+	s->holds++;
+	loop_defer(session_loop(s), &s->task, session_yield_task, s);
 }
 
 static const char *session_errno_reason(int e, bool client)
@@ -815,11 +901,8 @@ static void session_relay(struct session *s)
 		session_close(s, "closed");
 		return;
 	}
-	if ((up == RELAY_YIELD || down == RELAY_YIELD) && s->holds == 0) {
-		/* More to move: let the other sessions of this loop run first. */
-		s->holds++;
-		loop_defer(w->loop, &s->task, session_yield_task, s);
-	}
+	if (up == RELAY_YIELD || down == RELAY_YIELD)
+		session_yield(s); /* more to move: let the other sessions run first */
 }
 
 /* ---- events ------------------------------------------------------------ */

@@ -407,12 +407,16 @@ static const char *gateway(struct ctx *c, char *buf, size_t len, const char *nam
 }
 
 /* A configuration of one or two gateways. */
+/* Every client of these tests is 127.0.0.1, one source: the per-source defences (tested in
+ * test_defences and test_hostile) would only refuse the load these tests put on the daemon. */
+#define ONE_HOST_LOAD "limits = { per_source_startups = 0; };\npenalties = { noauth = 0; };\n"
+
 static void write_gateways(struct ctx *c, const char *g1, const char *g2)
 {
 	char text[5 * PATH_MAX];
 
-	snprintf(text, sizeof(text), "gateways = (\n  %s%s%s\n);\n", g1, g2 != NULL ? ",\n  " : "",
-		 g2 != NULL ? g2 : "");
+	snprintf(text, sizeof(text), "%sgateways = (\n  %s%s%s\n);\n", ONE_HOST_LOAD, g1,
+		 g2 != NULL ? ",\n  " : "", g2 != NULL ? g2 : "");
 	assert_int_equal(fixture_write_config(&c->f, text), 0);
 }
 
@@ -1244,7 +1248,8 @@ static int write_storm_config(struct ctx *c, const char *variant)
 
 	snprintf(up, sizeof(up), "\"127.0.0.1:%d\"", c->f.upstream_port);
 	gateway(c, g, sizeof(g), "t", "127.0.0.1:0", up, variant);
-	snprintf(text, sizeof(text), "revoke_on_reload = true;\ngateways = (\n  %s\n);\n", g);
+	snprintf(text, sizeof(text), "%srevoke_on_reload = true;\ngateways = (\n  %s\n);\n",
+		 ONE_HOST_LOAD, g);
 	return fixture_write_config(&c->f, text);
 }
 

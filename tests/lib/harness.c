@@ -642,20 +642,33 @@ static int sockaddr_fill(struct sockaddr_storage *ss, socklen_t *len, const char
 
 int harness_connect(const char *ip, int port)
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
+	return harness_connect_from(NULL, ip, port);
+}
+
+int harness_connect_from(const char *src, const char *ip, int port)
+{
+	struct sockaddr_storage ss, from;
+	socklen_t len, from_len;
 	int fd;
 
-	if (sockaddr_fill(&ss, &len, ip, port) < 0)
+	if (sockaddr_fill(&ss, &len, ip, port) < 0 ||
+	    (src != NULL && sockaddr_fill(&from, &from_len, src, 0) < 0))
 		return -1;
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+	if ((src != NULL && bind(fd, (struct sockaddr *)&from, from_len) < 0) ||
+	    connect(fd, (struct sockaddr *)&ss, len) < 0) {
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+void harness_loopback_source(unsigned n, char *buf, size_t len)
+{
+	/* 127.1.0.1, 127.1.0.2, ...: 250 to a /24, none of them 127.0.0.1. */
+	snprintf(buf, len, "127.%u.%u.%u", 1 + n / (250u * 250u), (n / 250u) % 250u, 1 + n % 250u);
 }
 
 int harness_listen(const char *ip, int *port)

@@ -113,6 +113,12 @@ ssize_t harness_exchange(int fd, const void *out, size_t out_len, void *in, size
 
 /* A blocking TCP connection to a numeric address (IPv4 or IPv6) and port. Returns fd or -1. */
 int harness_connect(const char *ip, int port);
+/* The same from the local address src (numeric; NULL: the kernel's choice), e.g. a loopback
+ * address other than 127.0.0.1, so that the daemon sees another source. */
+int harness_connect_from(const char *src, const char *ip, int port);
+/* The n-th of many distinct loopback sources (127.1.0.1, 127.1.0.2, ...; never 127.0.0.1),
+ * one per /32 and 250 per /24, for tests that play many hosts. */
+void harness_loopback_source(unsigned n, char *buf, size_t len);
 
 /* From /proc: the descriptors pid holds, and its CPU time (user + system) in
  * milliseconds; -1 if pid cannot be read. */

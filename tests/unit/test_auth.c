@@ -4,13 +4,16 @@
  * session relays, one CPU's worth fewer while sessions relay, all again once
  * the relaying window has passed, and queued checks answered at a stop. It can
  * also use working memory as libxcrypt's yescrypt does, to show that checks
- * back to back reuse it and a thread that waits gives it back. */
+ * back to back reuse it and a thread that waits gives it back. Checks read the
+ * credentials in force when they start, and check again when a reload changed
+ * the user's entry meanwhile. */
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <crypt.h>
 
 #include "auth.h"
 #include "credentials.h"
@@ -38,7 +42,8 @@ static struct {
 	unsigned inside, max_inside; /* checks running now, and at most */
 	unsigned released;           /* checks allowed to finish */
 	unsigned entered;            /* checks started */
-	unsigned done[AUTH_TEMPFAIL + 1];
+	unsigned done[AUTH_NO_CREDENTIALS + 1];
+	const struct credentials *seen[16]; /* by ticket: what the check was given */
 	unsigned n_done;
 	bool use_memory;             /* each check maps, fills and unmaps a region */
 	long faults[2];              /* by ticket: the page faults filling it took */
@@ -72,11 +77,12 @@ enum credentials_result __wrap_credentials_verify(const struct credentials *c, c
 {
 	unsigned ticket;
 
-	(void)c;
 	(void)user;
 	(void)password;
 	pthread_mutex_lock(&fake.lock);
 	ticket = fake.entered++;
+	if (ticket < sizeof(fake.seen) / sizeof(fake.seen[0]))
+		fake.seen[ticket] = c;
 	fake.inside++;
 	if (fake.inside > fake.max_inside)
 		fake.max_inside = fake.inside;
@@ -152,6 +158,7 @@ static void release(unsigned n)
 }
 
 struct env {
+	struct credentials_slot *slot;
 	struct loop *loop;
 	pthread_t loop_thread;
 	struct auth_pool *pool;
@@ -161,6 +168,9 @@ struct env {
 };
 
 static struct env *current; /* the test's, for the teardown */
+
+static struct credentials *creds_with(const char *password);
+static void env_use(struct env *e, struct credentials *c);
 
 static void *run_loop(void *arg)
 {
@@ -183,7 +193,11 @@ static struct env *env_new(unsigned threads, unsigned threads_relaying)
 	fake.inside = fake.max_inside = fake.released = fake.entered = fake.n_done = 0;
 	fake.use_memory = false;
 	memset(fake.faults, 0, sizeof(fake.faults));
+	memset(fake.seen, 0, sizeof(fake.seen));
 	pthread_mutex_unlock(&fake.lock);
+	e->slot = credentials_slot_create(NULL);
+	assert_non_null(e->slot);
+	env_use(e, creds_with("secret"));
 	e->loop = loop_create(&err);
 	assert_non_null(e->loop);
 	assert_int_equal(pthread_create(&e->loop_thread, NULL, run_loop, e->loop), 0);
@@ -203,6 +217,7 @@ static void submit(struct env *e, unsigned n)
 		job->reply_loop = e->loop;
 		job->done = job_done;
 		job->arg = job;
+		job->slot = e->slot;
 		assert_int_equal(auth_pool_submit(e->pool, job), 0);
 	}
 }
@@ -221,6 +236,7 @@ static void env_free(struct env *e)
 		pthread_join(e->loop_thread, NULL);
 		loop_free(e->loop);
 	}
+	credentials_slot_free(e->slot);
 	free(e);
 	current = NULL;
 }
@@ -238,6 +254,30 @@ static void finish(unsigned n)
 {
 	release(1000);
 	assert_true(wait_for(&fake.n_done, n, WAIT_MS));
+}
+
+/* A credentials snapshot with alice's password set to password (sha256-crypt
+ * at its cheapest: the check itself is the fake). */
+static struct credentials *creds_with(const char *password)
+{
+	struct crypt_data *cd = calloc(1, sizeof(*cd));
+	struct credentials *c;
+	struct errbuf err;
+	char text[512];
+
+	assert_non_null(cd);
+	assert_non_null(crypt_r(password, "$5$rounds=1000$testsalt$", cd));
+	snprintf(text, sizeof(text), "alice:%s\n", cd->output);
+	free(cd);
+	c = credentials_parse("test", text, strlen(text), &err);
+	assert_non_null(c);
+	return c;
+}
+
+static void env_use(struct env *e, struct credentials *c)
+{
+	credentials_slot_set(e->slot, c);
+	credentials_unref(c);
 }
 
 static void all_threads_check_while_nothing_relays(void **state)
@@ -376,6 +416,56 @@ static void checks_back_to_back_share_memory_a_waiting_thread_frees_it(void **st
 	assert_true(wait_released(released_before + 1, WAIT_MS));
 }
 
+/* A check reads the credentials in force when it starts, not when it was
+ * queued: a reload between the two is seen. */
+static void a_check_uses_what_is_in_force_when_it_starts(void **state)
+{
+	struct env *e = env_new(1, 1);
+	struct credentials *renewed = creds_with("secret");
+
+	(void)state;
+	submit(e, 2);
+	assert_true(wait_for(&fake.entered, 1, WAIT_MS));
+	/* The second waits behind the first; now a reload lands (same entry for
+	 * alice: no check is made twice). */
+	credentials_slot_set(e->slot, renewed);
+	finish(2);
+	assert_int_equal(get(&fake.entered), 2);
+	assert_ptr_not_equal(fake.seen[0], renewed);
+	assert_ptr_equal(fake.seen[1], renewed);
+	credentials_unref(renewed);
+}
+
+/* A reload that changes the user's password while the check runs: the answer
+ * of the old entry does not hold, the check is made again on the new one. */
+static void a_password_changed_during_the_check_is_checked_again(void **state)
+{
+	struct env *e = env_new(1, 1);
+	struct credentials *changed = creds_with("another");
+
+	(void)state;
+	submit(e, 1);
+	assert_true(wait_for(&fake.entered, 1, WAIT_MS));
+	credentials_slot_set(e->slot, changed);
+	finish(1);
+	assert_int_equal(get(&fake.entered), 2);
+	assert_ptr_equal(fake.seen[1], changed);
+	credentials_unref(changed);
+}
+
+/* The gateway is gone from the configuration: nothing is checked. */
+static void no_credentials_in_force_no_check(void **state)
+{
+	struct env *e = env_new(1, 1);
+
+	(void)state;
+	credentials_slot_set(e->slot, NULL);
+	submit(e, 1);
+	finish(1);
+	assert_int_equal(get(&fake.entered), 0);
+	assert_int_equal(get(&fake.done[AUTH_NO_CREDENTIALS]), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -386,6 +476,10 @@ int main(void)
 		cmocka_unit_test_teardown(stop_answers_checks_held_back, teardown),
 		cmocka_unit_test_teardown(checks_back_to_back_share_memory_a_waiting_thread_frees_it,
 					  teardown),
+		cmocka_unit_test_teardown(a_check_uses_what_is_in_force_when_it_starts, teardown),
+		cmocka_unit_test_teardown(a_password_changed_during_the_check_is_checked_again,
+					  teardown),
+		cmocka_unit_test_teardown(no_credentials_in_force_no_check, teardown),
 	};
 	pthread_condattr_t attr;
 

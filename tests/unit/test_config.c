@@ -411,7 +411,19 @@ static void test_defaults(void **state)
 	assert_int_equal(gw->login.grace_time_ms, 30000);
 	assert_int_equal(gw->connect_timeout_ms, 5000);
 	assert_int_equal(gw->idle_timeout_ms, 0);
-	assert_int_equal(gw->max_sessions, 1000);
+	assert_int_equal(gw->max_sessions, 9000);
+	assert_int_equal(gw->login.max_empty_lines, 5);
+	/* The safe defaults (hostile clients): one source gets a small share of
+	 * the logins under way, the start-up limits engage before max_sessions,
+	 * and a connection that ends without an attempt costs its source. */
+	assert_int_equal(cfg->limits.per_source_startups, 10);
+	assert_int_equal(cfg->limits.startups_begin, 6000);
+	assert_int_equal(cfg->limits.startups_full, 8000);
+	assert_true(cfg->limits.startups_full <= gw->max_sessions);
+	assert_true(cfg->penalties.enabled);
+	assert_int_equal(cfg->penalties.noauth_ms, 1000);
+	assert_int_equal(cfg->penalties.ipv4_bits, 32);
+	assert_int_equal(cfg->penalties.ipv6_bits, 64);
 	config_unref(cfg);
 }
 
@@ -446,7 +458,7 @@ static void test_multiple_gateways(void **state)
 	assert_string_equal(cfg->gateways[0].upstream[1].resolved, "[::1]:2");
 	assert_int_equal(cfg->gateways[0].max_sessions, 7);
 	assert_int_equal(cfg->gateways[0].login.max_attempts, 3);
-	assert_int_equal(cfg->gateways[1].max_sessions, 1000);
+	assert_int_equal(cfg->gateways[1].max_sessions, 9000);
 	assert_int_equal(cfg->gateways[1].login.max_attempts, 1);
 	assert_string_equal(cfg->gateways[1].listen[0].resolved, "127.0.0.1:2324");
 	config_unref(cfg);
