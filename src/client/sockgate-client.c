@@ -47,7 +47,9 @@ struct client {
 	int tty; /* stdin is a terminal: the password prompt turns echo off */
 	int stdin_eof;
 	int shut_wr;
-	/* Typed input not sent yet; only whole lines leave before stdin ends. */
+	/* Typed input not sent yet; only whole lines leave before stdin ends. It is read with
+	 * read(2), never through stdio, so this is the only copy of a password in the process:
+	 * whatever has been sent is wiped at once (client_to_server). */
 	char in[CLIENT_BUF_LEN];
 	size_t in_len;
 	/* The last bytes the server sent, to spot a prompt split across reads. */
@@ -444,6 +446,9 @@ static int client_to_server(struct client *c)
 	}
 	memmove(c->in, c->in + n, c->in_len - (size_t)n);
 	c->in_len -= (size_t)n;
+	/* The client may stay connected for hours after the password line left: neither the
+	 * sent bytes nor the stale copy of the rest that memmove leaves behind may stay. */
+	explicit_bzero(c->in + c->in_len, (size_t)n);
 	return CLIENT_CONTINUE;
 }
 
@@ -502,6 +507,8 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	rc = client_run(&c, &cfg);
 	tty_restore();
+	/* Input that was never sent may hold a password. */
+	explicit_bzero(c.in, sizeof(c.in));
 	close(c.sock);
 	return rc == CLIENT_DONE ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,5 +1,6 @@
 /* auth: the password-check thread pool (see auth.h). */
 #include "auth.h"
+#include "fault.h"
 #include "hash_memory.h"
 
 #include <errno.h>
@@ -13,6 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+struct auth_thread {
+	struct auth_pool *pool;
+	pthread_t id;
+	uint64_t busy_since_ms; /* atomic: when its check began; 0 while it waits */
+};
+
 struct auth_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* on CLOCK_MONOTONIC, like loop_clock_ms() */
@@ -21,7 +28,8 @@ struct auth_pool {
 	unsigned max_threads, threads_relaying;
 	bool stopping, background;
 	unsigned n_threads;
-	pthread_t *threads;
+	struct auth_thread *threads;
+	bool fault_hang; /* a thread is to block (fault.h) */
 	uint64_t relayed_ms; /* atomic: the last auth_pool_note_relaying(), 0 never */
 };
 
@@ -128,7 +136,8 @@ static enum auth_result auth_check(const struct auth_job *job)
 
 static void *auth_thread(void *arg)
 {
-	struct auth_pool *pool = arg;
+	struct auth_thread *self = arg;
+	struct auth_pool *pool = self->pool;
 
 	pthread_setname_np(pthread_self(), "sockgate-auth"); /* for top -H, perf, gdb */
 	if (pool->background)
@@ -146,6 +155,15 @@ static void *auth_thread(void *arg)
 			 * event loops take this lock to queue a check). */
 			pthread_mutex_unlock(&pool->lock);
 			hash_memory_release();
+			pthread_mutex_lock(&pool->lock);
+			continue;
+		}
+		if (pool->fault_hang) {
+			pool->fault_hang = false;
+			pthread_mutex_unlock(&pool->lock);
+			__atomic_store_n(&self->busy_since_ms, loop_clock_ms(), __ATOMIC_RELAXED);
+			fault_block();
+			__atomic_store_n(&self->busy_since_ms, 0, __ATOMIC_RELAXED);
 			pthread_mutex_lock(&pool->lock);
 			continue;
 		}
@@ -175,7 +193,9 @@ static void *auth_thread(void *arg)
 		pool->running++;
 		pthread_mutex_unlock(&pool->lock);
 
+		__atomic_store_n(&self->busy_since_ms, loop_clock_ms(), __ATOMIC_RELAXED);
 		auth_complete(job, auth_check(job));
+		__atomic_store_n(&self->busy_since_ms, 0, __ATOMIC_RELAXED);
 
 		pthread_mutex_lock(&pool->lock);
 		pool->running--;
@@ -234,7 +254,11 @@ struct auth_pool *auth_pool_create(const struct auth_pool_settings *settings,
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (; pool->n_threads < threads; pool->n_threads++) {
-		int rc = pthread_create(&pool->threads[pool->n_threads], NULL, auth_thread, pool);
+		struct auth_thread *t = &pool->threads[pool->n_threads];
+		int rc;
+
+		t->pool = pool;
+		rc = pthread_create(&t->id, NULL, auth_thread, t);
 
 		if (rc != 0) {
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -278,6 +302,28 @@ unsigned auth_pool_pending(struct auth_pool *pool)
 	return n;
 }
 
+uint64_t auth_pool_stalled_ms(struct auth_pool *pool, uint64_t now_ms)
+{
+	uint64_t longest = 0;
+
+	/* The array is fixed once the pool runs; each entry is its thread's. */
+	for (unsigned i = 0; i < pool->n_threads; i++) {
+		uint64_t since = __atomic_load_n(&pool->threads[i].busy_since_ms, __ATOMIC_RELAXED);
+
+		if (since != 0 && now_ms > since && now_ms - since > longest)
+			longest = now_ms - since;
+	}
+	return longest;
+}
+
+void auth_pool_fault_hang(struct auth_pool *pool)
+{
+	pthread_mutex_lock(&pool->lock);
+	pool->fault_hang = true;
+	pthread_cond_broadcast(&pool->cond);
+	pthread_mutex_unlock(&pool->lock);
+}
+
 void auth_pool_stop(struct auth_pool *pool)
 {
 	pthread_mutex_lock(&pool->lock);
@@ -285,7 +331,7 @@ void auth_pool_stop(struct auth_pool *pool)
 	pthread_cond_broadcast(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);
 	for (unsigned i = 0; i < pool->n_threads; i++)
-		pthread_join(pool->threads[i], NULL);
+		pthread_join(pool->threads[i].id, NULL);
 	pool->n_threads = 0;
 }
 

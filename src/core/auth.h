@@ -78,6 +78,13 @@ int auth_pool_submit(struct auth_pool *pool, struct auth_job *job);
 /* Jobs waiting and running, for status lines. */
 unsigned auth_pool_pending(struct auth_pool *pool);
 
+/* The longest time one thread has spent on its current check, 0 if none
+ * checks: for the watchdog (a check takes milliseconds, not seconds). */
+uint64_t auth_pool_stalled_ms(struct auth_pool *pool, uint64_t now_ms);
+
+/* Tests (fault.h): one thread blocks until fault_lift(), as if its check hung. */
+void auth_pool_fault_hang(struct auth_pool *pool);
+
 /* Stops the threads: queued jobs complete with AUTH_TEMPFAIL, running ones
  * finish; all are posted back before this returns. The pool stays valid:
  * later submits fail (sessions still running may try). */

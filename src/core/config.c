@@ -193,6 +193,18 @@ static int finish_penalties(struct loader *ld, const config_setting_t *s, void *
 static const struct section penalties_section = { .options = penalties_options,
 						  .finish = finish_penalties };
 
+static const struct option log_limits_options[] = {
+	{ .name = "per_source", .type = OPT_UINT, .min = 0, .max = 1000000, .def = 5,
+	  FIELD(struct config_log_limits, per_source) },
+	{ .name = "per_second", .type = OPT_UINT, .min = 1, .max = 1000000, .def = 20,
+	  FIELD(struct config_log_limits, per_second) },
+	{ .name = "interval", .type = OPT_DURATION, .min = 1 * MS_PER_S, .max = 3600 * MS_PER_S,
+	  .def = 10 * MS_PER_S, FIELD(struct config_log_limits, interval_ms) },
+	{ .name = NULL },
+};
+
+static const struct section log_limits_section = { .options = log_limits_options };
+
 static const struct option top_options[] = {
 	{ .name = "workers", .type = OPT_AUTO_UINT, .min = 1, .max = 256, .def = 0,
 	  FIELD(struct config, workers) },
@@ -208,6 +220,8 @@ static const struct option top_options[] = {
 	  .sub = &limits_section },
 	{ .name = "penalties", .type = OPT_GROUP, .offset = offsetof(struct config, penalties),
 	  .sub = &penalties_section },
+	{ .name = "log_limits", .type = OPT_GROUP, .offset = offsetof(struct config, log_limits),
+	  .sub = &log_limits_section },
 	{ .name = "gateways", .type = OPT_GROUPS, .flags = OPT_REQUIRED, .min = 1,
 	  FIELD(struct config, gateways), .offset2 = offsetof(struct config, n_gateways),
 	  .elem_size = sizeof(struct config_gateway), .sub = &gateway_section },
@@ -1012,6 +1026,73 @@ static int finish_gateway(struct loader *ld, const config_setting_t *s, void *ba
 					gw->name, o->line);
 	}
 	return check_listen(ld, s, gw, idx);
+}
+
+/* ---- consistency ---- */
+
+static unsigned warn_f(config_warn_fn *warn, void *arg, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static unsigned warn_f(config_warn_fn *warn, void *arg, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	warn(msg, arg);
+	return 1;
+}
+
+unsigned config_warnings(const struct config *cfg, config_warn_fn *warn, void *arg)
+{
+	const struct config_limits *l = &cfg->limits;
+	const struct config_penalties *p = &cfg->penalties;
+	unsigned n = 0;
+
+	if (l->per_source_startups == 0)
+		n += warn_f(warn, arg,
+			    "limits.per_source_startups = 0: one host may hold every login slot "
+			    "(up to limits.startups.full = %u)",
+			    l->startups_full);
+	if (cfg->log_limits.per_source == 0)
+		n += warn_f(warn, arg,
+			    "log_limits.per_source = 0: a connection flood writes a line per "
+			    "connection, and journald may then drop the daemon's lines, logins "
+			    "included");
+	if (!p->enabled)
+		n += warn_f(warn, arg,
+			    "penalties.enabled = false: failed logins and abandoned connections "
+			    "cost their source nothing");
+	else if (p->noauth_ms == 0)
+		n += warn_f(warn, arg,
+			    "penalties.noauth = 0: a host may open and drop connections as fast "
+			    "as it likes without ever being refused");
+	for (size_t i = 0; i < cfg->n_gateways; i++) {
+		const struct config_gateway *g = &cfg->gateways[i];
+
+		if (!g->authenticate)
+			continue;
+		if (l->startups_begin >= g->max_sessions)
+			n += warn_f(warn, arg,
+				    "gateway %s: max_sessions (%u) is reached before "
+				    "limits.startups.begin (%u): random early drop never engages, "
+				    "and connections that never log in can take every slot; set "
+				    "startups below max_sessions",
+				    g->name, g->max_sessions, l->startups_begin);
+		if (l->per_source_startups > 0 && l->per_source_startups > g->max_sessions / 10)
+			n += warn_f(warn, arg,
+				    "gateway %s: one host may hold %u of its %u sessions while "
+				    "logging in (limits.per_source_startups): more than a tenth",
+				    g->name, l->per_source_startups, g->max_sessions);
+		if (g->login.grace_time_ms == 0)
+			n += warn_f(warn, arg,
+				    "gateway %s: login.grace_time = 0: a connection may sit at the "
+				    "prompt for ever",
+				    g->name);
+	}
+	return n;
 }
 
 /* ---- reading ---- */

@@ -76,6 +76,13 @@ struct config_limits {
 	unsigned per_source_startups; /* logging-in connections per source; 0 = no cap */
 };
 
+/* Lines about connections that never logged in (see lograte.h). */
+struct config_log_limits {
+	unsigned per_source;  /* full lines per source and interval; 0: every line */
+	unsigned per_second;  /* full lines overall */
+	unsigned interval_ms; /* per-source window and summary period */
+};
+
 struct config {
 	int refs;              /* atomic; see config_ref() */
 	char *path;
@@ -86,6 +93,7 @@ struct config {
 	bool revoke_on_reload; /* a reload ends sessions of removed or changed users */
 	struct config_limits limits;
 	struct config_penalties penalties;
+	struct config_log_limits log_limits;
 	struct config_gateway *gateways;
 	size_t n_gateways;
 };
@@ -121,6 +129,12 @@ struct config *config_parse_flags(const char *name, const char *text, unsigned f
  * Both are thread-safe. config_unref(NULL) does nothing. */
 struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);
+
+/* Settings that load but work against each other or leave a door open (the
+ * shipped defaults raise none): calls warn once per problem with a sentence
+ * naming the settings. Returns how many there were. */
+typedef void config_warn_fn(const char *msg, void *arg);
+unsigned config_warnings(const struct config *cfg, config_warn_fn *warn, void *arg);
 
 /* The gateway called name, or NULL. */
 const struct config_gateway *config_find_gateway(const struct config *cfg, const char *name);

@@ -15,9 +15,11 @@
 
 #include "auth.h"
 #include "config.h"
+#include "fault.h"
 #include "gateway.h"
 #include "listener.h"
 #include "log.h"
+#include "lograte.h"
 #include "loop.h"
 #include "notify.h"
 #include "penalty.h"
@@ -26,6 +28,8 @@
 
 #define DAEMON_BACKLOG 1024
 #define DAEMON_STATUS_MS 1000
+/* Sources whose unauthenticated connections are told apart in the summaries. */
+#define DAEMON_LOGRATE_SOURCES 4096
 /* `sockgate --reload` marks its SIGHUP (sigqueue) with this value and waits
  * for SIGUSR1 from the daemon, sent once the reload is over: systemd 252 ends
  * a reload job when ExecReload= exits, even if RELOADING=1 has not arrived. */
@@ -49,11 +53,13 @@ struct daemon {
 	bool reload_queued;
 	pid_t reload_waiters[DAEMON_RELOAD_WAITERS]; /* `sockgate --reload`s to answer */
 	unsigned n_reload_waiters;
-	uint64_t refused_last_ms;  /* rate limit of "connection refused" lines */
-	unsigned long refused_quiet; /* refusals not logged since */
+	struct lograte *lograte; /* lines of connections that never logged in */
 	struct loop_timer status_timer;
 	struct loop_timer watchdog_timer;
 	uint64_t watchdog_usec;
+	bool stall_logged; /* the watchdog is withheld, and the log says why */
+	struct loop_task fault_task;
+	bool fault_posted;
 	char status[256];
 	int exit_code;
 };
@@ -104,6 +110,37 @@ static void daemon_warn_mixed_costs(struct gateway **gws, size_t n, bool to_stde
 	}
 }
 
+static void daemon_warn_stderr(const char *msg, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "sockgate: warning: %s\n", msg);
+}
+
+static void daemon_warn_log(const char *msg, void *arg)
+{
+	(void)arg;
+	log_msg(LOG_WARNING, "%s", msg);
+}
+
+/* Settings that work against each other (config_warnings()), and, for the
+ * running daemon, sessions its descriptors cannot hold. */
+static void daemon_warn_config(const struct config *cfg, bool to_stderr)
+{
+	struct rlimit rl;
+	unsigned long long wanted = 64;
+
+	(void)config_warnings(cfg, to_stderr ? daemon_warn_stderr : daemon_warn_log, NULL);
+	if (to_stderr || getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return; /* sockgate -t does not run with the service's limits */
+	for (size_t i = 0; i < cfg->n_gateways; i++)
+		wanted += 2ull * cfg->gateways[i].max_sessions;
+	if (rl.rlim_cur != RLIM_INFINITY && wanted > rl.rlim_cur)
+		log_msg(LOG_WARNING,
+			"the gateways' max_sessions need up to %llu descriptors (two per session), "
+			"and the limit is %llu: accepting pauses when they run out (LimitNOFILE=)",
+			wanted, (unsigned long long)rl.rlim_cur);
+}
+
 /* Builds the live gateways of cfg, loading every credentials file. */
 static struct gateway **daemon_build_gateways(struct config *cfg, struct gateway **old,
 					      size_t n_old, struct errbuf *err)
@@ -130,26 +167,19 @@ static struct gateway **daemon_build_gateways(struct config *cfg, struct gateway
 /* ---- accepting ---------------------------------------------------------- */
 
 /* Refuses a connection before the login. A flood of them must not become a
- * flood of log lines: at most one a second, counting those left out. */
+ * flood of log lines: past a modest rate they are counted per source and
+ * summarised (lograte). */
 static void daemon_refuse(struct daemon *d, int fd, const struct sockaddr *peer,
 			  const char *gw, const char *message, const char *reason)
 {
-	uint64_t now = loop_now_ms(d->loop);
-
-	if (now - d->refused_last_ms >= 1000 || d->refused_last_ms == 0) {
-		char addr[NET_ADDRSTRLEN], port[8], quiet[24];
+	if (lograte_admit(d->lograte, peer, LOGRATE_REFUSED, loop_now_ms(d->loop))) {
+		char addr[NET_ADDRSTRLEN], port[8];
 
 		net_format_host(peer, addr, sizeof(addr));
 		snprintf(port, sizeof(port), "%u", net_sockaddr_port(peer));
-		snprintf(quiet, sizeof(quiet), "%lu", d->refused_quiet);
 		log_event(LOG_WARNING, LOG_EV_LIMIT_REACHED, "connection refused",
 			  LOG_FIELDS({"SOCKGATE_GATEWAY", gw}, {"REMOTE_ADDR", addr},
-				     {"REMOTE_PORT", port}, {"REASON", reason},
-				     {"SOCKGATE_SUPPRESSED", d->refused_quiet ? quiet : NULL}));
-		d->refused_last_ms = now;
-		d->refused_quiet = 0;
-	} else {
-		d->refused_quiet++;
+				     {"REMOTE_PORT", port}, {"REASON", reason}));
 	}
 	/* Best effort, never blocking: the socket is non-blocking and fresh. */
 	(void)!send(fd, message, strlen(message), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -409,10 +439,18 @@ static int daemon_inherit_sockets(struct daemon *d, struct errbuf *err)
 		struct gateway *gw = daemon_find_gateway(d->gws, d->n_gws, names[i]);
 		struct listener *l;
 
+		struct errbuf why;
+
 		if (rc < 0 || gw == NULL) {
 			if (rc == 0)
 				rc = errbuf_set(err, "systemd passed a socket named \"%s\", but no gateway has that name (set FileDescriptorName= to a gateway's name)",
 						names[i]);
+			close(fd);
+			continue;
+		}
+		if (net_check_tcp_listener(fd, &why) < 0) {
+			rc = errbuf_set(err, "socket %d from systemd for gateway \"%s\" is %s", fd,
+					names[i], why.msg);
 			close(fd);
 			continue;
 		}
@@ -450,22 +488,108 @@ static void daemon_update_status(struct daemon *d)
 		memcpy(d->status, status, sizeof(status));
 }
 
+/* One line for what lograte counted of a source (or of the sources beyond
+ * those it tells apart) instead of writing it. */
+static void daemon_log_summary(const struct lograte_summary *sum, void *arg)
+{
+	char addr[NET_ADDRSTRLEN], sources[16], closed[24], refused[24], unreachable[24], dur[24];
+
+	if (sum->source != NULL)
+		net_format_host(sum->source, addr, sizeof(addr));
+	snprintf(sources, sizeof(sources), "%u", sum->n_sources);
+	snprintf(closed, sizeof(closed), "%lu", sum->counts[LOGRATE_CLOSED]);
+	snprintf(refused, sizeof(refused), "%lu", sum->counts[LOGRATE_REFUSED]);
+	snprintf(unreachable, sizeof(unreachable), "%lu", sum->counts[LOGRATE_UNREACHABLE]);
+	snprintf(dur, sizeof(dur), "%llu",
+		 (unsigned long long)(loop_clock_ms() - sum->since_ms));
+	(void)arg;
+	log_event(LOG_NOTICE, LOG_EV_UNAUTH_SUMMARY, "connections without login",
+		  LOG_FIELDS({"REMOTE_ADDR", sum->source != NULL ? addr : "other"},
+			     {"SOCKGATE_SOURCES", sum->source != NULL ? NULL : sources},
+			     {"SOCKGATE_CLOSED", closed}, {"SOCKGATE_REFUSED", refused},
+			     {"SOCKGATE_UNREACHABLE", unreachable}, {"DURATION_MS", dur}));
+}
+
 static void daemon_status_timer(struct loop_timer *t)
 {
 	struct daemon *d = t->arg;
 
+	lograte_flush(d->lograte, loop_now_ms(d->loop), false, daemon_log_summary, d);
 	daemon_update_status(d);
 	loop_timer_arm(d->loop, t, DAEMON_STATUS_MS, daemon_status_timer, d);
 }
 
+/* The thread that has not shown progress for longer than limit_ms, as text for
+ * the log ("sockgate-w0"); NULL if every one has. The main loop answers for
+ * itself by running this. */
+static const char *daemon_stalled_thread(struct daemon *d, uint64_t now_ms, uint64_t limit_ms,
+					 char *name, size_t len, uint64_t *stalled_ms)
+{
+	for (unsigned i = 0; i < d->n_workers; i++) {
+		*stalled_ms = worker_stalled_ms(d->workers[i], now_ms);
+		if (*stalled_ms > limit_ms) {
+			snprintf(name, len, "sockgate-w%u", d->workers[i]->id);
+			return name;
+		}
+	}
+	*stalled_ms = auth_pool_stalled_ms(d->auth, now_ms);
+	if (*stalled_ms > limit_ms) {
+		snprintf(name, len, "sockgate-auth");
+		return name;
+	}
+	return NULL;
+}
+
+/* WATCHDOG=1 only while every event loop and password check shows progress:
+ * a wedged worker or check thread stops the pings, and systemd restarts the
+ * daemon (WatchdogSec=). A thread counts as stalled after half the interval. */
 static void daemon_watchdog_timer(struct loop_timer *t)
 {
 	struct daemon *d = t->arg;
+	uint64_t now = loop_clock_ms(), stalled_ms;
+	char name[32];
+	const char *who = daemon_stalled_thread(d, now, d->watchdog_usec / 2000, name,
+						sizeof(name), &stalled_ms);
 
-	/* Every quarter of the interval: a ping the notify socket had no room
-	 * for still leaves three more before systemd's deadline. */
-	(void)notify_watchdog();
+	if (who == NULL) {
+		/* Every quarter of the interval: a ping the notify socket had no
+		 * room for still leaves three more before systemd's deadline. */
+		(void)notify_watchdog();
+		if (d->stall_logged)
+			log_msg(LOG_NOTICE, "every thread shows progress again: watchdog resumed");
+		d->stall_logged = false;
+	} else if (!d->stall_logged) {
+		char ms[24];
+
+		snprintf(ms, sizeof(ms), "%llu", (unsigned long long)stalled_ms);
+		log_event(LOG_CRIT, LOG_EV_STALLED, "thread stalled, watchdog withheld",
+			  LOG_FIELDS({"SOCKGATE_THREAD", who}, {"DURATION_MS", ms}));
+		d->stall_logged = true;
+	}
+	for (unsigned i = 0; i < d->n_workers; i++)
+		worker_heartbeat(d->workers[i], now);
 	loop_timer_arm(d->loop, t, d->watchdog_usec / 4000, daemon_watchdog_timer, d);
+}
+
+static void daemon_fault_hang_task(struct loop_task *t)
+{
+	struct daemon *d = t->arg;
+
+	__atomic_store_n(&d->fault_posted, false, __ATOMIC_RELEASE);
+	fault_block();
+}
+
+/* kill -USR2 with a value from enum fault_kind, in a build with faults. */
+static void daemon_fault(struct daemon *d, int kind)
+{
+	log_msg(LOG_WARNING, "injected fault %d", kind);
+	if (kind == FAULT_HANG_WORKER && d->n_workers > 0 &&
+	    !__atomic_exchange_n(&d->fault_posted, true, __ATOMIC_ACQ_REL))
+		loop_post(d->workers[0]->loop, &d->fault_task, daemon_fault_hang_task, d);
+	else if (kind == FAULT_HANG_AUTH)
+		auth_pool_fault_hang(d->auth);
+	else if (kind == FAULT_LIFT)
+		fault_lift();
 }
 
 /* ---- penalties and revocation ------------------------------------------ */
@@ -548,10 +672,20 @@ static void daemon_revoke(struct daemon *d)
 	}
 }
 
+static const struct lograte_settings *daemon_lograte_settings(const struct config *cfg,
+							      struct lograte_settings *set)
+{
+	set->per_source = cfg->log_limits.per_source;
+	set->per_second = cfg->log_limits.per_second;
+	set->interval_ms = cfg->log_limits.interval_ms;
+	return set;
+}
+
 /* ---- reload and stop ---------------------------------------------------- */
 
 static int daemon_reload(struct daemon *d)
 {
+	struct lograte_settings lset;
 	struct errbuf err;
 	struct config *cfg;
 	struct gateway **gws;
@@ -573,6 +707,7 @@ static int daemon_reload(struct daemon *d)
 	/* Nothing below fails but for memory, and then the old settings stay. */
 	if (daemon_configure_penalties(d, cfg, &err) < 0)
 		log_msg(LOG_ERR, "penalty settings not updated: %s", err.msg);
+	lograte_configure(d->lograte, daemon_lograte_settings(cfg, &lset));
 	/* Logins under way check their passwords against the new credentials. */
 	for (size_t i = 0; i < cfg->n_gateways; i++)
 		gateway_publish(gws[i]);
@@ -587,6 +722,7 @@ static int daemon_reload(struct daemon *d)
 	log_event(LOG_NOTICE, LOG_EV_RELOADED, "configuration reloaded",
 		  LOG_FIELDS({"SOCKGATE_CONFIG", d->config_path}));
 	daemon_warn_mixed_costs(d->gws, d->n_gws, false);
+	daemon_warn_config(d->config, false);
 	if (cfg->revoke_on_reload)
 		daemon_revoke(d);
 	notify_ready(d->status);
@@ -664,6 +800,10 @@ static void daemon_signal_cb(struct loop_io *io, uint32_t events)
 		case SIGINT:
 			loop_stop(d->loop);
 			break;
+		case SIGUSR2:
+			if (fault_enabled() && si.ssi_code == SI_QUEUE)
+				daemon_fault(d, si.ssi_int);
+			break;
 		default:
 			break;
 		}
@@ -680,6 +820,8 @@ static int daemon_setup_signals(struct daemon *d, struct errbuf *err)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	if (fault_enabled())
+		sigaddset(&set, SIGUSR2);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return errbuf_errno(err, errno, "sigprocmask");
 	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -736,6 +878,7 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 		if (w == NULL)
 			return -1;
 		w->penalties = d->penalties;
+		w->lograte = d->lograte;
 		d->workers[d->n_workers] = w;
 		if (worker_start(w, err) < 0) {
 			d->n_workers++;
@@ -772,6 +915,9 @@ static void daemon_shutdown(struct daemon *d)
 	daemon_free_gateways(d->gws, d->n_gws);
 	config_unref(d->config);
 	penalty_free(d->penalties);
+	if (d->lograte != NULL)
+		lograte_flush(d->lograte, loop_clock_ms(), true, daemon_log_summary, d);
+	lograte_free(d->lograte);
 	loop_free(d->loop);
 }
 
@@ -779,6 +925,7 @@ int daemon_run(const char *config_path)
 {
 	struct daemon d = { .config_path = config_path, .sig_io.fd = -1, .exit_code = 1 };
 	struct errbuf err = { "" };
+	struct lograte_settings lset;
 
 	/* Relay remainders are up to 256 KiB: keep them on the heap instead of a
 	 * fresh mmap() each time. */
@@ -804,7 +951,10 @@ int daemon_run(const char *config_path)
 	d.drop_seed |= 1;
 	d.loop = loop_create(&err);
 	d.penalties = penalty_create(d.config->penalties.max_sources, &err);
-	if (d.loop == NULL || d.penalties == NULL ||
+	if (d.penalties != NULL)
+		d.lograte = lograte_create(DAEMON_LOGRATE_SOURCES,
+					   daemon_lograte_settings(d.config, &lset), &err);
+	if (d.loop == NULL || d.penalties == NULL || d.lograte == NULL ||
 	    daemon_configure_penalties(&d, d.config, &err) < 0 ||
 	    daemon_setup_signals(&d, &err) < 0 ||
 	    daemon_start_workers(&d, &err) < 0 || daemon_inherit_sockets(&d, &err) < 0 ||
@@ -828,6 +978,7 @@ int daemon_run(const char *config_path)
 				     {"SOCKGATE_CONFIG", config_path}, {"SOCKGATE_WORKERS", workers}));
 	}
 	daemon_warn_mixed_costs(d.gws, d.n_gws, false);
+	daemon_warn_config(d.config, false);
 	notify_ready(d.status);
 	if (loop_run(d.loop) < 0) {
 		log_msg(LOG_CRIT, "main event loop failed: %s", strerror(errno));
@@ -857,6 +1008,7 @@ int daemon_check(const char *config_path)
 		return 1;
 	}
 	daemon_warn_mixed_costs(gws, cfg->n_gateways, true);
+	daemon_warn_config(cfg, true);
 	printf("sockgate: configuration %s ok (%zu gateway%s)\n", config_path, cfg->n_gateways,
 	       cfg->n_gateways == 1 ? "" : "s");
 	daemon_free_gateways(gws, cfg->n_gateways);

@@ -34,6 +34,8 @@ static const char *const log_event_ids[LOG_EV__COUNT] = {
 	[LOG_EV_CONFIG_ERROR] = "94efb2163f3748d886824a7f2f2a9964",
 	[LOG_EV_PENALTY] = "556562610acf48ee8482f2826ec2f853",
 	[LOG_EV_REVOKED] = "aea77d37de4d4d38b8c8cebff328e0b0",
+	[LOG_EV_UNAUTH_SUMMARY] = "511bd625a26142aeb39b4cb1db0307bd",
+	[LOG_EV_STALLED] = "968844cec9a04dff89125fd41822bf0c",
 };
 
 void log_init(const char *ident, int max_priority)

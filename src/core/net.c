@@ -242,6 +242,32 @@ int net_dial(const char *host, const char *port, struct errbuf *err)
 	return fd;
 }
 
+int net_check_tcp_listener(int fd, struct errbuf *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int type = 0, listening = 0;
+	socklen_t ilen = sizeof(int);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return errbuf_errno(err, errno, "not a socket");
+	/* Penalties, caps and logs are per client address: a unix socket has
+	 * none, so every client would be one source, and none logged. */
+	if (ss.ss_family == AF_UNIX)
+		return errbuf_set(err, "a unix socket (AF_UNIX), but sockgate serves TCP only: "
+				       "use ListenStream=ADDRESS:PORT");
+	if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+		return errbuf_set(err, "a socket of address family %d, not IPv4 or IPv6",
+				  ss.ss_family);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ilen) < 0 || type != SOCK_STREAM)
+		return errbuf_set(err, "not a stream socket (ListenStream= is needed, not %s)",
+				  type == SOCK_DGRAM ? "ListenDatagram=" : "another kind");
+	ilen = sizeof(int);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ilen) < 0 || !listening)
+		return errbuf_set(err, "not listening (Accept=yes is not supported)");
+	return 0;
+}
+
 int net_set_nonblock(int fd, int on)
 {
 	int flags = fcntl(fd, F_GETFL);

@@ -59,6 +59,9 @@ int net_connect_result(int fd);
  * accepts. Returns the descriptor or -1. */
 int net_dial(const char *host, const char *port, struct errbuf *err);
 
+/* Whether fd is a listening TCP socket (IPv4 or IPv6), as one passed in by
+ * systemd must be; if not, err says what it is instead. */
+int net_check_tcp_listener(int fd, struct errbuf *err);
 int net_set_nonblock(int fd, int on);
 int net_set_nodelay(int fd);
 /* Urgent (out-of-band) bytes arrive in the normal stream: a relay passes them on. */

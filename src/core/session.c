@@ -187,10 +187,23 @@ static const char *session_upstream_text(const struct session *s)
 	return cfg->upstream[s->upstream_idx].text;
 }
 
+/* Whether a line about s, a session that never logged in (and never relayed),
+ * may be written in full: a flood of such sessions is summarised per source
+ * (lograte). */
+static bool session_log_unauthenticated(const struct session *s, enum lograte_kind kind)
+{
+	struct lograte *lr = s->worker->lograte;
+
+	return lr == NULL || lograte_admit(lr, &s->peer.sa, kind, loop_now_ms(session_loop(s)));
+}
+
 static void session_log_closed(const struct session *s, const char *reason)
 {
 	char addr[NET_ADDRSTRLEN], port[8], in[24], out[24], dur[24];
 
+	if (s->user == NULL && !s->connected &&
+	    !session_log_unauthenticated(s, LOGRATE_CLOSED))
+		return;
 	session_log_fields(s, addr, port, sizeof(addr));
 	snprintf(in, sizeof(in), "%llu", (unsigned long long)s->up.bytes);
 	snprintf(out, sizeof(out), "%llu", (unsigned long long)s->down.bytes);
@@ -731,6 +744,8 @@ static void session_log_upstream_failure(const struct session *s, const char *wh
 {
 	char addr[NET_ADDRSTRLEN], port[8];
 
+	if (s->user == NULL && !session_log_unauthenticated(s, LOGRATE_UNREACHABLE))
+		return;
 	session_log_fields(s, addr, port, sizeof(addr));
 	log_event(LOG_WARNING, LOG_EV_UPSTREAM_UNREACHABLE, "upstream connect failed",
 		  LOG_FIELDS({"SOCKGATE_GATEWAY", session_cfg(s)->name},
@@ -797,8 +812,9 @@ static void session_connect_next(struct session *s)
 		}
 		return;
 	}
-	log_event(LOG_ERR, LOG_EV_UPSTREAM_UNREACHABLE, "no upstream reachable",
-		  LOG_FIELDS({"SOCKGATE_GATEWAY", cfg->name}, {"SOCKGATE_USER", s->user}));
+	if (s->user != NULL || session_log_unauthenticated(s, LOGRATE_UNREACHABLE))
+		log_event(LOG_ERR, LOG_EV_UPSTREAM_UNREACHABLE, "no upstream reachable",
+			  LOG_FIELDS({"SOCKGATE_GATEWAY", cfg->name}, {"SOCKGATE_USER", s->user}));
 	/* A plain relay says nothing of its own: the client just sees the close. */
 	session_finish(s, cfg->authenticate ? "Service unavailable.\n" : NULL,
 		       "no upstream reachable");

@@ -88,6 +88,32 @@ void worker_free(struct worker *w)
 	free(w);
 }
 
+static void worker_beat_task(struct loop_task *t)
+{
+	struct worker *w = t->arg;
+
+	__atomic_store_n(&w->beat_pending, false, __ATOMIC_RELEASE);
+}
+
+void worker_heartbeat(struct worker *w, uint64_t now_ms)
+{
+	if (__atomic_load_n(&w->beat_pending, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_store_n(&w->beat_sent_ms, now_ms, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->beat_pending, true, __ATOMIC_RELEASE);
+	loop_post(w->loop, &w->beat_task, worker_beat_task, w);
+}
+
+uint64_t worker_stalled_ms(struct worker *w, uint64_t now_ms)
+{
+	uint64_t sent;
+
+	if (!__atomic_load_n(&w->beat_pending, __ATOMIC_ACQUIRE))
+		return 0;
+	sent = __atomic_load_n(&w->beat_sent_ms, __ATOMIC_RELAXED);
+	return now_ms > sent ? now_ms - sent : 0;
+}
+
 struct worker *worker_least_loaded(struct worker **workers, unsigned n)
 {
 	struct worker *best = workers[0];

@@ -40,7 +40,7 @@ struct options {
 	enum mode mode;
 	bool create;
 	bool from_stdin;
-	const char *prefix; /* crypt_gensalt prefix of the chosen method */
+	const struct method *method;
 	const char *file;
 	const char *user;
 };
@@ -65,13 +65,17 @@ struct password {
 	size_t len;
 };
 
-static const struct {
+struct method {
 	const char *name;
-	const char *prefix;
-} methods[] = {
-	{"yescrypt", "$y$"},
-	{"bcrypt", "$2b$"},
-	{"sha512", "$6$"},
+	const char *prefix; /* for crypt_gensalt */
+	size_t max_bytes;   /* of a password it hashes in full; 0: no limit of its own */
+};
+
+/* bcrypt ignores everything after a password's first 72 bytes. */
+static const struct method methods[] = {
+	{"yescrypt", "$y$", 0},
+	{"bcrypt", "$2b$", 72},
+	{"sha512", "$6$", 0},
 };
 
 static volatile sig_atomic_t got_signal;
@@ -173,7 +177,31 @@ static int line_read(int fd, struct password *pw, struct errbuf *err)
 	pw->s[n] = '\0';
 	pw->len = n;
 	if (too_long)
-		return errbuf_set(err, "password longer than %d bytes", CREDENTIALS_MAX_PASSWORD);
+		return errbuf_set(err, "password longer than %d bytes, the most sockgate checks",
+				  CREDENTIALS_MAX_PASSWORD);
+	return 0;
+}
+
+/* A new password must be all that counts: bcrypt would make every password
+ * that shares its first 72 bytes the same one, silently. Checked before the
+ * retype, so nobody types a long password twice for nothing. */
+static int password_fits(const struct options *o, const struct password *pw, struct errbuf *err)
+{
+	size_t max = o->method->max_bytes;
+
+	/* The gateway's login refuses control bytes (sockgate(8)), and crypt(3)
+	 * would stop at a NUL: such a password could never be used as set. */
+	for (size_t i = 0; i < pw->len; i++)
+		if ((unsigned char)pw->s[i] < 0x20 || pw->s[i] == 0x7f)
+			return errbuf_set(err,
+					  "the password has a control character (byte %zu is 0x%02x), "
+					  "which no login at the gateway can send",
+					  i + 1, (unsigned char)pw->s[i]);
+	if (max != 0 && pw->len > max)
+		return errbuf_set(err,
+				  "password is %zu bytes; %s uses only the first %zu: choose a "
+				  "shorter one or use yescrypt (the default)",
+				  pw->len, o->method->name, max);
 	return 0;
 }
 
@@ -230,6 +258,8 @@ static int password_get(const struct options *o, struct password *pw, struct err
 			return -1;
 		if (pw->len == 0)
 			return errbuf_set(err, "empty password on standard input");
+		if (o->mode == MODE_SET)
+			return password_fits(o, pw, err);
 		return 0;
 	}
 	/* The controlling terminal, so the password is asked for even when
@@ -252,6 +282,8 @@ static int password_get(const struct options *o, struct password *pw, struct err
 			errbuf_set(err, "empty password");
 			goto out;
 		}
+		if (password_fits(o, pw, err) < 0)
+			goto out;
 		if (tty_read(fd, prompt_fd, "Retype new password: ", &again, err) < 0)
 			goto out;
 		if (again.len != pw->len || memcmp(again.s, pw->s, pw->len) != 0) {
@@ -576,7 +608,7 @@ static int run_set(const struct options *o, struct errbuf *err)
 		errbuf_errno(err, ENOMEM, "%s", o->file);
 		goto out;
 	}
-	if (hash_make(o->prefix, &pw, &entry, err) < 0)
+	if (hash_make(o->method->prefix, &pw, &entry, err) < 0)
 		goto out;
 	found = text_edit(&f, o->file, o->user, &entry, &out);
 	if (found < 0) {
@@ -745,7 +777,7 @@ static int options_parse(int argc, char **argv, struct options *o)
 	int ch, want;
 
 	o->mode = MODE_SET;
-	o->prefix = methods[0].prefix;
+	o->method = &methods[0];
 	while ((ch = getopt_long(argc, argv, "cDvlm:hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -789,11 +821,11 @@ static int options_parse(int argc, char **argv, struct options *o)
 		return EXIT_USAGE;
 	}
 	if (method != NULL) {
-		o->prefix = NULL;
+		o->method = NULL;
 		for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
 			if (strcmp(method, methods[i].name) == 0)
-				o->prefix = methods[i].prefix;
-		if (o->prefix == NULL) {
+				o->method = &methods[i];
+		if (o->method == NULL) {
 			msg_warn("unknown method %s (use yescrypt, bcrypt or sha512)", method);
 			return EXIT_USAGE;
 		}

@@ -1,10 +1,12 @@
 /* sockgate-server: a fork-per-connection TCP backend that answers each line (or, with --echo,
  * returns every byte), so the gateway and the tests have a real upstream to talk to.
- * The parent only accepts and reaps; each connection lives and dies in its own child. */
+ * The parent only accepts, counts and reaps; each connection lives and dies in its own child,
+ * at most --max-children of them, each ended after --idle-timeout without traffic. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -14,7 +16,6 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -39,6 +40,15 @@
  * so the kernel sends FIN rather than RST and the client gets to read our error answer. */
 #define SERVER_LINGER_MS      2000
 #define SERVER_LINGER_MAX_LEN (1024 * 1024)
+/* Defaults and limits of -m and -i; the man page explains the defaults. */
+#define SERVER_DEFAULT_MAX_CHILDREN 256
+#define SERVER_MAX_MAX_CHILDREN     100000
+#define SERVER_DEFAULT_IDLE_S       300
+#define SERVER_MAX_IDLE_S           31536000
+/* A refused connection: what the parent reads of its input before close(), without waiting,
+ * so that input already queued does not turn our FIN into a RST that destroys the answer. */
+#define SERVER_REFUSE_DRAIN_LEN 4096
+#define SERVER_REFUSE_DRAIN_MAX 4
 
 enum {
 	EXIT_USAGE = 2,
@@ -50,10 +60,12 @@ enum {
 };
 
 struct server_config {
-	const char *host; /* -l, without brackets; NULL: every address */
+	const char *host; /* -l, without brackets; NULL: the loopback addresses */
 	char port[NET_PORTLEN];
 	int echo;
 	const char *tag;
+	unsigned max_children;
+	long long idle_ms; /* 0: no idle timeout */
 };
 
 struct server {
@@ -65,20 +77,30 @@ struct server {
 	/* accept is paused until this CLOCK_MONOTONIC time (ms) after EMFILE & co. */
 	long long paused_until_ms;
 	int accept_err_logged;
+	/* Forked and not yet reaped: counts zombies too, so it never undercounts. */
+	unsigned nchildren;
+	int full_logged;
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: " PROG " [-l ADDRESS] -p PORT [--echo] [--tag TEXT]\n"
-		   "       " PROG " -h | -V\n"
-		   "\n"
-		   "  -l, --listen ADDRESS  listen on this address or name only\n"
-		   "                        (default: 0.0.0.0 and [::])\n"
-		   "  -p, --port PORT       TCP port; 0 picks a free one\n"
-		   "      --echo            send every byte back unchanged\n"
-		   "      --tag TEXT        prefix answers with [TEXT]\n"
-		   "  -h, --help            show this help\n"
-		   "  -V, --version         show the version\n");
+	fprintf(f,
+		"usage: " PROG " [-l ADDRESS] -p PORT [-m N] [-i SECONDS] [--echo] [--tag TEXT]\n"
+		"       " PROG " -h | -V\n"
+		"\n"
+		"  -l, --listen ADDRESS        listen on this address or name only; \"*\" for\n"
+		"                              every address (default: 127.0.0.1 and [::1])\n"
+		"  -p, --port PORT             TCP port; 0 picks a free one\n"
+		"  -m, --max-children N        serve at most N connections at once, 1 to %d\n"
+		"                              (default: %d); others are told to retry\n"
+		"  -i, --idle-timeout SECONDS  close a connection without traffic for this\n"
+		"                              long, 0 to %d; 0: never (default: %d)\n"
+		"      --echo                  send every byte back unchanged\n"
+		"      --tag TEXT              prefix answers with [TEXT]\n"
+		"  -h, --help                  show this help\n"
+		"  -V, --version               show the version\n",
+		SERVER_MAX_MAX_CHILDREN, SERVER_DEFAULT_MAX_CHILDREN, SERVER_MAX_IDLE_S,
+		SERVER_DEFAULT_IDLE_S);
 }
 
 /* A closed descriptor 0-2 would be reused for a socket, and a child's "Here is the message"
@@ -136,12 +158,37 @@ static int host_normalize(char *host)
 	return 0;
 }
 
+/* The value of option, a decimal number from min to max in digits only (no sign, no space), or
+ * -1 after saying on stderr which option wants what. */
+static long parse_number(const char *option, const char *s, long min, long max, const char *what)
+{
+	long v = 0;
+
+	if (*s == '\0')
+		goto bad;
+	for (const char *p = s; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			goto bad;
+		v = v * 10 + (*p - '0');
+		if (v > max)
+			goto bad;
+	}
+	if (v >= min)
+		return v;
+bad:
+	fprintf(stderr, PROG ": %s \"%.16s\" is not %s from %ld to %ld\n", option, s, what, min,
+		max);
+	return -1;
+}
+
 /* Returns 0 to run, 1 when --help or --version already did the job, -1 on a usage error. */
 static int server_parse_args(int argc, char **argv, struct server_config *cfg)
 {
 	static const struct option longopts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"port", required_argument, NULL, 'p'},
+		{"max-children", required_argument, NULL, 'm'},
+		{"idle-timeout", required_argument, NULL, 'i'},
 		{"echo", no_argument, NULL, OPT_ECHO},
 		{"tag", required_argument, NULL, OPT_TAG},
 		{"help", no_argument, NULL, 'h'},
@@ -150,9 +197,12 @@ static int server_parse_args(int argc, char **argv, struct server_config *cfg)
 	};
 	struct errbuf err;
 	int c, port = -1;
+	long v;
 
 	memset(cfg, 0, sizeof(*cfg));
-	while ((c = getopt_long(argc, argv, "l:p:hV", longopts, NULL)) != -1) {
+	cfg->max_children = SERVER_DEFAULT_MAX_CHILDREN;
+	cfg->idle_ms = SERVER_DEFAULT_IDLE_S * 1000LL;
+	while ((c = getopt_long(argc, argv, "l:p:m:i:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			if (host_normalize(optarg) < 0) {
@@ -168,6 +218,20 @@ static int server_parse_args(int argc, char **argv, struct server_config *cfg)
 				fprintf(stderr, PROG ": %s\n", err.msg);
 				return -1;
 			}
+			break;
+		case 'm':
+			v = parse_number("--max-children", optarg, 1, SERVER_MAX_MAX_CHILDREN,
+					 "a number");
+			if (v < 0)
+				return -1;
+			cfg->max_children = (unsigned)v;
+			break;
+		case 'i':
+			v = parse_number("--idle-timeout", optarg, 0, SERVER_MAX_IDLE_S,
+					 "a number of seconds");
+			if (v < 0)
+				return -1;
+			cfg->idle_ms = v * 1000LL;
 			break;
 		case OPT_ECHO:
 			cfg->echo = 1;
@@ -225,58 +289,66 @@ static void server_close_listeners(struct server *srv)
 	srv->nlisten = 0;
 }
 
-/* One attempt to bind every address. With an ephemeral port, the first bind picks it and the
- * others reuse it, so clients see one port. Returns 0, -1, or 1 when that shared port was taken
- * on a later address and the caller should start over. Addresses of a family the kernel lacks
- * are skipped when at least one listener remains. */
-static int server_bind_all(struct server *srv, struct addrinfo *list, int ephemeral,
-			   struct errbuf *err)
+/* Without -l: reachable from this host only, through the gateway (see SECURITY in the man page). */
+static const char *const server_loopback[] = {"127.0.0.1", "::1"};
+
+/* One attempt to bind every address of every list. With an ephemeral port, the first bind
+ * picks it and the others reuse it, so clients see one port. Returns 0, -1, or 1 when that
+ * shared port was taken on a later address and the caller should start over. Addresses of a
+ * family the kernel lacks are skipped when at least one listener remains; with optional, so
+ * are addresses the host does not have (a container without ::1). */
+static int server_bind_all(struct server *srv, struct addrinfo *const lists[], size_t nlists,
+			   int ephemeral, int optional, struct errbuf *err)
 {
 	struct sockaddr_storage ss;
 	struct addrinfo *ai, *prev;
 	unsigned shared_port = 0;
-	int skipped_family = 0;
+	int skipped = 0;
 
-	for (ai = list; ai != NULL; ai = ai->ai_next) {
-		int fd, dup = 0;
+	for (size_t l = 0; l < nlists; l++) {
+		for (ai = lists[l]; ai != NULL; ai = ai->ai_next) {
+			int fd, dup = 0;
 
-		/* getaddrinfo may return the same address twice (e.g. from /etc/hosts). */
-		for (prev = list; prev != ai; prev = prev->ai_next) {
-			if (prev->ai_addrlen == ai->ai_addrlen &&
-			    memcmp(prev->ai_addr, ai->ai_addr, ai->ai_addrlen) == 0)
-				dup = 1;
-		}
-		if (dup)
-			continue;
-		if (srv->nlisten == SERVER_MAX_LISTENERS)
-			return errbuf_set(err, "too many addresses (at most %d listeners)",
-					  SERVER_MAX_LISTENERS);
-		if (ai->ai_addrlen > sizeof(ss))
-			continue;
-		memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-		if (ephemeral && shared_port != 0)
-			sockaddr_set_port((struct sockaddr *)&ss, shared_port);
-		fd = net_listen((struct sockaddr *)&ss, ai->ai_addrlen, SERVER_BACKLOG, err);
-		if (fd < 0) {
-			if (errno == EAFNOSUPPORT) {
-				skipped_family = 1;
-				continue;
+			/* getaddrinfo may return the same address twice (e.g. from /etc/hosts). */
+			for (prev = lists[l]; prev != ai; prev = prev->ai_next) {
+				if (prev->ai_addrlen == ai->ai_addrlen &&
+				    memcmp(prev->ai_addr, ai->ai_addr, ai->ai_addrlen) == 0)
+					dup = 1;
 			}
-			if (errno == EADDRINUSE && ephemeral && shared_port != 0)
-				return 1;
-			return -1;
-		}
-		srv->lfd[srv->nlisten++] = fd;
-		if (ephemeral && shared_port == 0) {
-			struct sockaddr_storage bound;
-			socklen_t bl = sizeof(bound);
+			if (dup)
+				continue;
+			if (srv->nlisten == SERVER_MAX_LISTENERS)
+				return errbuf_set(err, "too many addresses (at most %d listeners)",
+						  SERVER_MAX_LISTENERS);
+			if (ai->ai_addrlen > sizeof(ss))
+				continue;
+			memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+			if (ephemeral && shared_port != 0)
+				sockaddr_set_port((struct sockaddr *)&ss, shared_port);
+			fd = net_listen((struct sockaddr *)&ss, ai->ai_addrlen, SERVER_BACKLOG,
+					err);
+			if (fd < 0) {
+				if (errno == EAFNOSUPPORT || (optional && errno == EADDRNOTAVAIL)) {
+					skipped = 1;
+					continue;
+				}
+				if (errno == EADDRINUSE && ephemeral && shared_port != 0)
+					return 1;
+				return -1;
+			}
+			srv->lfd[srv->nlisten++] = fd;
+			if (ephemeral && shared_port == 0) {
+				struct sockaddr_storage bound;
+				socklen_t bl = sizeof(bound);
 
-			if (getsockname(fd, (struct sockaddr *)&bound, &bl) == 0)
-				shared_port = net_sockaddr_port((struct sockaddr *)&bound);
+				if (getsockname(fd, (struct sockaddr *)&bound, &bl) == 0)
+					shared_port = net_sockaddr_port((struct sockaddr *)&bound);
+			}
 		}
 	}
-	if (srv->nlisten == 0 && skipped_family)
-		return errbuf_set(err, "no usable address family for the listen address");
+	/* err still explains the last address skipped. */
+	if (srv->nlisten == 0 && skipped)
+		return -1;
 	return 0;
 }
 
@@ -284,25 +356,37 @@ static int server_bind_all(struct server *srv, struct addrinfo *list, int epheme
 static int server_open_listeners(struct server *srv, const struct server_config *cfg,
 				 struct errbuf *err)
 {
-	/* "*" passive gives both wildcards, 0.0.0.0 and [::]; a kernel without IPv6 then
-	 * fails the socket() for [::] only, and keeps its IPv4 listener. */
-	const char *host = cfg->host != NULL ? cfg->host : "*";
+	struct addrinfo *lists[2] = {NULL, NULL};
 	int ephemeral = strcmp(cfg->port, "0") == 0;
-	struct addrinfo *list;
+	size_t nlists = 0;
 	int rc = -1;
 
-	if (net_resolve(host, cfg->port, NET_RESOLVE_PASSIVE, &list, err) < 0)
-		return EXIT_USAGE;
+	if (cfg->host != NULL) {
+		/* "*" passive gives both wildcards, 0.0.0.0 and [::]; a kernel without IPv6
+		 * then fails the socket() for [::] only, and keeps its IPv4 listener. */
+		if (net_resolve(cfg->host, cfg->port, NET_RESOLVE_PASSIVE, &lists[0], err) < 0)
+			return EXIT_USAGE;
+		nlists = 1;
+	} else {
+		for (; nlists < 2; nlists++) {
+			if (net_resolve(server_loopback[nlists], cfg->port,
+					NET_RESOLVE_PASSIVE | NET_RESOLVE_NUMERIC, &lists[nlists],
+					err) < 0)
+				goto out;
+		}
+	}
 	for (int attempt = 0; attempt < SERVER_BIND_ATTEMPTS; attempt++) {
-		rc = server_bind_all(srv, list, ephemeral, err);
+		rc = server_bind_all(srv, lists, nlists, ephemeral, cfg->host == NULL, err);
 		if (rc <= 0)
 			break;
 		server_close_listeners(srv);
 		rc = errbuf_set(err, "no free port common to all listen addresses");
 	}
+out:
 	if (rc < 0)
 		server_close_listeners(srv);
-	freeaddrinfo(list);
+	for (size_t l = 0; l < nlists; l++)
+		freeaddrinfo(lists[l]);
 	return rc;
 }
 
@@ -323,8 +407,9 @@ static int server_setup_signals(struct server *srv)
 	return srv->sigfd < 0 ? -1 : 0;
 }
 
-/* SIGCHLD is coalesced, so one notification may stand for many exits: reap until none left. */
-static void server_reap(void)
+/* SIGCHLD is coalesced, so one notification may stand for many exits: reap until none left.
+ * Every child is ours and was counted at fork(), so each pid reaped frees one slot. */
+static void server_reap(struct server *srv)
 {
 	int status;
 	pid_t pid;
@@ -335,6 +420,8 @@ static void server_reap(void)
 			continue;
 		if (pid <= 0)
 			return;
+		if (srv->nchildren > 0)
+			srv->nchildren--;
 		if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM &&
 		    WTERMSIG(status) != SIGINT)
 			fprintf(stderr, PROG ": connection process %ld killed by signal %d\n",
@@ -354,7 +441,7 @@ static void server_handle_signals(struct server *srv)
 		if (n != (ssize_t)sizeof(si))
 			return;
 		if (si.ssi_signo == SIGCHLD) {
-			server_reap();
+			server_reap(srv);
 		} else if (!srv->stopping) {
 			fprintf(stderr, PROG ": terminating on signal %u\n", si.ssi_signo);
 			srv->stopping = 1;
@@ -388,9 +475,102 @@ static size_t sanitize(const char *msg, size_t len, char *out)
 	return o;
 }
 
+/* One connection, in its child. */
+struct session {
+	int fd; /* non-blocking, so no read or write can wait past the idle timeout */
+	const struct server_config *cfg;
+	const char *peer;
+	/* 0, or what the wait that ran out of cfg->idle_ms waited for (POLLIN or POLLOUT): the
+	 * connection ends for that */
+	short idle_on;
+};
+
+/* Waits until the socket is ready for events, or the idle timeout passes without that (then
+ * sets idle_on). Returns 0 when ready, -1 when idle or on error. Every read and write waits here,
+ * so the clock restarts whenever a byte moves either way. */
+static int session_wait(struct session *s, short events)
+{
+	struct pollfd pfd = {.fd = s->fd, .events = events};
+	long long deadline = now_ms() + s->cfg->idle_ms;
+	long long left = -1;
+	int n;
+
+	for (;;) {
+		if (s->cfg->idle_ms > 0) {
+			left = deadline - now_ms();
+			if (left <= 0) {
+				s->idle_on = events;
+				return -1;
+			}
+			if (left > INT_MAX)
+				left = INT_MAX;
+		}
+		n = poll(&pfd, 1, (int)left);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+/* read() bounded by the idle timeout. Returns the count, 0 at EOF, or -1 (idle, or errno). */
+static ssize_t session_read(struct session *s, void *buf, size_t len)
+{
+	ssize_t n;
+
+	for (;;) {
+		if (session_wait(s, POLLIN) < 0)
+			return -1;
+		n = read(s->fd, buf, len);
+		if (n >= 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK))
+			return n;
+	}
+}
+
+/* Writes all of buf, giving up when the client takes no byte for the idle timeout. Returns 0,
+ * or -1 (idle, or errno). */
+static int session_write_all(struct session *s, const char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(s->fd, buf, len);
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return -1;
+		if (session_wait(s, POLLOUT) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* No traffic for the idle timeout: a process and a slot of --max-children are worth more than
+ * a connection nobody uses. In message mode, when every answer went out whole, the client
+ * expects lines and gets one saying why; in echo mode any text would pass for echoed data, and
+ * after a stalled write it would end up inside a cut answer. Never waits. */
+static void session_idle_close(struct session *s)
+{
+	long long idle_s = s->cfg->idle_ms / 1000;
+	char msg[64];
+	int len;
+
+	fprintf(stderr, PROG ": %s: idle for %lld s, closing\n", s->peer, idle_s);
+	if (!s->cfg->echo && s->idle_on == POLLIN) {
+		len = snprintf(msg, sizeof(msg), "error: idle timeout (%lld s), closing\n", idle_s);
+		(void)send(s->fd, msg, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	close(s->fd);
+}
+
 /* Logs the message on stdout, then answers it. stdout is shared by all children, so each line
  * goes out in one write() and lines from concurrent clients do not mix. */
-static int session_answer(int fd, const struct server_config *cfg, const char *msg, size_t len)
+static int session_answer(struct session *s, const char *msg, size_t len)
 {
 	static const char here[] = "Here is the message: ";
 	static const char got[] = "I got your message: ";
@@ -408,11 +588,11 @@ static int session_answer(int fd, const struct server_config *cfg, const char *m
 	(void)net_write_all(STDOUT_FILENO, line, n);
 
 	n = 0;
-	if (cfg->tag != NULL) {
-		size_t tlen = strlen(cfg->tag);
+	if (s->cfg->tag != NULL) {
+		size_t tlen = strlen(s->cfg->tag);
 
 		answer[n++] = '[';
-		memcpy(answer + n, cfg->tag, tlen);
+		memcpy(answer + n, s->cfg->tag, tlen);
 		n += tlen;
 		answer[n++] = ']';
 		answer[n++] = ' ';
@@ -422,24 +602,26 @@ static int session_answer(int fd, const struct server_config *cfg, const char *m
 	memcpy(answer + n, msg, len);
 	n += len;
 	answer[n++] = '\n';
-	return net_write_all(fd, answer, n);
+	return session_write_all(s, answer, n);
 }
 
 /* Half-closes, then drains what the client still sends for a bounded time, so our last answer
  * is not destroyed by the RST that closing with unread input would cause. */
 static void session_linger_close(int fd)
 {
-	struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
 	long long deadline = now_ms() + SERVER_LINGER_MS;
+	long long left;
 	size_t drained = 0;
 	char buf[4096];
 	ssize_t n;
 
-	if (shutdown(fd, SHUT_WR) == 0 &&
-	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0) {
-		while (drained < SERVER_LINGER_MAX_LEN && now_ms() < deadline) {
+	if (shutdown(fd, SHUT_WR) == 0) {
+		while (drained < SERVER_LINGER_MAX_LEN && (left = deadline - now_ms()) > 0) {
+			if (poll(&pfd, 1, (int)left) == 0)
+				break;
 			n = read(fd, buf, sizeof(buf));
-			if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 				continue;
 			if (n <= 0)
 				break;
@@ -449,7 +631,7 @@ static void session_linger_close(int fd)
 	close(fd);
 }
 
-static int session_message(int fd, const struct server_config *cfg, const char *peer)
+static int session_message(struct session *s)
 {
 	static const char too_long[] = "error: line too long (limit 4096 bytes), closing\n";
 	/* One byte more than the longest line, for its newline. */
@@ -459,12 +641,10 @@ static int session_message(int fd, const struct server_config *cfg, const char *
 	ssize_t n;
 
 	for (;;) {
-		n = read(fd, buf + len, sizeof(buf) - len);
+		n = session_read(s, buf + len, sizeof(buf) - len);
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != ECONNRESET)
-				fprintf(stderr, PROG ": %s: read: %s\n", peer, strerror(errno));
+			if (s->idle_on == 0 && errno != ECONNRESET)
+				fprintf(stderr, PROG ": %s: read: %s\n", s->peer, strerror(errno));
 			goto fail;
 		}
 		if (n == 0)
@@ -472,55 +652,61 @@ static int session_message(int fd, const struct server_config *cfg, const char *
 		len += (size_t)n;
 		start = 0;
 		while ((nl = memchr(buf + start, '\n', len - start)) != NULL) {
-			if (session_answer(fd, cfg, buf + start, (size_t)(nl - (buf + start))) < 0)
+			if (session_answer(s, buf + start, (size_t)(nl - (buf + start))) < 0)
 				goto fail;
 			start = (size_t)(nl - buf) + 1;
 		}
 		memmove(buf, buf + start, len - start);
 		len -= start;
 		if (len == sizeof(buf)) {
-			fprintf(stderr, PROG ": %s: line longer than %d bytes, closing\n", peer,
+			fprintf(stderr, PROG ": %s: line longer than %d bytes, closing\n", s->peer,
 				SERVER_MAX_LINE_LEN);
-			(void)net_write_all(fd, too_long, sizeof(too_long) - 1);
-			session_linger_close(fd);
+			(void)session_write_all(s, too_long, sizeof(too_long) - 1);
+			session_linger_close(s->fd);
 			return -1;
 		}
 	}
 	/* A last line without its newline is still a message. */
-	if (len > 0 && session_answer(fd, cfg, buf, len) < 0)
+	if (len > 0 && session_answer(s, buf, len) < 0)
 		goto fail;
-	close(fd);
+	close(s->fd);
 	return 0;
 fail:
-	close(fd);
+	if (s->idle_on != 0) {
+		session_idle_close(s);
+		return 0;
+	}
+	close(s->fd);
 	return -1;
 }
 
-static int session_echo(int fd, const char *peer)
+static int session_echo(struct session *s)
 {
 	static char buf[SERVER_ECHO_BUF_LEN];
 	ssize_t n;
 
 	for (;;) {
-		n = read(fd, buf, sizeof(buf));
+		n = session_read(s, buf, sizeof(buf));
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != ECONNRESET)
-				fprintf(stderr, PROG ": %s: read: %s\n", peer, strerror(errno));
+			if (s->idle_on == 0 && errno != ECONNRESET)
+				fprintf(stderr, PROG ": %s: read: %s\n", s->peer, strerror(errno));
 			goto fail;
 		}
 		if (n == 0)
 			break;
-		if (net_write_all(fd, buf, (size_t)n) < 0)
+		if (session_write_all(s, buf, (size_t)n) < 0)
 			goto fail;
 	}
 	/* Everything has been written back: tell the client there is no more. */
-	shutdown(fd, SHUT_WR);
-	close(fd);
+	shutdown(s->fd, SHUT_WR);
+	close(s->fd);
 	return 0;
 fail:
-	close(fd);
+	if (s->idle_on != 0) {
+		session_idle_close(s);
+		return 0;
+	}
+	close(s->fd);
 	return -1;
 }
 
@@ -528,13 +714,19 @@ fail:
 static void server_child(struct server *srv, const struct server_config *cfg, int fd,
 			 const char *peer)
 {
+	struct session sess = {.fd = fd, .cfg = cfg, .peer = peer};
 	int rc;
 
 	close(srv->sigfd);
 	for (size_t i = 0; i < srv->nlisten; i++)
 		close(srv->lfd[i]);
 	sigprocmask(SIG_SETMASK, &srv->oldmask, NULL);
-	rc = cfg->echo ? session_echo(fd, peer) : session_message(fd, cfg, peer);
+	if (net_set_nonblock(fd, 1) < 0) {
+		fprintf(stderr, PROG ": %s: fcntl: %s\n", peer, strerror(errno));
+		close(fd);
+		_exit(1);
+	}
+	rc = cfg->echo ? session_echo(&sess) : session_message(&sess);
 	/* _exit: stdio buffers inherited from the parent must not be flushed twice. */
 	_exit(rc == 0 ? 0 : 1);
 }
@@ -542,6 +734,31 @@ static void server_child(struct server *srv, const struct server_config *cfg, in
 static void server_pause_accept(struct server *srv)
 {
 	srv->paused_until_ms = now_ms() + SERVER_BACKOFF_MS;
+}
+
+/* At the limit: tells the client and closes at once. The parent never waits on a client, so
+ * the answer goes out only if it fits the socket buffer, which an empty new one always has. */
+static void server_refuse(struct server *srv, const struct server_config *cfg, int fd,
+			  const char *peer)
+{
+	static const char busy[] = "Server busy, try again later.\n";
+	char buf[SERVER_REFUSE_DRAIN_LEN];
+
+	/* Once per spell at the limit: a flood must not flood the log too. */
+	if (!srv->full_logged)
+		fprintf(stderr,
+			PROG ": %u connection processes, the limit; refusing %s and whoever "
+			     "follows until one ends\n",
+			cfg->max_children, peer);
+	srv->full_logged = 1;
+	(void)send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	/* Input already queued would turn close() into a RST that can destroy the answer. */
+	shutdown(fd, SHUT_WR);
+	for (int i = 0; i < SERVER_REFUSE_DRAIN_MAX; i++) {
+		if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+			break;
+	}
+	close(fd);
 }
 
 static void server_accept(struct server *srv, const struct server_config *cfg, int lfd)
@@ -590,6 +807,14 @@ static void server_accept(struct server *srv, const struct server_config *cfg, i
 		}
 		srv->accept_err_logged = 0;
 		net_format_addr((struct sockaddr *)&ss, peer, sizeof(peer));
+		/* A child may have exited since the last SIGCHLD was read: count it out first. */
+		if (srv->nchildren >= cfg->max_children)
+			server_reap(srv);
+		if (srv->nchildren >= cfg->max_children) {
+			server_refuse(srv, cfg, fd, peer);
+			continue;
+		}
+		srv->full_logged = 0;
 		pid = fork();
 		if (pid == 0)
 			server_child(srv, cfg, fd, peer);
@@ -601,6 +826,7 @@ static void server_accept(struct server *srv, const struct server_config *cfg, i
 			server_pause_accept(srv);
 			return;
 		}
+		srv->nchildren++;
 		close(fd);
 	}
 }

@@ -408,8 +408,11 @@ static const char *gateway(struct ctx *c, char *buf, size_t len, const char *nam
 
 /* A configuration of one or two gateways. */
 /* Every client of these tests is 127.0.0.1, one source: the per-source defences (tested in
- * test_defences and test_hostile) would only refuse the load these tests put on the daemon. */
-#define ONE_HOST_LOAD "limits = { per_source_startups = 0; };\npenalties = { noauth = 0; };\n"
+ * test_defences and test_hostile) would only refuse the load these tests put on the daemon,
+ * and the tests count every session's "session closed" line. */
+#define ONE_HOST_LOAD                                                                          \
+	"limits = { per_source_startups = 0; };\npenalties = { noauth = 0; };\n"                \
+	"log_limits = { per_source = 0; };\n"
 
 static void write_gateways(struct ctx *c, const char *g1, const char *g2)
 {

@@ -22,6 +22,9 @@
 
 #include <cmocka.h>
 
+#include <crypt.h>
+
+#include "credentials.h"
 #include "harness.h"
 
 #ifndef SOCKGATE_BIN_DIR
@@ -45,6 +48,13 @@ struct run {
 	int status; /* exit status, or 128 + signal */
 	char out[8192];
 	char err[8192];
+	char tty[8192]; /* what the tool wrote to its terminal (run_tool_tty) */
+};
+
+/* One exchange on the tool's terminal: wait for prompt, then type line. */
+struct tty_step {
+	const char *prompt;
+	const char *line;
 };
 
 struct fixture {
@@ -159,6 +169,127 @@ static void run_tool(struct run *r, const char *input, unsigned flags, ...)
 			 r->status, r->err);
 }
 
+/* Appends what fd has now to buf (cap bytes, kept NUL-terminated). Returns 0,
+ * or -1 at EOF; a pty master reads EIO once the last slave is closed. */
+static int take(int fd, char *buf, size_t cap)
+{
+	size_t len = strlen(buf);
+	ssize_t n = read(fd, buf + len, cap - 1 - len);
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return 0;
+	if (n <= 0)
+		return -1;
+	buf[len + (size_t)n] = '\0';
+	return 0;
+}
+
+/* Runs the tool with a new pseudo-terminal as its controlling terminal (so it
+ * prompts on /dev/tty, as for a person) and stdin from /dev/null. For each step,
+ * waits until the terminal shows the step's prompt, then types its line; after
+ * the last, any further prompt fails the test at once rather than leaving the
+ * tool waiting. Arguments as for run_tool(). */
+static void run_tool_tty(struct run *r, const struct tty_step *steps, size_t nsteps, ...)
+{
+	const char *const *wrapper = harness_wrapper();
+	char *argv[96], name[128], *bufs[3] = {r->tty, r->out, r->err};
+	int master, slave, out[2], err[2], fds[3], ws, argc = 0;
+	long long deadline = now_ms() + TIMEOUT_MS;
+	size_t step = 0, seen = 0;
+	va_list ap;
+	pid_t pid;
+
+	while (wrapper != NULL && wrapper[argc] != NULL) {
+		argv[argc] = (char *)wrapper[argc];
+		assert_true(++argc < 80);
+	}
+	argv[argc++] = (char *)TOOL;
+	va_start(ap, nsteps);
+	while ((argv[argc] = va_arg(ap, char *)) != NULL)
+		assert_true(++argc < 95);
+	va_end(ap);
+	memset(r, 0, sizeof(*r));
+	master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	assert_true(master >= 0);
+	assert_int_equal(grantpt(master), 0);
+	assert_int_equal(unlockpt(master), 0);
+	assert_int_equal(ptsname_r(master, name, sizeof(name)), 0);
+	/* Ours keeps the terminal open, so the master never reads EIO (no
+	 * slave) before the child has opened it. */
+	slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	assert_true(slave >= 0);
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		int tty;
+
+		/* A session leader's first terminal opened without O_NOCTTY
+		 * becomes its controlling terminal. */
+		setsid();
+		tty = open(name, O_RDWR | O_CLOEXEC);
+		if (tty < 0 || in < 0 || dup2(in, 0) < 0 || dup2(out[1], 1) < 0 ||
+		    dup2(err[1], 2) < 0)
+			_exit(126);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	/* The terminal, stdout, stderr; done when both pipes are at EOF. */
+	fds[0] = master;
+	fds[1] = out[0];
+	fds[2] = err[0];
+	for (int i = 0; i < 3; i++)
+		fcntl(fds[i], F_SETFL, O_NONBLOCK);
+	while (fds[1] >= 0 || fds[2] >= 0) {
+		struct pollfd pfd[3];
+		long long left = deadline - now_ms();
+		const char *shown;
+
+		for (int i = 0; i < 3; i++)
+			pfd[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+		if (left <= 0 || poll(pfd, 3, (int)left) <= 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			fail_msg("sockgate-passwd did not finish within %d ms; terminal: %s",
+				 TIMEOUT_MS, r->tty);
+		}
+		for (int i = 0; i < 3; i++) {
+			if (pfd[i].fd >= 0 && pfd[i].revents != 0 &&
+			    take(fds[i], bufs[i], sizeof(r->tty)) < 0) {
+				close(fds[i]);
+				fds[i] = -1;
+			}
+		}
+		shown = r->tty + seen;
+		if (step < nsteps && strstr(shown, steps[step].prompt) != NULL) {
+			seen = strlen(r->tty);
+			assert_int_equal(harness_write_all(fds[0], steps[step].line,
+							   strlen(steps[step].line), TIMEOUT_MS),
+					 0);
+			step++;
+		} else if (step == nsteps && strstr(shown, ": ") != NULL) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			fail_msg("sockgate-passwd asked again after the last line: %s", shown);
+		}
+	}
+	if (fds[0] >= 0)
+		close(fds[0]);
+	close(slave);
+	assert_int_equal(waitpid(pid, &ws, 0), pid);
+	r->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+	if (WIFEXITED(ws) && harness_wrapper_failed(r->status))
+		fail_msg("sockgate-passwd: SOCKGATE_TEST_WRAPPER found errors (exit code %d):\n%s",
+			 r->status, r->err);
+	if (step < nsteps)
+		fail_msg("sockgate-passwd exited before the prompt \"%s\"; stderr: %s",
+			 steps[step].prompt, r->err);
+}
+
 static void expect_status(const struct run *r, int status, const char *in_stderr)
 {
 	if (r->status != status)
@@ -178,6 +309,45 @@ static size_t file_get(const char *path, char *buf, size_t size)
 	buf[n] = '\0';
 	close(fd);
 	return (size_t)n;
+}
+
+/* Writes a password of len bytes and a newline into buf (len + 2 bytes): a
+ * printable pattern whose last byte is last, so that two calls differing only
+ * in last give passwords that differ only after their first len - 1 bytes. */
+static const char *password_line(char *buf, size_t len, char last)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (char)('0' + (i * 7) % 75);
+	buf[len - 1] = last;
+	buf[len] = '\n';
+	buf[len + 1] = '\0';
+	return buf;
+}
+
+/* The whole file and its identity, to show a refused change left it alone. */
+struct snapshot {
+	char text[4096];
+	size_t len;
+	struct stat st;
+};
+
+static void snapshot_take(const char *path, struct snapshot *s)
+{
+	s->len = file_get(path, s->text, sizeof(s->text));
+	assert_int_equal(stat(path, &s->st), 0);
+}
+
+static void snapshot_expect_same(const char *path, const struct snapshot *before)
+{
+	struct snapshot now;
+
+	snapshot_take(path, &now);
+	assert_int_equal(now.len, before->len);
+	assert_memory_equal(now.text, before->text, before->len);
+	/* Not even rewritten with the same bytes. */
+	assert_int_equal(now.st.st_ino, before->st.st_ino);
+	assert_int_equal(now.st.st_mtim.tv_sec, before->st.st_mtim.tv_sec);
+	assert_int_equal(now.st.st_mtim.tv_nsec, before->st.st_mtim.tv_nsec);
 }
 
 static void file_put(const char *path, const char *text, mode_t mode)
@@ -290,6 +460,155 @@ static void test_methods(void **state)
 		run_tool(&r, "pw\n", 0, "-v", "--stdin", f->path, "alice", NULL);
 		expect_status(&r, 0, NULL);
 	}
+}
+
+/* bcrypt hashes only a password's first 72 bytes: a longer new password would
+ * be the same as every other that shares them, so it is refused with the
+ * reason, whether a user is added, changed or the file created, and the file
+ * stays as it was. 72 bytes still go through, and each of them counts. */
+static void test_bcrypt_refuses_over_72_bytes(void **state)
+{
+	static const char msg73[] = "sockgate-passwd: password is 73 bytes; bcrypt uses only the "
+				    "first 72: choose a shorter one or use yescrypt (the default)\n";
+	struct fixture *f = *state;
+	char pw[CREDENTIALS_MAX_PASSWORD + 2], other[sizeof(pw)], created[192];
+	struct snapshot before;
+	struct run r;
+
+	file_put(f->path, "bob:" H6 "\n", 0600);
+	run_tool(&r, password_line(pw, 72, 'A'), 0, "--stdin", "-m", "bcrypt", f->path, "alice",
+		 NULL);
+	expect_status(&r, 0, NULL);
+	run_tool(&r, pw, 0, "-v", "--stdin", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	run_tool(&r, password_line(other, 72, 'B'), 0, "-v", "--stdin", f->path, "alice", NULL);
+	expect_status(&r, 1, "wrong password for alice");
+
+	/* Changing alice's password, then adding carol. */
+	snapshot_take(f->path, &before);
+	run_tool(&r, password_line(pw, 73, 'A'), 0, "--stdin", "-m", "bcrypt", f->path, "alice",
+		 NULL);
+	expect_status(&r, 1, NULL);
+	assert_string_equal(r.err, msg73);
+	assert_string_equal(r.out, "");
+	snapshot_expect_same(f->path, &before);
+	run_tool(&r, password_line(pw, 100, 'A'), 0, "--stdin", "-m", "bcrypt", f->path, "carol",
+		 NULL);
+	expect_status(&r, 1, "password is 100 bytes; bcrypt uses only the first 72");
+	snapshot_expect_same(f->path, &before);
+
+	/* Creating a file: none appears. */
+	snprintf(created, sizeof(created), "%s/new", f->dir);
+	run_tool(&r, password_line(pw, 73, 'A'), 0, "-c", "--stdin", "-m", "bcrypt", created,
+		 "alice", NULL);
+	expect_status(&r, 1, "bcrypt uses only the first 72");
+	expect_dir_holds(f->dir, "users", NULL);
+}
+
+/* A password no login could send (the gateway refuses control bytes, and
+ * crypt(3) stops at a NUL) is refused, and the file stays as it was. */
+static void test_control_characters_refused(void **state)
+{
+	static const char *const bad[] = {"pass\tword\n", "pass\x01word\n", "pass\x7fword\n"};
+	struct fixture *f = *state;
+	struct snapshot before;
+	struct run r;
+
+	file_put(f->path, "bob:" H6 "\n", 0600);
+	snapshot_take(f->path, &before);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		run_tool(&r, bad[i], 0, "--stdin", f->path, "alice", NULL);
+		expect_status(&r, 1, "the password has a control character (byte 5 is 0x");
+		snapshot_expect_same(f->path, &before);
+	}
+}
+
+/* At the terminal the refusal comes before the retype: nobody types a long
+ * password twice for nothing. */
+static void test_bcrypt_refuses_over_72_bytes_tty(void **state)
+{
+	struct fixture *f = *state;
+	char pw[CREDENTIALS_MAX_PASSWORD + 2];
+	const struct tty_step steps[] = {{"New password for alice: ", pw},
+					 {"Retype new password: ", pw}};
+	struct snapshot before;
+	struct run r;
+
+	file_put(f->path, "bob:" H6 "\n", 0600);
+	password_line(pw, 72, 'A');
+	run_tool_tty(&r, steps, 2, "-m", "bcrypt", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	run_tool(&r, pw, 0, "-v", "--stdin", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+
+	snapshot_take(f->path, &before);
+	password_line(pw, 73, 'A');
+	/* One step: a second prompt fails the test at once. */
+	run_tool_tty(&r, steps, 1, "-m", "bcrypt", f->path, "alice", NULL);
+	expect_status(&r, 1, "password is 73 bytes; bcrypt uses only the first 72");
+	assert_null(strstr(r.tty, "Retype"));
+	snapshot_expect_same(f->path, &before);
+	expect_dir_holds(f->dir, "users", NULL);
+}
+
+/* Checking a password is not setting one: a bcrypt hash made elsewhere from a
+ * long password still verifies with that password. */
+static void test_bcrypt_long_password_verifies(void **state)
+{
+	static struct crypt_data cd;
+	struct fixture *f = *state;
+	char pw[CREDENTIALS_MAX_PASSWORD + 2], setting[CRYPT_GENSALT_OUTPUT_SIZE], text[512];
+	const char *hash;
+	struct run r;
+
+	password_line(pw, 80, 'A');
+	pw[80] = '\0';
+	assert_non_null(crypt_gensalt_rn("$2b$", 4, NULL, 0, setting, sizeof(setting)));
+	hash = crypt_r(pw, setting, &cd);
+	assert_true(hash != NULL && strncmp(hash, "$2b$", 4) == 0);
+	snprintf(text, sizeof(text), "alice:%s\n", hash);
+	file_put(f->path, text, 0600);
+	pw[80] = '\n';
+	run_tool(&r, pw, 0, "-v", "--stdin", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	assert_string_equal(r.err, "");
+}
+
+/* The 72-byte limit is bcrypt's alone; the limit of every method is the most
+ * sockgate checks, CREDENTIALS_MAX_PASSWORD, and the message names it. */
+static void test_long_passwords_other_methods(void **state)
+{
+	static const char *const methods[] = {"yescrypt", "sha512"};
+	struct fixture *f = *state;
+	char pw[CREDENTIALS_MAX_PASSWORD + 3], other[sizeof(pw)], msg[96];
+	struct snapshot before;
+	struct run r;
+
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		unlink(f->path);
+		run_tool(&r, password_line(pw, 100, 'A'), 0, "-c", "--stdin", "-m", methods[i],
+			 f->path, "alice", NULL);
+		expect_status(&r, 0, NULL);
+		run_tool(&r, pw, 0, "-v", "--stdin", f->path, "alice", NULL);
+		expect_status(&r, 0, NULL);
+		/* The 100th byte counts. */
+		run_tool(&r, password_line(other, 100, 'B'), 0, "-v", "--stdin", f->path, "alice",
+			 NULL);
+		expect_status(&r, 1, "wrong password for alice");
+	}
+
+	run_tool(&r, password_line(pw, CREDENTIALS_MAX_PASSWORD, 'A'), 0, "--stdin", f->path,
+		 "alice", NULL);
+	expect_status(&r, 0, NULL);
+	run_tool(&r, pw, 0, "-v", "--stdin", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	snapshot_take(f->path, &before);
+	snprintf(msg, sizeof(msg), "password longer than %d bytes, the most sockgate checks",
+		 CREDENTIALS_MAX_PASSWORD);
+	run_tool(&r, password_line(pw, CREDENTIALS_MAX_PASSWORD + 1, 'A'), 0, "--stdin", f->path,
+		 "alice", NULL);
+	expect_status(&r, 1, msg);
+	snapshot_expect_same(f->path, &before);
 }
 
 /* A user on another method than the rest is written, with a warning that
@@ -418,7 +737,7 @@ static void test_list(void **state)
 static void test_refusals(void **state)
 {
 	struct fixture *f = *state;
-	char missing[192], text[1024];
+	char missing[192], text[1024], msg[64];
 	struct run r;
 
 	/* -c never clobbers. */
@@ -449,7 +768,8 @@ static void test_refusals(void **state)
 	memset(text, 'x', 300);
 	strcpy(text + 300, "\n");
 	run_tool(&r, text, 0, "--stdin", f->path, "alice", NULL);
-	expect_status(&r, 1, "longer than 255 bytes");
+	snprintf(msg, sizeof(msg), "longer than %d bytes", CREDENTIALS_MAX_PASSWORD);
+	expect_status(&r, 1, msg);
 	run_tool(&r, "pw\npw\n", 0, f->path, "alice", NULL);
 	expect_status(&r, 1, "use --stdin");
 
@@ -558,6 +878,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_create_and_verify),
 		T(test_methods),
+		T(test_bcrypt_refuses_over_72_bytes),
+		T(test_control_characters_refused),
+		T(test_bcrypt_refuses_over_72_bytes_tty),
+		T(test_bcrypt_long_password_verifies),
+		T(test_long_passwords_other_methods),
 		T(test_mixed_methods_warn),
 		T(test_replace_keeps_rest),
 		T(test_add_to_file_without_final_newline),

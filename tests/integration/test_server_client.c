@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -26,6 +28,12 @@
 #define CONCURRENT      50
 #define MSGS_PER_CLIENT 3
 #define ECHO_LEN        (10 * 1024 * 1024)
+/* --max-children tests: the cap, and a burst larger than the server's accept batch (32). */
+#define CAP_BURST     3
+#define BURST_CONNS   40
+#define BUSY_LINE     "Server busy, try again later.\n"
+#define MAX_CONNS     64
+#define STUFF_MAX_LEN (64 * 1024 * 1024)
 
 /* What a test may leave behind when an assertion fails: teardown releases all of it. */
 struct fixture {
@@ -34,6 +42,8 @@ struct fixture {
 	int lfd; /* a listener the test plays server on */
 	int fd;  /* a connection the test holds */
 	int aux_fd;
+	int conn[MAX_CONNS]; /* connections a test holds, conn[0..nconn) */
+	size_t nconn;
 	int port;
 	char port_str[12];
 };
@@ -104,6 +114,39 @@ static int setup_tag(void **state)
 	return *state == NULL ? -1 : 0;
 }
 
+static int setup_cap2(void **state)
+{
+	static const char *const args[] = {"--max-children", "2", NULL};
+
+	*state = fixture_start(args);
+	return *state == NULL ? -1 : 0;
+}
+
+static int setup_cap_burst(void **state)
+{
+	static const char *const args[] = {"-m", "3", NULL};
+
+	*state = fixture_start(args);
+	return *state == NULL ? -1 : 0;
+}
+
+static int setup_idle(void **state)
+{
+	static const char *const args[] = {"--idle-timeout", "1", NULL};
+
+	*state = fixture_start(args);
+	return *state == NULL ? -1 : 0;
+}
+
+/* Echo mode, so that a client that sends and never reads stalls the server's writes. */
+static int setup_idle_echo(void **state)
+{
+	static const char *const args[] = {"-i", "1", "--echo", NULL};
+
+	*state = fixture_start(args);
+	return *state == NULL ? -1 : 0;
+}
+
 /* Stops a server the way systemd does, with SIGTERM, unless it exited already. Returns its
  * exit code, or -1 when a signal killed it or it did not exit in time. */
 static int server_stop(struct harness_proc *s)
@@ -139,6 +182,9 @@ static int teardown(void **state)
 			close(f->fd);
 		if (f->aux_fd >= 0)
 			close(f->aux_fd);
+		for (size_t i = 0; i < f->nconn; i++)
+			if (f->conn[i] >= 0)
+				close(f->conn[i]);
 		free(f);
 	}
 	assert_int_equal(code, 0);
@@ -786,6 +832,414 @@ static void test_server_port_in_use(void **state)
 	assert_non_null(strstr(err, "Address already in use"));
 }
 
+static long long test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A connection to ip:port that teardown closes if the test fails first. */
+static int conn_open(struct fixture *f, const char *ip, int port)
+{
+	int fd;
+
+	if (f->nconn == MAX_CONNS)
+		fail_msg("more than %d connections", MAX_CONNS);
+	fd = harness_connect(ip, port);
+	if (fd < 0)
+		fail_msg("cannot connect to %s port %d: %s", ip, port, strerror(errno));
+	f->conn[f->nconn++] = fd;
+	return fd;
+}
+
+static void conn_close(struct fixture *f, int fd)
+{
+	for (size_t i = 0; i < f->nconn; i++) {
+		if (f->conn[i] == fd) {
+			close(fd);
+			f->conn[i] = -1;
+			return;
+		}
+	}
+	fail_msg("descriptor %d is not a connection of this test", fd);
+}
+
+/* One line there and its answer back: a process of the server serves fd. */
+static void expect_served(int fd, const char *msg)
+{
+	char out[256], line[256], want[256];
+
+	snprintf(out, sizeof(out), "%s\n", msg);
+	snprintf(want, sizeof(want), "I got your message: %s", msg);
+	assert_int_equal(harness_write_all(fd, out, strlen(out), T_MS), 0);
+	if (harness_read_line(fd, "", line, sizeof(line), T_MS) < 0)
+		fail_msg("no answer to \"%s\"", msg);
+	assert_string_equal(line, want);
+}
+
+/* Waits until parent has at most max children, zombies included. The kernel reports no event
+ * for that, so this re-reads /proc every 10 ms up to the timeout, as
+ * harness_wait_no_children() does. Returns 0, or -1 on timeout. */
+static int wait_children_at_most(pid_t parent, int max, int timeout_ms)
+{
+	long long deadline = test_now_ms() + timeout_ms;
+	int n;
+
+	for (;;) {
+		n = harness_count_children(parent, 0);
+		if (n >= 0 && n <= max)
+			return 0;
+		if (n < 0 || test_now_ms() >= deadline)
+			return -1;
+		poll(NULL, 0, 10);
+	}
+}
+
+/* At the cap a new client is told so and closed, those being served are not disturbed, and
+ * once one of them ends the next client is served again. */
+static void test_max_children_refuses_then_serves(void **state)
+{
+	struct fixture *f = *state;
+	char buf[256], line[256];
+	int a, b, c, d;
+	ssize_t n;
+
+	a = conn_open(f, "127.0.0.1", f->port);
+	b = conn_open(f, "127.0.0.1", f->port);
+	expect_served(a, "one");
+	expect_served(b, "two");
+	assert_int_equal(harness_count_children(f->server.pid, 0), 2);
+
+	c = conn_open(f, "127.0.0.1", f->port);
+	n = harness_read_all(c, buf, sizeof(buf) - 1, T_MS);
+	if (n < 0)
+		fail_msg("the third connection got no answer and no EOF (%d children)",
+			 harness_count_children(f->server.pid, 0));
+	buf[n] = '\0';
+	assert_string_equal(buf, BUSY_LINE);
+	assert_int_equal(harness_read_line(f->server.err_fd, "the limit", line, sizeof(line), T_MS),
+			 0);
+	assert_non_null(strstr(line, "2 connection processes"));
+	assert_int_equal(harness_count_children(f->server.pid, 0), 2);
+	expect_served(a, "still one");
+
+	/* a's process exits on EOF and is reaped: its slot is free again. */
+	conn_close(f, a);
+	if (wait_children_at_most(f->server.pid, 1, T_MS) < 0)
+		fail_msg("a child is left after its client closed: %d children",
+			 harness_count_children(f->server.pid, 0));
+	d = conn_open(f, "127.0.0.1", f->port);
+	expect_served(d, "after");
+	expect_served(b, "still two");
+	assert_int_equal(harness_count_children(f->server.pid, 0), 2);
+}
+
+/* More connections at once than the cap and than one accept batch: exactly the cap are
+ * served, every other one gets the busy line and EOF. */
+static void test_max_children_burst(void **state)
+{
+	struct fixture *f = *state;
+	struct pollfd pfd[BURST_CONNS];
+	char got[BURST_CONNS][64];
+	size_t len[BURST_CONNS] = {0}, map[BURST_CONNS];
+	int fds[BURST_CONNS], eof[BURST_CONNS] = {0};
+	int nbusy = 0, nserved = 0, children;
+	long long deadline;
+
+	for (int i = 0; i < BURST_CONNS; i++)
+		fds[i] = conn_open(f, "127.0.0.1", f->port);
+
+	/* The clients send nothing: a served one hears nothing, a refused one its line and
+	 * EOF. Wait for as many EOFs as the cap leaves. */
+	deadline = test_now_ms() + T_MS;
+	while (nbusy < BURST_CONNS - CAP_BURST) {
+		long long left = deadline - test_now_ms();
+		nfds_t np = 0;
+		int r;
+
+		if (left <= 0)
+			break;
+		for (int i = 0; i < BURST_CONNS; i++) {
+			if (eof[i])
+				continue;
+			pfd[np].fd = fds[i];
+			pfd[np].events = POLLIN;
+			map[np++] = (size_t)i;
+		}
+		r = poll(pfd, np, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		assert_true(r >= 0);
+		for (nfds_t k = 0; k < np; k++) {
+			size_t i = map[k];
+			ssize_t n;
+
+			if (pfd[k].revents == 0)
+				continue;
+			n = read(fds[i], got[i] + len[i], sizeof(got[i]) - 1 - len[i]);
+			if (n > 0) {
+				len[i] += (size_t)n;
+				continue;
+			}
+			/* EOF, an error, or more than a busy line: in any case done. */
+			eof[i] = 1;
+			nbusy++;
+		}
+	}
+	/* No client closed, so no child exited: the count now is the most there ever were. */
+	children = harness_count_children(f->server.pid, 0);
+	if (nbusy != BURST_CONNS - CAP_BURST || children != CAP_BURST)
+		fail_msg("%d of %d connections refused, %d children (cap %d)", nbusy, BURST_CONNS,
+			 children, CAP_BURST);
+	for (int i = 0; i < BURST_CONNS; i++) {
+		if (eof[i]) {
+			got[i][len[i]] = '\0';
+			assert_string_equal(got[i], BUSY_LINE);
+			continue;
+		}
+		assert_int_equal(len[i], 0);
+		expect_served(fds[i], "burst");
+		nserved++;
+	}
+	assert_int_equal(nserved, CAP_BURST);
+	assert_int_equal(harness_count_children(f->server.pid, 0), CAP_BURST);
+}
+
+/* A client that says nothing for the idle timeout is told so and closed, and its process
+ * exits. */
+static void test_idle_timeout_closes_quiet_client(void **state)
+{
+	static const char want[] = "error: idle timeout (1 s), closing\n";
+	struct fixture *f = *state;
+	char buf[256], line[256];
+	long long t0, waited;
+	ssize_t n;
+	int fd;
+
+	fd = conn_open(f, "127.0.0.1", f->port);
+	expect_served(fd, "awake");
+	t0 = test_now_ms();
+	n = harness_read_all(fd, buf, sizeof(buf) - 1, T_MS);
+	waited = test_now_ms() - t0;
+	if (n < 0)
+		fail_msg("the idle connection was not closed within %d ms", T_MS);
+	buf[n] = '\0';
+	assert_string_equal(buf, want);
+	/* A measurement, not synchronisation: the server's clock started when it wrote the
+	 * answer, just before we read it, so the close came about 1 s later, not at once. */
+	if (waited < 800)
+		fail_msg("closed after %lld ms, before the idle timeout of 1 s", waited);
+	assert_int_equal(
+		harness_read_line(f->server.err_fd, "idle for 1 s", line, sizeof(line), T_MS), 0);
+	assert_int_equal(harness_wait_no_children(f->server.pid, 0, T_MS), 0);
+}
+
+/* A client that sends but never reads stalls the server's writes: no byte moves either way,
+ * and the idle timeout ends that too. */
+static void test_idle_timeout_client_not_reading(void **state)
+{
+	static char chunk[64 * 1024];
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	struct fixture *f = *state;
+	int rcvbuf = 4096, reset = 0;
+	long long deadline;
+	size_t total = 0;
+	char line[256];
+	int fd;
+
+	/* A small, fixed receive buffer (no autotuning) so the stall comes early. */
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	f->conn[f->nconn++] = fd;
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+	sin.sin_port = htons((uint16_t)f->port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+	memset(chunk, 'e', sizeof(chunk));
+
+	/* Far more than every buffer on the way holds: once they are full only the server's
+	 * close (a RST, as it leaves our bytes unread) ends this. */
+	deadline = test_now_ms() + 2 * T_MS;
+	while (!reset && total < STUFF_MAX_LEN && test_now_ms() < deadline) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		ssize_t n = send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL);
+
+		if (n > 0) {
+			total += (size_t)n;
+			continue;
+		}
+		if (n < 0 && (errno == ECONNRESET || errno == EPIPE)) {
+			reset = 1;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			fail_msg("send after %zu bytes: %s", total, strerror(errno));
+		if (poll(&p, 1, T_MS) == 0)
+			fail_msg("stalled for %d ms after %zu bytes, and the server did not close",
+				 T_MS, total);
+	}
+	if (!reset)
+		fail_msg("%zu bytes sent and the server did not close", total);
+	assert_int_equal(
+		harness_read_line(f->server.err_fd, "idle for 1 s", line, sizeof(line), T_MS), 0);
+	assert_int_equal(harness_wait_no_children(f->server.pid, 0, T_MS), 0);
+}
+
+/* What /proc/net/tcp or tcp6 lists as listening on port: the local addresses in the file's
+ * hex form, up to max of them. Returns their number, or -1 if the file cannot be read. */
+static int proc_net_listeners(const char *path, int port, char addrs[][33], int max)
+{
+	char row[512], addr[33];
+	unsigned lport, st;
+	int n = 0;
+	FILE *fp;
+
+	fp = fopen(path, "re");
+	if (fp == NULL)
+		return -1;
+	while (fgets(row, sizeof(row), fp) != NULL) {
+		if (sscanf(row, " %*d: %32[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", addr, &lport,
+			   &st) != 3)
+			continue;
+		/* 0x0A: TCP_LISTEN */
+		if (st != 0x0A || lport != (unsigned)port)
+			continue;
+		if (n < max)
+			snprintf(addrs[n], 33, "%s", addr);
+		n++;
+	}
+	fclose(fp);
+	return n;
+}
+
+/* Without -l the server is reachable from this host only. 127.0.0.2 tells: it is a loopback
+ * address too, but only a wildcard listener accepts there, as the second server shows. */
+static void test_listen_loopback_by_default(void **state)
+{
+	const char *argv[] = {"sockgate-server", "-p", "0", NULL};
+	const char *wargv[] = {"sockgate-server", "-l", "0.0.0.0", "-p", "0", NULL};
+	char path[128], env_entry[160], line[256], lines[4][256], v4[64], v6[64], addrs[8][33];
+	const char *env[] = {env_entry, NULL};
+	struct fixture *f = *state;
+	int nlines = 0, has_v4 = 0, has_v6 = 0, n, fd;
+
+	f->fd = harness_notify_open(path, sizeof(path));
+	assert_true(f->fd >= 0);
+	snprintf(env_entry, sizeof(env_entry), "NOTIFY_SOCKET=%s", path);
+	assert_int_equal(harness_spawn(&f->server, argv, env, HARNESS_STDIN_NULL), 0);
+	/* READY=1 follows the last "listening on" line: all of them can be read now. */
+	assert_int_equal(harness_notify_wait(f->fd, "READY=1", T_MS), 0);
+	while (nlines < 4 && harness_read_line(f->server.err_fd, "listening on", lines[nlines],
+					       sizeof(lines[nlines]), 0) == 0)
+		nlines++;
+	assert_true(nlines > 0);
+	f->port = harness_parse_port(lines[0]);
+	assert_true(f->port > 0);
+	snprintf(v4, sizeof(v4), "listening on 127.0.0.1:%d", f->port);
+	snprintf(v6, sizeof(v6), "listening on [::1]:%d", f->port);
+	for (int i = 0; i < nlines; i++) {
+		if (strstr(lines[i], v4) != NULL)
+			has_v4++;
+		else if (strstr(lines[i], v6) != NULL)
+			has_v6++;
+		else
+			fail_msg("listens on more than loopback: \"%s\"", lines[i]);
+	}
+	assert_int_equal(has_v4, 1);
+	assert_true(has_v6 <= 1);
+
+	/* What the kernel says, whatever the log lines say. */
+	n = proc_net_listeners("/proc/net/tcp", f->port, addrs, 8);
+	if (n != 1 || strcmp(addrs[0], "0100007F") != 0)
+		fail_msg("IPv4 listeners on port %d: %d, the first %s (want 127.0.0.1 only)",
+			 f->port, n, n > 0 ? addrs[0] : "-");
+	n = proc_net_listeners("/proc/net/tcp6", f->port, addrs, 8);
+	if (n > 1 || (n == 1 && strcmp(addrs[0], "00000000000000000000000001000000") != 0))
+		fail_msg("IPv6 listeners on port %d: %d, the first %s (want ::1 at most)", f->port,
+			 n, n > 0 ? addrs[0] : "-");
+	if (n != has_v6)
+		fail_msg("%d \"listening on\" lines for %d IPv6 listeners", nlines, n);
+
+	fd = conn_open(f, "127.0.0.1", f->port);
+	expect_served(fd, "loopback");
+	if (has_v6) {
+		fd = conn_open(f, "::1", f->port);
+		expect_served(fd, "loopback v6");
+	}
+	errno = 0;
+	fd = harness_connect("127.0.0.2", f->port);
+	if (fd >= 0) {
+		close(fd);
+		fail_msg("127.0.0.2 port %d accepts: the server listens beyond 127.0.0.1", f->port);
+	}
+	assert_int_equal(errno, ECONNREFUSED);
+	assert_int_equal(server_stop(&f->server), 0);
+	harness_cleanup(&f->server);
+
+	/* Asked for explicitly, every address works as before. */
+	assert_int_equal(harness_spawn(&f->server, wargv, NULL, HARNESS_STDIN_NULL), 0);
+	assert_int_equal(
+		harness_read_line(f->server.err_fd, "listening on", line, sizeof(line), T_MS), 0);
+	if (strstr(line, "listening on 0.0.0.0:") == NULL)
+		fail_msg("unexpected line \"%s\"", line);
+	f->port = harness_parse_port(line);
+	assert_true(f->port > 0);
+	fd = conn_open(f, "127.0.0.2", f->port);
+	expect_served(fd, "any address");
+}
+
+static void test_server_limit_argument_errors(void **state)
+{
+	static const struct {
+		const char *argv[8];
+		const char *msg;
+	} cases[] = {
+		{{"sockgate-server", "-p", "0", "-m", "0", NULL},
+		 "--max-children \"0\" is not a number from 1 to 100000"},
+		{{"sockgate-server", "-p", "0", "--max-children", "100001", NULL},
+		 "--max-children \"100001\" is not a number from 1 to 100000"},
+		{{"sockgate-server", "-p", "0", "-m", "-1", NULL}, "--max-children \"-1\""},
+		{{"sockgate-server", "-p", "0", "-m", "ten", NULL}, "--max-children \"ten\""},
+		{{"sockgate-server", "-p", "0", "-m", "", NULL}, "--max-children \"\""},
+		{{"sockgate-server", "-p", "0", "-m", "99999999999999999999999", NULL},
+		 "--max-children \"9999999999999999\""},
+		{{"sockgate-server", "-p", "0", "-i", "-1", NULL},
+		 "--idle-timeout \"-1\" is not a number of seconds from 0 to 31536000"},
+		{{"sockgate-server", "-p", "0", "--idle-timeout", "31536001", NULL},
+		 "--idle-timeout \"31536001\""},
+		{{"sockgate-server", "-p", "0", "-i", "1.5", NULL}, "--idle-timeout \"1.5\""},
+		{{"sockgate-server", "-p", "0", "-i", " 5", NULL}, "--idle-timeout \" 5\""},
+		{{"sockgate-server", "-p", "0", "--idle-timeout", NULL}, "idle-timeout"},
+	};
+	static const char *const limits[][8] = {
+		{"-m", "1", "-i", "0", NULL},
+		{"--max-children", "100000", "--idle-timeout", "31536000", NULL},
+	};
+	char err[2048];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int code = run_server_failing(cases[i].argv, err, sizeof(err));
+
+		if (code != 2 || strstr(err, cases[i].msg) == NULL)
+			fail_msg("case %zu: exit %d, stderr \"%s\"", i, code, err);
+	}
+	/* The ends of both ranges are accepted. */
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		struct fixture *f = fixture_start(limits[i]);
+		int code;
+
+		if (f == NULL)
+			fail_msg("limits %zu: the server did not start", i);
+		code = server_stop(&f->server);
+		harness_cleanup(&f->server);
+		free(f);
+		assert_int_equal(code, 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -821,6 +1275,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sd_notify_ready, setup_bare, teardown),
 		cmocka_unit_test(test_server_argument_errors),
 		cmocka_unit_test(test_server_port_in_use),
+		cmocka_unit_test_setup_teardown(test_max_children_refuses_then_serves, setup_cap2,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_max_children_burst, setup_cap_burst, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_timeout_closes_quiet_client, setup_idle,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_idle_timeout_client_not_reading,
+						setup_idle_echo, teardown),
+		cmocka_unit_test_setup_teardown(test_listen_loopback_by_default, setup_bare,
+						teardown),
+		cmocka_unit_test(test_server_limit_argument_errors),
 	};
 
 	return cmocka_run_group_tests_name("server_client", tests, NULL, NULL);

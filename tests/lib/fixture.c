@@ -115,8 +115,13 @@ int fixture_start(struct fixture *f)
 
 int fixture_start_with(struct fixture *f, const char *const prefix[])
 {
+	return fixture_start_env(f, prefix, NULL);
+}
+
+int fixture_start_env(struct fixture *f, const char *const prefix[], const char *const extra[])
+{
 	char env_notify[160], path[PATH_MAX];
-	const char *env[] = {env_notify, NULL};
+	const char *env[8] = {env_notify};
 	const char *argv[16];
 	char line[512];
 	const char *p;
@@ -125,7 +130,7 @@ int fixture_start_with(struct fixture *f, const char *const prefix[])
 	/* Under a prefix the daemon is an argument: by its path, not its name. */
 	for (; prefix != NULL && prefix[n] != NULL && n < 12; n++)
 		argv[n] = prefix[n];
-	snprintf(path, sizeof(path), "%s/sockgate", SOCKGATE_BIN_DIR);
+	harness_bin_path("sockgate", path, sizeof(path));
 	argv[n] = n > 0 ? path : "sockgate";
 	argv[n + 1] = "-c";
 	argv[n + 2] = f->conf;
@@ -134,6 +139,9 @@ int fixture_start_with(struct fixture *f, const char *const prefix[])
 	if (f->notify_fd < 0)
 		return -1;
 	snprintf(env_notify, sizeof(env_notify), "NOTIFY_SOCKET=%s", f->notify_path);
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && i + 2 < sizeof(env) / sizeof(env[0]);
+	     i++)
+		env[i + 1] = extra[i];
 	if (harness_spawn(&f->daemon, argv, env, HARNESS_STDIN_NULL | HARNESS_STDOUT_NULL) < 0)
 		return -1;
 	f->log = logtap_start(f->daemon.err_fd);

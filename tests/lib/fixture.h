@@ -48,6 +48,8 @@ int fixture_start(struct fixture *f);
 /* The same with the daemon run under a command that execs the rest of its arguments, e.g.
  * {"/usr/bin/prlimit", "--nofile=64:64", "--", NULL}; NULL: as fixture_start(). */
 int fixture_start_with(struct fixture *f, const char *const prefix[]);
+/* The same with more environment ("NAME=value", NULL-ended, at most 6), e.g. WATCHDOG_USEC. */
+int fixture_start_env(struct fixture *f, const char *const prefix[], const char *const extra[]);
 /* Waits for a log line containing needle after the last one waited for. */
 int fixture_log_wait(struct fixture *f, const char *needle, char *line, size_t len);
 /* Sends SIGHUP and waits for the reload's READY=1. */

@@ -640,6 +640,11 @@ static int sockaddr_fill(struct sockaddr_storage *ss, socklen_t *len, const char
 	return -1;
 }
 
+void harness_bin_path(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", SOCKGATE_BIN_DIR, name);
+}
+
 int harness_connect(const char *ip, int port)
 {
 	return harness_connect_from(NULL, ip, port);

@@ -69,6 +69,10 @@ struct harness_proc {
 int harness_spawn(struct harness_proc *p, const char *const argv[], const char *const env[],
 		  unsigned flags);
 
+/* The path of a program built in this tree (name: "sockgate"), for a command line that runs it
+ * as an argument of a system program (prlimit, systemd-socket-activate). */
+void harness_bin_path(const char *name, char *buf, size_t len);
+
 /* Waits until p has exited and fills in exited, exit_code and term_signal. p stays a zombie
  * until harness_cleanup(), so its pid, and so its process group, cannot be reused meanwhile.
  * Returns 0, or -1 on timeout. */
