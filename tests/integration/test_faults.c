@@ -31,12 +31,13 @@
 
 #include "client_checks.h"
 #include "fixture.h"
+#include "flows.h"
 
 #define PASSWORD "s3cr3t-Pw!x"
 #define T        FIXTURE_TIMEOUT_MS
 #define KiB      ((size_t)1024)
 #define MiB      (1024 * KiB)
-#define NEVER    SIZE_MAX
+#define NEVER    FLOW_NEVER
 /* Random choices come from this seed, so a failure can be replayed. */
 #define SEED 0x5eed0f5a17ULL
 
@@ -59,41 +60,6 @@ static long long now_ms(void)
 }
 
 /* Milliseconds until deadline, never negative: a poll() timeout. */
-static int ms_until(long long deadline)
-{
-	long long left = deadline - now_ms();
-
-	return left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
-}
-
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
-static uint64_t rng_next(uint64_t *state)
-{
-	*state += 0x9e3779b97f4a7c15ULL;
-	return mix64(*state);
-}
-
-/* The bytes at off.. of test stream seed: any slice can be made, or checked, on its own, so
- * a 2 GiB stream is never held in memory. */
-static void pattern_fill(uint64_t seed, uint64_t off, unsigned char *buf, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		uint64_t w = mix64(seed ^ mix64((off + i) / 8));
-
-		for (unsigned k = (unsigned)((off + i) % 8); k < 8 && i < len; k++, i++)
-			buf[i] = (unsigned char)(w >> (8 * k));
-	}
-}
-
 /* ---- the daemon seen from /proc ----------------------------------------- */
 
 
@@ -467,15 +433,6 @@ static int free_port(void)
 	return port;
 }
 
-/* Closes fd with a reset (RST) instead of a FIN. */
-static void reset_close(int fd)
-{
-	struct linger lg = {.l_onoff = 1, .l_linger = 0};
-
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
-	close(fd);
-}
-
 /* Reads and drops what fd receives until EOF (returns 0) or a reset (returns ECONNRESET);
  * -1 on timeout or another error. Adds the bytes to *n if n is not NULL. */
 static int wait_end(int fd, int timeout_ms, size_t *n)
@@ -486,7 +443,7 @@ static int wait_end(int fd, int timeout_ms, size_t *n)
 	for (;;) {
 		struct pollfd p = {fd, POLLIN, 0};
 		ssize_t k;
-		int r = poll(&p, 1, ms_until(deadline));
+		int r = poll(&p, 1, flows_ms_until(deadline));
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -530,178 +487,16 @@ static void find_closed(struct ctx *c, int port, char *line, size_t len)
 
 /* ---- many sessions at once ----------------------------------------------- */
 
-/* One client's traffic, moved by flows_pump(): out goes up, then a half-close; what comes
- * back lands in in, until EOF. */
-struct flow {
-	int fd;
-	const unsigned char *out;
-	size_t out_len, sent;
-	size_t allow; /* send no further than this yet (pacing); NEVER by default */
-	unsigned char *in;
-	size_t in_cap, got;
-	size_t reset_at; /* once sent + got reach this, reset the connection; NEVER */
-	bool shut, ended, reset;
-	int error; /* what ended it: 0 for EOF, else an errno (EOVERFLOW: more than in_cap) */
-};
-
-/* Calls fn(arg, i) for i = 0..count-1, every period_ms, while flows_pump() runs: load that
- * goes on while something else happens. */
-struct pacer {
-	int period_ms;
-	int count;
-	void (*fn)(void *arg, int i);
-	void *arg;
-};
-
-static void flow_init(struct flow *f, int fd, const unsigned char *out, size_t out_len,
-		      unsigned char *in, size_t in_cap)
-{
-	memset(f, 0, sizeof(*f));
-	f->fd = fd;
-	f->out = out;
-	f->out_len = out_len;
-	f->allow = NEVER;
-	f->in = in;
-	f->in_cap = in_cap;
-	f->reset_at = NEVER;
-}
-
-static void flow_end(struct flow *f, int error)
-{
-	close(f->fd);
-	f->fd = -1;
-	f->ended = true;
-	f->error = error;
-}
-
-/* An echo flow that sent all it may for now and got all of it back. */
-static bool flow_paused(const struct flow *f)
-{
-	return f->allow < f->out_len && f->sent >= f->allow && f->got >= f->sent;
-}
-
-static void flow_send(struct flow *f)
-{
-	size_t limit = f->allow < f->out_len ? f->allow : f->out_len;
-	size_t chunk = limit - f->sent;
-	ssize_t k;
-
-	if (chunk > 64 * KiB)
-		chunk = 64 * KiB;
-	if (f->reset_at != NEVER && f->reset_at - f->sent - f->got < chunk)
-		chunk = f->reset_at - f->sent - f->got;
-	k = send(f->fd, f->out + f->sent, chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (k > 0)
-		f->sent += (size_t)k;
-	else if (k < 0 && errno != EAGAIN && errno != EINTR)
-		flow_end(f, errno);
-}
-
-static void flow_recv(struct flow *f)
-{
-	ssize_t k;
-	char extra;
-
-	if (f->got == f->in_cap) {
-		k = recv(f->fd, &extra, 1, MSG_DONTWAIT);
-		if (k > 0) {
-			flow_end(f, EOVERFLOW);
-			return;
-		}
-	} else {
-		k = recv(f->fd, f->in + f->got, f->in_cap - f->got, MSG_DONTWAIT);
-	}
-	if (k > 0)
-		f->got += (size_t)k;
-	else if (k == 0)
-		flow_end(f, 0);
-	else if (errno != EAGAIN && errno != EINTR)
-		flow_end(f, errno);
-}
-
-/* Moves the flows' bytes, all at once, until each has ended or paused and the pacer (may be
- * NULL) has run out. Returns 0, or -1 on timeout. */
-static int flows_pump(struct flow *fl, size_t n, const struct pacer *pc, int timeout_ms)
-{
-	struct pollfd *p = calloc(n + 1, sizeof(*p));
-	size_t *at = calloc(n + 1, sizeof(*at));
-	long long start = now_ms(), deadline = start + timeout_ms;
-	int ticks = 0, rc = -1;
-
-	while (p != NULL && at != NULL) {
-		long long now = now_ms(), next = LLONG_MAX;
-		size_t np = 0;
-		int wait;
-
-		if (pc != NULL && ticks < pc->count) {
-			next = start + (long long)(ticks + 1) * pc->period_ms;
-			if (now >= next) {
-				pc->fn(pc->arg, ticks++);
-				continue;
-			}
-		}
-		for (size_t i = 0; i < n; i++) {
-			struct flow *f = &fl[i];
-
-			if (f->ended || flow_paused(f))
-				continue;
-			if (f->reset_at != NEVER && f->sent + f->got >= f->reset_at) {
-				reset_close(f->fd);
-				f->fd = -1;
-				f->ended = f->reset = true;
-				continue;
-			}
-			if (!f->shut && f->sent == f->out_len) {
-				if (shutdown(f->fd, SHUT_WR) < 0) {
-					flow_end(f, errno);
-					continue;
-				}
-				f->shut = true;
-			}
-			p[np].fd = f->fd;
-			p[np].events = POLLIN;
-			if (f->sent < f->out_len && f->sent < f->allow)
-				p[np].events |= POLLOUT;
-			p[np].revents = 0;
-			at[np++] = i;
-		}
-		if (np == 0 && next == LLONG_MAX) {
-			rc = 0;
-			break;
-		}
-		if (now >= deadline)
-			break;
-		wait = ms_until(next < deadline ? next : deadline);
-		if (poll(p, np, wait) < 0 && errno != EINTR)
-			break;
-		for (size_t k = 0; k < np; k++) {
-			struct flow *f = &fl[at[k]];
-
-			if (p[k].revents & POLLOUT)
-				flow_send(f);
-			if (!f->ended && (p[k].revents & (POLLIN | POLLHUP | POLLERR)))
-				flow_recv(f);
-		}
-	}
-	free(p);
-	free(at);
-	return rc;
-}
-
 /* Every flow not reset by its client got its bytes back exactly, then EOF. */
 static void flows_expect_echo(const struct flow *fl, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		const struct flow *f = &fl[i];
+	long i = flows_first_bad_echo(fl, n);
+	const struct flow *f = i >= 0 ? &fl[i] : NULL;
 
-		if (f->reset)
-			continue;
-		if (!f->ended || f->error != 0 || f->got != f->out_len ||
-		    memcmp(f->in, f->out, f->out_len) != 0)
-			fail_msg("flow %zu: %s, error %d, %zu of %zu bytes back%s", i,
-				 f->ended ? "ended" : "still open", f->error, f->got, f->out_len,
-				 f->got == f->out_len ? ", but different" : "");
-	}
+	if (f != NULL)
+		fail_msg("flow %ld: %s, error %d, %zu of %zu bytes back%s", i,
+			 f->ended ? "ended" : "still open", f->error, f->got, f->out_len,
+			 f->got == f->out_len ? ", but different" : "");
 }
 
 /* Echo flows of len bytes each (stream seed + i) on n logged-in fds, paused halfway if half.
@@ -712,7 +507,7 @@ static void flows_init(struct ctx *c, struct flow *fl, const int *fds, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		unsigned char *out = test_alloc(c, len), *in = test_alloc(c, len);
 
-		pattern_fill(seed + i, 0, out, len);
+		flows_pattern(seed + i, 0, out, len);
 		flow_init(&fl[i], fds[i], out, len, in, len);
 		if (half)
 			fl[i].allow = len / 2;
@@ -906,13 +701,13 @@ static void upstream_resets_mid_stream(void **state)
 	victim = fixture_login(gateway_port(c, "reset"), "alice", PASSWORD);
 	assert_true(victim >= 0);
 	vport = local_port(victim);
-	pattern_fill(99, 0, vout, vlen);
+	flows_pattern(99, 0, vout, vlen);
 	assert_int_equal(harness_write_all(victim, vout, vlen, T), 0);
 	ufd = harness_accept(lfd, T);
 	assert_true(ufd >= 0);
 	assert_int_equal(harness_read_exact(ufd, probe, sizeof(probe), T), 0);
 	assert_memory_equal(probe, vout, sizeof(probe));
-	reset_close(ufd);
+	flows_reset_close(ufd);
 
 	/* The victim sees its session end (and nothing else); the others carry on. */
 	for (size_t i = 0; i < GOOD; i++)
@@ -1119,13 +914,13 @@ static void client_resets(void **state)
 	fd = harness_connect("127.0.0.1", c->f.port);
 	assert_true(fd >= 0);
 	port = local_port(fd);
-	reset_close(fd);
+	flows_reset_close(fd);
 	find_closed(c, port, line, sizeof(line));
 	assert_non_null(strstr(line, "reason=\"client reset during login\""));
 
 	/* After the username. */
 	fd = at_password_prompt(c, &port);
-	reset_close(fd);
+	flows_reset_close(fd);
 	find_closed(c, port, line, sizeof(line));
 	assert_non_null(strstr(line, " state=password "));
 	assert_non_null(strstr(line, "reason=\"client reset during login\""));
@@ -1136,7 +931,7 @@ static void client_resets(void **state)
 	port = local_port(fd);
 	expect_str(fd, "Username: ");
 	send_str(fd, credentials);
-	reset_close(fd);
+	flows_reset_close(fd);
 	find_closed(c, port, line, sizeof(line));
 	assert_non_null(strstr(line, "reason=\"client reset during login\""));
 
@@ -1148,7 +943,7 @@ static void client_resets(void **state)
 	fd = at_password_prompt(c, &port);
 	freeze(c);
 	send_str(fd, PASSWORD "\n");
-	reset_close(fd);
+	flows_reset_close(fd);
 	wait_unlisted(c, port);
 	assert_int_equal(kill(c->f.daemon.pid, SIGCONT), 0);
 	find_closed(c, port, line, sizeof(line));
@@ -1160,7 +955,7 @@ static void client_resets(void **state)
 	assert_true(fd >= 0);
 	port = local_port(fd);
 	flows_init(c, v, &fd, 1, big, 300, false);
-	v->reset_at = big / 2 + rng_next(&rng) % big;
+	v->reset_at = big / 2 + flows_rng_next(&rng) % big;
 	assert_int_equal(flows_pump(v, 1, NULL, T), 0);
 	assert_true(v->reset);
 	find_closed(c, port, line, sizeof(line));
@@ -1197,11 +992,11 @@ static void random_resets(void **state)
 
 		login_many(c->f.port, fds, n);
 		for (size_t i = 0; i < n; i++) {
-			pattern_fill(SEED + base + i, 0, out + i * len, len);
+			flows_pattern(SEED + base + i, 0, out + i * len, len);
 			flow_init(&fl[i], fds[i], out + i * len, len, in + i * len, len);
 			/* Anywhere: before the first byte, while sending, while receiving. */
-			if (rng_next(&rng) % 5 == 0)
-				fl[i].reset_at = rng_next(&rng) % (2 * len);
+			if (flows_rng_next(&rng) % 5 == 0)
+				fl[i].reset_at = flows_rng_next(&rng) % (2 * len);
 		}
 		assert_int_equal(flows_pump(fl, n, NULL, (int)harness_scale(60000, 300000)), 0);
 		for (size_t i = 0; i < n; i++) {
@@ -1539,7 +1334,7 @@ static void memory_flat(void **state)
 			if (olen == 0) {
 				olen = total - sent < chunk ? (size_t)(total - sent) : chunk;
 				ooff = 0;
-				pattern_fill(SEED, sent, obuf, olen);
+				flows_pattern(SEED, sent, obuf, olen);
 			}
 			k = send(cfd, obuf + ooff, olen, MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (k < 0 && errno != EAGAIN && errno != EINTR)
@@ -1559,7 +1354,7 @@ static void memory_flat(void **state)
 					 k == 0 ? "EOF" : strerror(errno),
 					 (unsigned long long)recvd);
 			if (k > 0) {
-				pattern_fill(SEED, recvd, want, (size_t)k);
+				flows_pattern(SEED, recvd, want, (size_t)k);
 				if (memcmp(ibuf, want, (size_t)k) != 0)
 					fail_msg("the bytes at %llu differ",
 						 (unsigned long long)recvd);
