@@ -842,6 +842,8 @@ static void test_out_of_memory(void **state)
 	config_unref(cfg);
 }
 
+static void count_warning(const char *msg, void *arg);
+
 /* The shipped, commented example must stay loadable. */
 static void test_shipped_example(void **state)
 {
@@ -854,7 +856,56 @@ static void test_shipped_example(void **state)
 	assert_non_null(config_find_gateway(cfg, "demo"));
 	for (size_t i = 0; i < cfg->n_gateways; i++)
 		assert_true(cfg->gateways[i].credentials_path[0] == '/');
+	/* The shipped settings are the safe ones: they agree with each other. */
+	assert_int_equal(config_warnings(cfg, count_warning, NULL), 0);
 	config_unref(cfg);
+}
+
+static void count_warning(const char *msg, void *arg)
+{
+	char *seen = arg;
+
+	if (seen != NULL)
+		snprintf(seen, 1024, "%s", msg);
+}
+
+/* Settings that work against each other are named, one warning each; the
+ * defaults raise none. */
+static void test_warnings(void **state)
+{
+	static const struct {
+		const char *top, *gw, *says;
+	} rows[] = {
+		{"limits = { per_source_startups = 0; };", "",
+		 "limits.per_source_startups = 0: one host may hold every login slot"},
+		{"penalties = { enabled = false; };", "", "penalties.enabled = false"},
+		{"penalties = { noauth = 0; };", "", "penalties.noauth = 0"},
+		{"log_limits = { per_source = 0; };", "", "log_limits.per_source = 0"},
+		{"", "max_sessions = 1000;",
+		 "gateway demo: max_sessions (1000) is reached before limits.startups.begin (6000)"},
+		{"limits = { per_source_startups = 1000; };", "",
+		 "gateway demo: one host may hold 1000 of its 9000 sessions"},
+		{"", "login = { grace_time = 0; };", "gateway demo: login.grace_time = 0"},
+	};
+	char text[1024], seen[1024];
+	struct config *cfg;
+
+	(void)state;
+	cfg = must_parse(NAME, GW(""));
+	assert_int_equal(config_warnings(cfg, count_warning, NULL), 0);
+	config_unref(cfg);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		snprintf(text, sizeof(text),
+			 "%s\ngateways = ( { name = \"demo\"; upstream = \"127.0.0.1:1\"; "
+			 "credentials = \"/u\"; %s } );\n",
+			 rows[i].top, rows[i].gw);
+		cfg = must_parse(NAME, text);
+		seen[0] = '\0';
+		assert_int_equal(config_warnings(cfg, count_warning, seen), 1);
+		if (strstr(seen, rows[i].says) == NULL)
+			fail_msg("row %zu: \"%s\" does not say \"%s\"", i, seen, rows[i].says);
+		config_unref(cfg);
+	}
 }
 
 int main(void)
@@ -862,6 +913,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_example_values),
+		cmocka_unit_test(test_warnings),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_multiple_gateways),
 		cmocka_unit_test(test_single_string_listen),
