@@ -29,7 +29,7 @@ struct auth_pool {
 	bool stopping, background;
 	unsigned n_threads;
 	struct auth_thread *threads;
-	bool fault_hang; /* a thread is to block (fault.h) */
+	bool fault_hang;     /* a thread is to block (fault.h) */
 	uint64_t relayed_ms; /* atomic: the last auth_pool_note_relaying(), 0 never */
 };
 
@@ -121,7 +121,7 @@ static enum auth_result auth_check(const struct auth_job *job)
 		if (now == creds || auth_same_answer(creds, now, job->user)) {
 			credentials_unref(now);
 			credentials_unref(creds);
-			return r == CREDENTIALS_OK	 ? AUTH_OK
+			return r == CREDENTIALS_OK       ? AUTH_OK
 			       : r == CREDENTIALS_DENIED ? AUTH_DENIED
 							 : AUTH_ERROR;
 		}
@@ -147,7 +147,8 @@ static void *auth_thread(void *arg)
 	for (;;) {
 		struct auth_job *job;
 		bool ready = pool->head != NULL &&
-			     (pool->stopping || pool->running < auth_pool_allowed(pool, loop_clock_ms()));
+			     (pool->stopping ||
+			      pool->running < auth_pool_allowed(pool, loop_clock_ms()));
 
 		if (!ready && hash_memory_holding()) {
 			/* Checks back to back reuse the hash's memory; a
@@ -205,8 +206,7 @@ static void *auth_thread(void *arg)
 	return NULL;
 }
 
-struct auth_pool *auth_pool_create(const struct auth_pool_settings *settings,
-				   struct errbuf *err)
+struct auth_pool *auth_pool_create(const struct auth_pool_settings *settings, struct errbuf *err)
 {
 	struct auth_pool *pool = calloc(1, sizeof(*pool));
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);

@@ -22,9 +22,9 @@ struct auth_pool;
 
 enum auth_result {
 	AUTH_OK = 0,
-	AUTH_DENIED,   /* unknown user or wrong password */
-	AUTH_ERROR,    /* crypt failed on the stored hash: a broken entry */
-	AUTH_TEMPFAIL, /* the check was not made (shutting down) */
+	AUTH_DENIED,         /* unknown user or wrong password */
+	AUTH_ERROR,          /* crypt failed on the stored hash: a broken entry */
+	AUTH_TEMPFAIL,       /* the check was not made (shutting down) */
 	AUTH_NO_CREDENTIALS, /* the slot is empty: a reload removed the gateway */
 };
 
@@ -47,10 +47,10 @@ struct auth_job {
 };
 
 struct auth_pool_settings {
-	unsigned threads;           /* checks at once; 0 means one per CPU */
-	unsigned threads_relaying;  /* checks at once while sessions relay; 0: see below */
-	unsigned max_queue;         /* jobs waiting (not running) at most */
-	bool background;            /* run the checks at SCHED_BATCH, nice 19 */
+	unsigned threads;          /* checks at once; 0 means one per CPU */
+	unsigned threads_relaying; /* checks at once while sessions relay; 0: see below */
+	unsigned max_queue;        /* jobs waiting (not running) at most */
+	bool background;           /* run the checks at SCHED_BATCH, nice 19 */
 };
 
 /* How long after the last relayed byte sessions count as relaying. */
@@ -58,8 +58,7 @@ struct auth_pool_settings {
 
 /* threads_relaying 0 means one CPU fewer than there are (at least 1, at most
  * threads): while sessions relay, one CPU is left to them and their peers. */
-struct auth_pool *auth_pool_create(const struct auth_pool_settings *settings,
-				   struct errbuf *err);
+struct auth_pool *auth_pool_create(const struct auth_pool_settings *settings, struct errbuf *err);
 
 /* Tells the pool that a session relayed data at now_ms (loop_now_ms()); cheap
  * enough for every relay event. */

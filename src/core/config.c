@@ -712,7 +712,8 @@ static int load_cidrs(struct loader *ld, const struct option *o, const config_se
 		return load_one_cidr(ld, s, arr, n);
 	if (config_setting_type(s) != CONFIG_TYPE_LIST &&
 	    config_setting_type(s) != CONFIG_TYPE_ARRAY)
-		return cf_error(ld, s, "must be a string \"ADDRESS/BITS\" or a list of them, not %s",
+		return cf_error(ld, s,
+				"must be a string \"ADDRESS/BITS\" or a list of them, not %s",
 				type_name(s));
 	len = config_setting_length(s);
 	for (int i = 0; i < len; i++)
@@ -747,8 +748,10 @@ static int finish_penalties(struct loader *ld, const config_setting_t *s, void *
 	const struct config_penalties *p = base;
 
 	if (p->max_ms < p->min_ms)
-		return cf_error(ld, s, "max (%u ms) is below min (%u ms): no source "
-				"would ever be refused", p->max_ms, p->min_ms);
+		return cf_error(ld, s,
+				"max (%u ms) is below min (%u ms): no source "
+				"would ever be refused",
+				p->max_ms, p->min_ms);
 	return 0;
 }
 

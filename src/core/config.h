@@ -34,15 +34,15 @@ struct config_login {
 	char *password_prompt;
 	char *success_message;
 	char *failure_message;
-	unsigned max_attempts;  /* failed attempts before the connection is closed */
+	unsigned max_attempts;     /* failed attempts before the connection is closed */
 	unsigned failure_delay_ms; /* before a failure answer, randomised 0.5x..1.5x */
-	unsigned grace_time_ms; /* to complete the login; 0 = none */
-	unsigned max_empty_lines; /* empty username lines before the connection is closed */
+	unsigned grace_time_ms;    /* to complete the login; 0 = none */
+	unsigned max_empty_lines;  /* empty username lines before the connection is closed */
 };
 
 struct config_gateway {
-	char *name;            /* unique; also the FileDescriptorName= of its sockets */
-	int line;              /* where it starts in the file, for messages */
+	char *name; /* unique; also the FileDescriptorName= of its sockets */
+	int line;   /* where it starts in the file, for messages */
 	struct config_addr *listen;
 	size_t n_listen;
 	struct config_addr *upstream; /* tried in order until one connects */
@@ -84,13 +84,13 @@ struct config_log_limits {
 };
 
 struct config {
-	int refs;              /* atomic; see config_ref() */
+	int refs; /* atomic; see config_ref() */
 	char *path;
-	unsigned workers;      /* relay event loops; 0 in the file means "auto" */
-	unsigned auth_threads; /* password-check threads; 0 means "auto" */
+	unsigned workers;               /* relay event loops; 0 in the file means "auto" */
+	unsigned auth_threads;          /* password-check threads; 0 means "auto" */
 	unsigned auth_threads_relaying; /* of those, at once while sessions relay; 0 "auto" */
-	unsigned relay_buffer; /* bytes read per system call when relaying */
-	bool revoke_on_reload; /* a reload ends sessions of removed or changed users */
+	unsigned relay_buffer;          /* bytes read per system call when relaying */
+	bool revoke_on_reload;          /* a reload ends sessions of removed or changed users */
 	struct config_limits limits;
 	struct config_penalties penalties;
 	struct config_log_limits log_limits;

@@ -412,7 +412,8 @@ static int dummy_make(struct credentials *c, const char *name, struct errbuf *er
 	if (model == NULL) {
 		/* An empty file: any setting of the preferred method will do. */
 		if (crypt_gensalt_rn(NULL, 0, NULL, 0, c->dummy, sizeof(c->dummy)) == NULL)
-			return errbuf_errno(err, errno, "%s: cannot make a dummy hash setting", name);
+			return errbuf_errno(err, errno, "%s: cannot make a dummy hash setting",
+					    name);
 		c->dummy_len = strlen(c->dummy);
 		return 0;
 	}
@@ -446,7 +447,8 @@ static int settings_check(const struct credentials *c, const char *name, struct 
 		const char *out = crypt_r("sockgate-setting-check", c->setting_of[i]->hash, data);
 
 		if (out == NULL || out[0] == '*')
-			rc = errbuf_set(err, "%s:%u: user \"%s\": the hash has parameters libxcrypt "
+			rc = errbuf_set(err,
+					"%s:%u: user \"%s\": the hash has parameters libxcrypt "
 					"cannot use; set that password again with sockgate-passwd",
 					name, c->setting_of[i]->line, c->setting_of[i]->user);
 	}

@@ -11,7 +11,7 @@
 
 #include "errbuf.h"
 
-#define CREDENTIALS_MAX_USER      255         /* bytes in a user name */
+#define CREDENTIALS_MAX_USER 255 /* bytes in a user name */
 /* Bytes of a password that are checked. A check's cost grows with the
  * password's length (sha512-crypt at 200,000 rounds: 78 ms for 8 bytes, 359 ms
  * for 255), so the length an attacker may choose is bounded: a longer password

@@ -26,14 +26,14 @@
 #include "session.h"
 #include "worker.h"
 
-#define DAEMON_BACKLOG 1024
+#define DAEMON_BACKLOG   1024
 #define DAEMON_STATUS_MS 1000
 /* Sources whose unauthenticated connections are told apart in the summaries. */
 #define DAEMON_LOGRATE_SOURCES 4096
 /* `sockgate --reload` marks its SIGHUP (sigqueue) with this value and waits
  * for SIGUSR1 from the daemon, sent once the reload is over: systemd 252 ends
  * a reload job when ExecReload= exits, even if RELOADING=1 has not arrived. */
-#define DAEMON_RELOAD_COOKIE 0x53475244 /* "SGRD" */
+#define DAEMON_RELOAD_COOKIE  0x53475244 /* "SGRD" */
 #define DAEMON_RELOAD_WAITERS 16
 
 struct daemon {
@@ -169,8 +169,8 @@ static struct gateway **daemon_build_gateways(struct config *cfg, struct gateway
 /* Refuses a connection before the login. A flood of them must not become a
  * flood of log lines: past a modest rate they are counted per source and
  * summarised (lograte). */
-static void daemon_refuse(struct daemon *d, int fd, const struct sockaddr *peer,
-			  const char *gw, const char *message, const char *reason)
+static void daemon_refuse(struct daemon *d, int fd, const struct sockaddr *peer, const char *gw,
+			  const char *message, const char *reason)
 {
 	if (lograte_admit(d->lograte, peer, LOGRATE_REFUSED, loop_now_ms(d->loop))) {
 		char addr[NET_ADDRSTRLEN], port[8];
@@ -207,9 +207,8 @@ static bool daemon_early_drop(struct daemon *d, const struct config_limits *lim)
 		return false;
 	if (n >= lim->startups_full)
 		return true;
-	p = lim->startups_rate +
-	    (100 - lim->startups_rate) * (n - lim->startups_begin) /
-		    (lim->startups_full - lim->startups_begin);
+	p = lim->startups_rate + (100 - lim->startups_rate) * (n - lim->startups_begin) /
+					 (lim->startups_full - lim->startups_begin);
 	/* xorshift: cheap, and good enough to pick whom to drop. */
 	d->drop_seed ^= d->drop_seed << 13;
 	d->drop_seed ^= d->drop_seed >> 7;
@@ -264,7 +263,8 @@ static void daemon_accept(struct listener *l, int fd, const struct sockaddr *pee
 			penalty_login_done(d->penalties, peer, ticket);
 		gateway_session_end(gw);
 		gateway_unref(gw);
-		daemon_refuse(d, fd, peer, gw->cfg->name, "Service unavailable.\n", "out of memory");
+		daemon_refuse(d, fd, peer, gw->cfg->name, "Service unavailable.\n",
+			      "out of memory");
 		return;
 	}
 	session_start(s, worker_least_loaded(d->workers, d->n_workers), ticket);
@@ -358,7 +358,9 @@ static int daemon_bind_listeners(struct daemon *d, struct gateway **gws, size_t 
 
 	for (struct listener *l = d->listeners; l != NULL; l = l->next)
 		if (l->from_systemd && daemon_find_gateway(gws, n_gws, l->gw->cfg->name) == NULL)
-			return errbuf_set(err, "socket %s from systemd serves gateway \"%s\", which the configuration no longer has",
+			return errbuf_set(err,
+					  "socket %s from systemd serves gateway \"%s\", which the "
+					  "configuration no longer has",
 					  l->name, l->gw->cfg->name);
 	for (size_t i = 0; i < n_gws; i++) {
 		const struct config_gateway *g = gws[i]->cfg;
@@ -368,9 +370,11 @@ static int daemon_bind_listeners(struct daemon *d, struct gateway **gws, size_t 
 			struct listener *l;
 			int fd;
 
-			if (daemon_inherited(d->listeners, a) || daemon_find_listener(d->listeners, a))
+			if (daemon_inherited(d->listeners, a) ||
+			    daemon_find_listener(d->listeners, a))
 				continue;
-			fd = net_listen((const struct sockaddr *)&a->ss, a->len, DAEMON_BACKLOG, err);
+			fd = net_listen((const struct sockaddr *)&a->ss, a->len, DAEMON_BACKLOG,
+					err);
 			if (fd < 0) {
 				char why[ERRBUF_LEN];
 
@@ -443,8 +447,11 @@ static int daemon_inherit_sockets(struct daemon *d, struct errbuf *err)
 
 		if (rc < 0 || gw == NULL) {
 			if (rc == 0)
-				rc = errbuf_set(err, "systemd passed a socket named \"%s\", but no gateway has that name (set FileDescriptorName= to a gateway's name)",
-						names[i]);
+				rc = errbuf_set(
+					err,
+					"systemd passed a socket named \"%s\", but no gateway has "
+					"that name (set FileDescriptorName= to a gateway's name)",
+					names[i]);
 			close(fd);
 			continue;
 		}
@@ -500,8 +507,7 @@ static void daemon_log_summary(const struct lograte_summary *sum, void *arg)
 	snprintf(closed, sizeof(closed), "%lu", sum->counts[LOGRATE_CLOSED]);
 	snprintf(refused, sizeof(refused), "%lu", sum->counts[LOGRATE_REFUSED]);
 	snprintf(unreachable, sizeof(unreachable), "%lu", sum->counts[LOGRATE_UNREACHABLE]);
-	snprintf(dur, sizeof(dur), "%llu",
-		 (unsigned long long)(loop_clock_ms() - sum->since_ms));
+	snprintf(dur, sizeof(dur), "%llu", (unsigned long long)(loop_clock_ms() - sum->since_ms));
 	(void)arg;
 	log_event(LOG_NOTICE, LOG_EV_UNAUTH_SUMMARY, "connections without login",
 		  LOG_FIELDS({"REMOTE_ADDR", sum->source != NULL ? addr : "other"},
@@ -548,8 +554,8 @@ static void daemon_watchdog_timer(struct loop_timer *t)
 	struct daemon *d = t->arg;
 	uint64_t now = loop_clock_ms(), stalled_ms;
 	char name[32];
-	const char *who = daemon_stalled_thread(d, now, d->watchdog_usec / 2000, name,
-						sizeof(name), &stalled_ms);
+	const char *who = daemon_stalled_thread(d, now, d->watchdog_usec / 2000, name, sizeof(name),
+						&stalled_ms);
 
 	if (who == NULL) {
 		/* Every quarter of the interval: a ping the notify socket had no
@@ -752,8 +758,8 @@ static void daemon_reload_task(struct loop_task *t)
 
 int daemon_request_reload(pid_t pid, int timeout_ms)
 {
-	union sigval v = { .sival_int = DAEMON_RELOAD_COOKIE };
-	struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L };
+	union sigval v = {.sival_int = DAEMON_RELOAD_COOKIE};
+	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
 	sigset_t set;
 	siginfo_t si;
 
@@ -768,8 +774,8 @@ int daemon_request_reload(pid_t pid, int timeout_ms)
 		if (sigtimedwait(&set, &si, &ts) < 0) {
 			if (errno == EINTR)
 				continue;
-			fprintf(stderr, "sockgate: process %ld did not answer within %d s\n", (long)pid,
-				timeout_ms / 1000);
+			fprintf(stderr, "sockgate: process %ld did not answer within %d s\n",
+				(long)pid, timeout_ms / 1000);
 			return 1;
 		}
 		if (si.si_pid == pid && si.si_code == SI_QUEUE)
@@ -873,7 +879,8 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 	for (; d->n_workers < n; d->n_workers++) {
 		/* One read buffer per worker, held by no session: large reads win
 		 * (the cost is per system call, not per byte). */
-		struct worker *w = worker_create(d->n_workers, d->auth, d->config->relay_buffer, err);
+		struct worker *w =
+			worker_create(d->n_workers, d->auth, d->config->relay_buffer, err);
 
 		if (w == NULL)
 			return -1;
@@ -923,8 +930,8 @@ static void daemon_shutdown(struct daemon *d)
 
 int daemon_run(const char *config_path)
 {
-	struct daemon d = { .config_path = config_path, .sig_io.fd = -1, .exit_code = 1 };
-	struct errbuf err = { "" };
+	struct daemon d = {.config_path = config_path, .sig_io.fd = -1, .exit_code = 1};
+	struct errbuf err = {""};
 	struct lograte_settings lset;
 
 	/* Relay remainders are up to 256 KiB: keep them on the heap instead of a
@@ -956,8 +963,8 @@ int daemon_run(const char *config_path)
 					   daemon_lograte_settings(d.config, &lset), &err);
 	if (d.loop == NULL || d.penalties == NULL || d.lograte == NULL ||
 	    daemon_configure_penalties(&d, d.config, &err) < 0 ||
-	    daemon_setup_signals(&d, &err) < 0 ||
-	    daemon_start_workers(&d, &err) < 0 || daemon_inherit_sockets(&d, &err) < 0 ||
+	    daemon_setup_signals(&d, &err) < 0 || daemon_start_workers(&d, &err) < 0 ||
+	    daemon_inherit_sockets(&d, &err) < 0 ||
 	    daemon_bind_listeners(&d, d.gws, d.n_gws, &err) < 0) {
 		log_msg(LOG_ERR, "cannot start: %s", err.msg);
 		goto out;
@@ -975,7 +982,8 @@ int daemon_run(const char *config_path)
 		snprintf(workers, sizeof(workers), "%u", d.n_workers);
 		log_event(LOG_INFO, LOG_EV_STARTED, "started",
 			  LOG_FIELDS({"SOCKGATE_VERSION", SOCKGATE_VERSION},
-				     {"SOCKGATE_CONFIG", config_path}, {"SOCKGATE_WORKERS", workers}));
+				     {"SOCKGATE_CONFIG", config_path},
+				     {"SOCKGATE_WORKERS", workers}));
 	}
 	daemon_warn_mixed_costs(d.gws, d.n_gws, false);
 	daemon_warn_config(d.config, false);

@@ -14,8 +14,7 @@ struct errbuf {
 
 /* Formats into err (if err is non-NULL) and returns -1, so a failure path reads
  * `return errbuf_set(err, "...", ...);`. */
-int errbuf_set(struct errbuf *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int errbuf_set(struct errbuf *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* As errbuf_set, appending ": strerror(errnum)". */
 int errbuf_errno(struct errbuf *err, int errnum, const char *fmt, ...)

@@ -78,8 +78,7 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	void *p;
 
-	if (!hm.in_hash || hm.mapped != NULL ||
-	    !is_working_memory(addr, len, prot, flags, fd, off))
+	if (!hm.in_hash || hm.mapped != NULL || !is_working_memory(addr, len, prot, flags, fd, off))
 		return next_mmap(addr, len, prot, flags, fd, off);
 	if (hm.kept != NULL && hm.kept_len == len) {
 		p = hm.kept;

@@ -24,9 +24,9 @@ void line_commit(struct line_reader *r, size_t n)
 
 /* Telnet commands (RFC 854): a telnet client may open with option
  * negotiation (IAC DO/WILL ...) and encodes a bare Enter as CR NUL. */
-#define TELNET_IAC 255
-#define TELNET_SB 250
-#define TELNET_SE 240
+#define TELNET_IAC  255
+#define TELNET_SB   250
+#define TELNET_SE   240
 #define TELNET_WILL 251
 #define TELNET_DONT 254
 
@@ -56,7 +56,8 @@ static enum line_result line_scan(const unsigned char *p, size_t avail, size_t *
 			} else if (p[i + 1] == TELNET_SB) {
 				size_t j = i + 2;
 
-				while (j + 1 < avail && !(p[j] == TELNET_IAC && p[j + 1] == TELNET_SE))
+				while (j + 1 < avail &&
+				       !(p[j] == TELNET_IAC && p[j + 1] == TELNET_SE))
 					j++;
 				if (j + 1 >= avail)
 					return LINE_NEED_MORE;

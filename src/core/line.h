@@ -17,16 +17,16 @@
 #define LINE_BUF_LEN 1024
 
 enum line_result {
-	LINE_OK = 0,      /* a complete line (without CR/LF) was taken */
-	LINE_NEED_MORE,   /* no complete line yet */
-	LINE_TOO_LONG,    /* more than LINE_MAX_LEN bytes before the LF */
-	LINE_BAD_CHAR,    /* NUL or another control byte (not CR before LF) */
+	LINE_OK = 0,    /* a complete line (without CR/LF) was taken */
+	LINE_NEED_MORE, /* no complete line yet */
+	LINE_TOO_LONG,  /* more than LINE_MAX_LEN bytes before the LF */
+	LINE_BAD_CHAR,  /* NUL or another control byte (not CR before LF) */
 };
 
 struct line_reader {
 	char buf[LINE_BUF_LEN];
-	size_t len;   /* bytes in buf */
-	size_t start; /* first byte not yet returned as a line */
+	size_t len;       /* bytes in buf */
+	size_t start;     /* first byte not yet returned as a line */
 	bool after_crnul; /* the last line ended in CR NUL */
 };
 

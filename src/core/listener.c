@@ -38,9 +38,9 @@ static void listener_pause(struct listener *l, int e)
 	if (l->paused_count++ % 100 == 0)
 		log_event(LOG_WARNING, LOG_EV_LIMIT_REACHED, "accept paused",
 			  LOG_FIELDS({"SOCKGATE_LISTEN", l->name},
-				     {"REASON", e == EMFILE ? "process descriptor limit" :
-						e == ENFILE ? "system descriptor limit" :
-								 "out of memory"}));
+				     {"REASON", e == EMFILE   ? "process descriptor limit"
+						: e == ENFILE ? "system descriptor limit"
+							      : "out of memory"}));
 }
 
 static void listener_cb(struct loop_io *io, uint32_t events)

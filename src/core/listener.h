@@ -22,7 +22,7 @@ struct listener {
 	struct loop_timer pause;
 	struct loop *loop;
 	struct listener *next;
-	struct gateway *gw;  /* whom it serves; a reference, replaced on reload */
+	struct gateway *gw;             /* whom it serves; a reference, replaced on reload */
 	struct sockaddr_storage cfg_ss; /* the configured address it was bound for */
 	socklen_t cfg_len;
 	char name[NET_ADDRSTRLEN]; /* the bound address */

@@ -10,8 +10,8 @@
 #define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
-#define LOG_LINE_MAX 4096
-#define LOG_VALUE_MAX 512
+#define LOG_LINE_MAX   4096
+#define LOG_VALUE_MAX  512
 #define LOG_FIELDS_MAX 20
 
 static const char *log_ident = "sockgate";
@@ -127,8 +127,7 @@ static bool log_needs_quotes(const char *s)
 
 /* Formats "message key=value ..." into line; returns its length. */
 static size_t log_format(char *line, size_t len, const char *message,
-			 const struct log_field *fields, unsigned n,
-			 char values[][LOG_VALUE_MAX])
+			 const struct log_field *fields, unsigned n, char values[][LOG_VALUE_MAX])
 {
 	size_t o;
 	int w;
@@ -185,8 +184,8 @@ static int log_journal_send(int priority, enum log_event ev, const char *line, s
 	return sd_journal_sendv(iov, (int)k);
 }
 
-void log_event(int priority, enum log_event ev, const char *message,
-	       const struct log_field *fields, unsigned n)
+void log_event(int priority, enum log_event ev, const char *message, const struct log_field *fields,
+	       unsigned n)
 {
 	char values[LOG_FIELDS_MAX][LOG_VALUE_MAX];
 	char line[LOG_LINE_MAX];
@@ -208,7 +207,8 @@ void log_event(int priority, enum log_event ev, const char *message,
 		return;
 	w = snprintf(out, sizeof(out), "%s: %.*s\n", log_ident, (int)len, line);
 	if (w > 0)
-		(void)!write(STDERR_FILENO, out, (size_t)w < sizeof(out) ? (size_t)w : sizeof(out) - 1);
+		(void)!write(STDERR_FILENO, out,
+			     (size_t)w < sizeof(out) ? (size_t)w : sizeof(out) - 1);
 }
 
 void log_msg(int priority, const char *fmt, ...)

@@ -45,8 +45,8 @@ bool log_using_journal(void);
 void log_set_max_priority(int max_priority);
 
 /* Logs one event; fields is an array of n fields (values may be NULL: skipped). */
-void log_event(int priority, enum log_event ev, const char *message,
-	       const struct log_field *fields, unsigned n);
+void log_event(int priority, enum log_event ev, const char *message, const struct log_field *fields,
+	       unsigned n);
 
 /* Free-form messages without fields (start-up errors, debugging). */
 void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -58,7 +58,9 @@ const char *log_event_id(enum log_event ev);
  * quotes and backslashes escaped), truncating to fit; always NUL-terminates. */
 void log_sanitize(const char *value, char *buf, unsigned len);
 
-#define LOG_FIELDS(...) ((const struct log_field[]){__VA_ARGS__}), \
-	(unsigned)(sizeof((const struct log_field[]){__VA_ARGS__}) / sizeof(struct log_field))
+#define LOG_FIELDS(...)                                                                            \
+	((const struct log_field[]){__VA_ARGS__}),                                                 \
+		(unsigned)(sizeof((const struct log_field[]){__VA_ARGS__}) /                       \
+			   sizeof(struct log_field))
 
 #endif

@@ -132,10 +132,10 @@ void loop_stop(struct loop *loop)
 	(void)!write(loop->wakefd, &one, sizeof(one));
 }
 
-int loop_io_add(struct loop *loop, struct loop_io *io, int fd, uint32_t events,
-		loop_io_fn *fn, void *arg)
+int loop_io_add(struct loop *loop, struct loop_io *io, int fd, uint32_t events, loop_io_fn *fn,
+		void *arg)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = io };
+	struct epoll_event ev = {.events = events, .data.ptr = io};
 
 	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return -1;
@@ -147,7 +147,7 @@ int loop_io_add(struct loop *loop, struct loop_io *io, int fd, uint32_t events,
 
 int loop_io_mod(struct loop *loop, struct loop_io *io, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = io };
+	struct epoll_event ev = {.events = events, .data.ptr = io};
 
 	return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, io->fd, &ev);
 }
@@ -220,8 +220,8 @@ void loop_timer_disarm(struct loop *loop, struct loop_timer *t)
 	heap_down(loop, last->slot - 1);
 }
 
-int loop_timer_arm(struct loop *loop, struct loop_timer *t, uint64_t delay_ms,
-		   loop_timer_fn *fn, void *arg)
+int loop_timer_arm(struct loop *loop, struct loop_timer *t, uint64_t delay_ms, loop_timer_fn *fn,
+		   void *arg)
 {
 	loop_timer_disarm(loop, t);
 	if (loop->heap_len == loop->heap_cap) {
@@ -262,8 +262,8 @@ void loop_post(struct loop *loop, struct loop_task *task, loop_task_fn *fn, void
 	head = __atomic_load_n(&loop->posted, __ATOMIC_RELAXED);
 	do {
 		task->next = head;
-	} while (!__atomic_compare_exchange_n(&loop->posted, &head, task, true,
-					      __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+	} while (!__atomic_compare_exchange_n(&loop->posted, &head, task, true, __ATOMIC_RELEASE,
+					      __ATOMIC_RELAXED));
 	/* Only the post that found the stack empty needs to wake the loop. */
 	if (head == NULL)
 		(void)!write(loop->wakefd, &one, sizeof(one));

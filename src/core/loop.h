@@ -22,7 +22,7 @@ typedef void loop_timer_fn(struct loop_timer *t);
 typedef void loop_task_fn(struct loop_task *task);
 
 struct loop_io {
-	int fd;     /* -1 once removed: stale events of the same batch are skipped */
+	int fd; /* -1 once removed: stale events of the same batch are skipped */
 	loop_io_fn *fn;
 	void *arg;
 };
@@ -50,16 +50,16 @@ void loop_stop(struct loop *loop);
 
 /* Registers fd with events (EPOLLIN, EPOLLOUT, EPOLLET, ...). On failure errno
  * is set and io is untouched. */
-int loop_io_add(struct loop *loop, struct loop_io *io, int fd, uint32_t events,
-		loop_io_fn *fn, void *arg);
+int loop_io_add(struct loop *loop, struct loop_io *io, int fd, uint32_t events, loop_io_fn *fn,
+		void *arg);
 int loop_io_mod(struct loop *loop, struct loop_io *io, uint32_t events);
 /* Unregisters (the caller still owns and closes fd); marks io dead for the rest
  * of the batch. Safe on an io that was never added (fd == -1). */
 void loop_io_del(struct loop *loop, struct loop_io *io);
 
 /* Arms (or re-arms) t to fire once, delay_ms from the loop's clock. */
-int loop_timer_arm(struct loop *loop, struct loop_timer *t, uint64_t delay_ms,
-		   loop_timer_fn *fn, void *arg);
+int loop_timer_arm(struct loop *loop, struct loop_timer *t, uint64_t delay_ms, loop_timer_fn *fn,
+		   void *arg);
 void loop_timer_disarm(struct loop *loop, struct loop_timer *t);
 static inline bool loop_timer_armed(const struct loop_timer *t)
 {

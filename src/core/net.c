@@ -32,9 +32,8 @@ int net_parse_port(const char *s, int allow_zero, struct errbuf *err)
 	return (int)v;
 }
 
-int net_split_hostport(const char *spec, int allow_port_zero,
-		       char host[NET_HOSTLEN], char port[NET_PORTLEN],
-		       struct errbuf *err)
+int net_split_hostport(const char *spec, int allow_port_zero, char host[NET_HOSTLEN],
+		       char port[NET_PORTLEN], struct errbuf *err)
 {
 	const char *h, *colon;
 	size_t hlen;
@@ -63,9 +62,12 @@ int net_split_hostport(const char *spec, int allow_port_zero,
 		h = spec;
 		hlen = (size_t)(colon - spec);
 		if (memchr(h, ':', hlen) != NULL)
-			return errbuf_set(err, "\"%.64s\": an IPv6 address needs brackets, as in [::1]:PORT", spec);
+			return errbuf_set(
+				err, "\"%.64s\": an IPv6 address needs brackets, as in [::1]:PORT",
+				spec);
 		if (hlen == 0)
-			return errbuf_set(err, "\"%.64s\": missing host (use *:PORT for any address)", spec);
+			return errbuf_set(
+				err, "\"%.64s\": missing host (use *:PORT for any address)", spec);
 	}
 	if (hlen >= NET_HOSTLEN)
 		return errbuf_set(err, "\"%.64s...\": host name too long", spec);
@@ -98,8 +100,8 @@ static int is_numeric_host(const char *host)
 	       (inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1);
 }
 
-int net_resolve(const char *host, const char *port, int flags,
-		struct addrinfo **out, struct errbuf *err)
+int net_resolve(const char *host, const char *port, int flags, struct addrinfo **out,
+		struct errbuf *err)
 {
 	struct addrinfo hints;
 	const char *node = host;
@@ -131,8 +133,7 @@ int net_resolve(const char *host, const char *port, int flags,
 	return 0;
 }
 
-int net_listen(const struct sockaddr *sa, socklen_t salen, int backlog,
-	       struct errbuf *err)
+int net_listen(const struct sockaddr *sa, socklen_t salen, int backlog, struct errbuf *err)
 {
 	char name[NET_ADDRSTRLEN];
 	int fd, e, one = 1;
@@ -171,7 +172,7 @@ fail:
 /* Waits for a connect in progress on a blocking socket; returns 0 or the error. */
 static int connect_wait(int fd)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	struct pollfd pfd = {.fd = fd, .events = POLLOUT};
 
 	while (poll(&pfd, 1, -1) < 0) {
 		if (errno != EINTR)
@@ -180,8 +181,7 @@ static int connect_wait(int fd)
 	return net_connect_result(fd) == 0 ? 0 : errno;
 }
 
-int net_connect(const struct sockaddr *sa, socklen_t salen, int nonblock,
-		struct errbuf *err)
+int net_connect(const struct sockaddr *sa, socklen_t salen, int nonblock, struct errbuf *err)
 {
 	char name[NET_ADDRSTRLEN];
 	int e, type = SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0);
@@ -298,10 +298,12 @@ void net_format_host(const struct sockaddr *sa, char *buf, size_t len)
 
 	switch (sa->sa_family) {
 	case AF_INET:
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, a, sizeof(a));
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, a,
+			  sizeof(a));
 		break;
 	case AF_INET6:
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, a, sizeof(a));
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, a,
+			  sizeof(a));
 		break;
 	default:
 		snprintf(a, sizeof(a), "?");

@@ -26,9 +26,8 @@ enum net_resolve_flags {
  * comes back without brackets ("*" stays "*"). Rejects a missing or non-numeric
  * port, ports outside 1..65535 (0 too unless allow_port_zero), unbracketed IPv6
  * addresses and trailing garbage. */
-int net_split_hostport(const char *spec, int allow_port_zero,
-		       char host[NET_HOSTLEN], char port[NET_PORTLEN],
-		       struct errbuf *err);
+int net_split_hostport(const char *spec, int allow_port_zero, char host[NET_HOSTLEN],
+		       char port[NET_PORTLEN], struct errbuf *err);
 
 /* Parses a decimal port number 1..65535 (0 too if allow_zero). Returns the port
  * or -1 with err filled in. */
@@ -36,20 +35,18 @@ int net_parse_port(const char *s, int allow_zero, struct errbuf *err);
 
 /* getaddrinfo for TCP. On success *out must be freed with freeaddrinfo().
  * AI_ADDRCONFIG applies to names only, never to a literal address. */
-int net_resolve(const char *host, const char *port, int flags,
-		struct addrinfo **out, struct errbuf *err);
+int net_resolve(const char *host, const char *port, int flags, struct addrinfo **out,
+		struct errbuf *err);
 
 /* A non-blocking, close-on-exec listening TCP socket bound to sa, with
  * SO_REUSEADDR and, for IPv6, IPV6_V6ONLY (so [::]:p and 0.0.0.0:p coexist).
  * On failure errno still holds the cause (EADDRINUSE, EAFNOSUPPORT, ...). */
-int net_listen(const struct sockaddr *sa, socklen_t salen, int backlog,
-	       struct errbuf *err);
+int net_listen(const struct sockaddr *sa, socklen_t salen, int backlog, struct errbuf *err);
 
 /* Starts a TCP connection. With nonblock the call returns at once and the
  * caller waits for writability, then calls net_connect_result(). On failure
  * errno still holds the cause. */
-int net_connect(const struct sockaddr *sa, socklen_t salen, int nonblock,
-		struct errbuf *err);
+int net_connect(const struct sockaddr *sa, socklen_t salen, int nonblock, struct errbuf *err);
 
 /* After a non-blocking connect became writable: 0 if connected, else -1 with the
  * socket error in errno. */

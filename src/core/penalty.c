@@ -89,8 +89,7 @@ static void table_reset(struct penalty_table *t)
 		t->generation = 1;
 }
 
-int penalty_configure(struct penalty_table *t, const struct penalty_settings *s,
-		      struct errbuf *err)
+int penalty_configure(struct penalty_table *t, const struct penalty_settings *s, struct errbuf *err)
 {
 	struct penalty_cidr *ex = NULL;
 	bool rekey;
@@ -123,7 +122,8 @@ static int source_addr(const struct sockaddr *sa, uint8_t addr[16])
 		return AF_INET;
 	}
 	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+		const struct in6_addr *a =
+			&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
 
 		if (IN6_IS_ADDR_V4MAPPED(a)) {
 			memcpy(addr, a->s6_addr + 12, 4);
@@ -383,8 +383,8 @@ int penalty_parse_cidr(const char *text, struct penalty_cidr *out, struct errbuf
 			max = 32;
 		}
 	} else {
-		return errbuf_set(err, "\"%.64s\": \"%s\" is not a numeric IPv4 or IPv6 address", text,
-				  addr);
+		return errbuf_set(err, "\"%.64s\": \"%s\" is not a numeric IPv4 or IPv6 address",
+				  text, addr);
 	}
 	out->bits = max;
 	if (slash != NULL) {
@@ -394,13 +394,14 @@ int penalty_parse_cidr(const char *text, struct penalty_cidr *out, struct errbuf
 		if (out->family == AF_INET && max == 32 && strchr(addr, ':') != NULL) {
 			/* A mapped block counts its bits in IPv6 terms. */
 			if (slash[1] == '\0' || *end != '\0' || bits < 96 || bits > 128)
-				return errbuf_set(err, "\"%.64s\": the prefix length must be 96..128",
-						  text);
+				return errbuf_set(
+					err, "\"%.64s\": the prefix length must be 96..128", text);
 			out->bits = (unsigned)bits - 96;
 			return 0;
 		}
 		if (slash[1] == '\0' || *end != '\0' || bits > max)
-			return errbuf_set(err, "\"%.64s\": the prefix length must be 0..%u", text, max);
+			return errbuf_set(err, "\"%.64s\": the prefix length must be 0..%u", text,
+					  max);
 		out->bits = (unsigned)bits;
 	}
 	return 0;

@@ -23,14 +23,14 @@ struct penalty_cidr {
 
 struct penalty_settings {
 	bool enabled;
-	unsigned authfail_ms;       /* added per failed login */
-	unsigned grace_ms;          /* added when the login grace time runs out */
-	unsigned noauth_ms;         /* added when a connection ends without an attempt */
-	unsigned min_ms;            /* refused once the penalty reaches this */
-	unsigned max_ms;            /* the penalty never exceeds this */
-	unsigned ipv4_bits;         /* netblock of an IPv4 source */
-	unsigned ipv6_bits;         /* netblock of an IPv6 source */
-	unsigned per_source_startups; /* logging-in connections per source; 0 = no cap */
+	unsigned authfail_ms;              /* added per failed login */
+	unsigned grace_ms;                 /* added when the login grace time runs out */
+	unsigned noauth_ms;                /* added when a connection ends without an attempt */
+	unsigned min_ms;                   /* refused once the penalty reaches this */
+	unsigned max_ms;                   /* the penalty never exceeds this */
+	unsigned ipv4_bits;                /* netblock of an IPv4 source */
+	unsigned ipv6_bits;                /* netblock of an IPv6 source */
+	unsigned per_source_startups;      /* logging-in connections per source; 0 = no cap */
 	const struct penalty_cidr *exempt; /* never penalised nor capped */
 	unsigned n_exempt;
 };

@@ -21,7 +21,7 @@
 #define SESSION_RELAY_BUDGET (1u << 20)
 /* A closing session waits this long for the client to read its last message
  * and hang up, so the message is not lost to a reset. */
-#define SESSION_LINGER_MS 2000
+#define SESSION_LINGER_MS    2000
 #define SESSION_LINGER_READS 16
 /* Output queued during login is small (prompts, messages): input is not read
  * while more than this waits for the client. */
@@ -31,13 +31,13 @@
  * sending must not keep the loop from its other sessions and its timers. */
 #define SESSION_LOGIN_BUDGET (16u << 10)
 
-#define SESSION_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET)
+#define SESSION_EVENTS       (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET)
 
 /* Only while logging in: the line buffer and the password-check job. */
 struct login {
 	struct line_reader in;
 	unsigned failures;
-	unsigned empty_lines; /* at the username prompt */
+	unsigned empty_lines;    /* at the username prompt */
 	struct loop_timer delay; /* the pause before a failure answer */
 	struct auth_job job;
 };
@@ -69,7 +69,7 @@ struct session {
 	bool c_rd, c_wr, c_drain;
 	bool u_rd, u_wr, u_drain;
 	bool counted_login;
-	bool connected;      /* the upstream accepted */
+	bool connected;         /* the upstream accepted */
 	uint32_t source_ticket; /* in the penalty table's per-source login count */
 };
 
@@ -171,8 +171,7 @@ static void session_enter(struct session *s, enum session_state st)
 	s->state = st;
 }
 
-static void session_log_fields(const struct session *s, char *addr, char *port,
-			       size_t addrlen)
+static void session_log_fields(const struct session *s, char *addr, char *port, size_t addrlen)
 {
 	net_format_host(&s->peer.sa, addr, addrlen);
 	snprintf(port, 8, "%u", net_sockaddr_port(&s->peer.sa));
@@ -201,8 +200,7 @@ static void session_log_closed(const struct session *s, const char *reason)
 {
 	char addr[NET_ADDRSTRLEN], port[8], in[24], out[24], dur[24];
 
-	if (s->user == NULL && !s->connected &&
-	    !session_log_unauthenticated(s, LOGRATE_CLOSED))
+	if (s->user == NULL && !s->connected && !session_log_unauthenticated(s, LOGRATE_CLOSED))
 		return;
 	session_log_fields(s, addr, port, sizeof(addr));
 	snprintf(in, sizeof(in), "%llu", (unsigned long long)s->up.bytes);
@@ -211,12 +209,10 @@ static void session_log_closed(const struct session *s, const char *reason)
 		 (unsigned long long)(loop_now_ms(session_loop(s)) - s->started_ms));
 	log_event(LOG_INFO, LOG_EV_SESSION_CLOSED, "session closed",
 		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
-			     {"SOCKGATE_GATEWAY", session_cfg(s)->name},
-			     {"SOCKGATE_USER", s->user},
+			     {"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", s->user},
 			     {"UPSTREAM", s->connected ? session_upstream_text(s) : NULL},
-			     {"SOCKGATE_STATE", session_state_name(s->state)},
-			     {"REASON", reason}, {"BYTES_IN", in}, {"BYTES_OUT", out},
-			     {"DURATION_MS", dur}));
+			     {"SOCKGATE_STATE", session_state_name(s->state)}, {"REASON", reason},
+			     {"BYTES_IN", in}, {"BYTES_OUT", out}, {"DURATION_MS", dur}));
 }
 
 static void session_close_fd(struct session *s, struct loop_io *io)
@@ -334,8 +330,8 @@ static void session_finish(struct session *s, const char *message, const char *r
 		session_close(s, reason);
 		return;
 	}
-	if (loop_timer_arm(session_loop(s), &s->timer, SESSION_LINGER_MS,
-			   session_linger_timeout, s) < 0) {
+	if (loop_timer_arm(session_loop(s), &s->timer, SESSION_LINGER_MS, session_linger_timeout,
+			   s) < 0) {
 		session_close(s, reason);
 		return;
 	}
@@ -425,8 +421,8 @@ static void session_start_task(struct loop_task *t)
 		return;
 	}
 	if (cfg->login.grace_time_ms > 0 &&
-	    loop_timer_arm(w->loop, &s->timer, cfg->login.grace_time_ms, session_grace_timeout,
-			   s) < 0) {
+	    loop_timer_arm(w->loop, &s->timer, cfg->login.grace_time_ms, session_grace_timeout, s) <
+		    0) {
 		session_close(s, "out of memory");
 		return;
 	}
@@ -464,9 +460,8 @@ static void session_log_login(const struct session *s, enum log_event ev, const 
 		  /* The address first: a filter (fail2ban) anchors on it, and what a
 		   * client typed as its user name can then never pose as it. */
 		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
-			     {"SOCKGATE_GATEWAY", session_cfg(s)->name},
-			     {"SOCKGATE_USER", user}, {"SOCKGATE_ATTEMPT", attempt},
-			     {"REASON", reason}));
+			     {"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", user},
+			     {"SOCKGATE_ATTEMPT", attempt}, {"REASON", reason}));
 }
 
 /* Adds a penalty to the client's source; logs when that starts a refusal. */
@@ -647,7 +642,8 @@ static void session_on_line(struct session *s, char *line, size_t len)
 		 * free either: a few, then the connection ends. */
 		if (++s->login->empty_lines > cfg->login.max_empty_lines) {
 			session_login_abandoned(s, "too many empty login lines");
-			session_finish(s, "\nToo many empty lines.\n", "too many empty login lines");
+			session_finish(s, "\nToo many empty lines.\n",
+				       "too many empty login lines");
 			return;
 		}
 		prompt = cfg->login.username_prompt;
@@ -748,9 +744,8 @@ static void session_log_upstream_failure(const struct session *s, const char *wh
 		return;
 	session_log_fields(s, addr, port, sizeof(addr));
 	log_event(LOG_WARNING, LOG_EV_UPSTREAM_UNREACHABLE, "upstream connect failed",
-		  LOG_FIELDS({"SOCKGATE_GATEWAY", session_cfg(s)->name},
-			     {"SOCKGATE_USER", s->user}, {"REMOTE_ADDR", addr},
-			     {"REMOTE_PORT", port},
+		  LOG_FIELDS({"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", s->user},
+			     {"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
 			     {"UPSTREAM", session_cfg(s)->upstream[s->upstream_idx].text},
 			     {"REASON", what}));
 }
@@ -799,7 +794,8 @@ static void session_connect_next(struct session *s)
 			continue;
 		}
 		s->u_rd = s->u_wr = s->u_drain = false;
-		if (loop_io_add(loop, &s->upstream, fd, SESSION_EVENTS, session_upstream_cb, s) < 0) {
+		if (loop_io_add(loop, &s->upstream, fd, SESSION_EVENTS, session_upstream_cb, s) <
+		    0) {
 			close(fd);
 			session_close(s, "cannot register socket");
 			return;

@@ -24,11 +24,11 @@ struct worker {
 	struct loop *loop;
 	struct auth_pool *auth;
 	struct penalty_table *penalties; /* shared by all workers; may be NULL */
-	struct lograte *lograte; /* shared by all workers; may be NULL */
-	unsigned sessions;   /* atomic: open sessions on this worker */
-	unsigned logging_in; /* atomic: of those, not yet relaying */
-	struct session *list; /* this thread only */
-	char *scratch;        /* relay read buffer, shared by its sessions */
+	struct lograte *lograte;         /* shared by all workers; may be NULL */
+	unsigned sessions;               /* atomic: open sessions on this worker */
+	unsigned logging_in;             /* atomic: of those, not yet relaying */
+	struct session *list;            /* this thread only */
+	char *scratch;                   /* relay read buffer, shared by its sessions */
 	size_t scratch_len;
 	struct loop_task stop_task;
 	const char *stop_reason;

@@ -193,10 +193,11 @@ static int password_fits(const struct options *o, const struct password *pw, str
 	 * would stop at a NUL: such a password could never be used as set. */
 	for (size_t i = 0; i < pw->len; i++)
 		if ((unsigned char)pw->s[i] < 0x20 || pw->s[i] == 0x7f)
-			return errbuf_set(err,
-					  "the password has a control character (byte %zu is 0x%02x), "
-					  "which no login at the gateway can send",
-					  i + 1, (unsigned char)pw->s[i]);
+			return errbuf_set(
+				err,
+				"the password has a control character (byte %zu is 0x%02x), "
+				"which no login at the gateway can send",
+				i + 1, (unsigned char)pw->s[i]);
 	if (max != 0 && pw->len > max)
 		return errbuf_set(err,
 				  "password is %zu bytes; %s uses only the first %zu: choose a "
@@ -311,7 +312,9 @@ static int hash_make(const char *prefix, const struct password *pw, struct buffe
 	 * rounds) date from slower machines, so ask for more: a few tens of ms per
 	 * guess, like yescrypt. NULL random bytes: libxcrypt draws the salt from
 	 * the kernel itself. */
-	unsigned long count = strcmp(prefix, "$2b$") == 0 ? 10 : strcmp(prefix, "$6$") == 0 ? 200000 : 0;
+	unsigned long count = strcmp(prefix, "$2b$") == 0  ? 10
+			      : strcmp(prefix, "$6$") == 0 ? 200000
+							   : 0;
 
 	if (crypt_gensalt_rn(prefix, count, NULL, 0, setting, sizeof(setting)) == NULL)
 		return errbuf_errno(err, errno, "cannot make a salt for %s", prefix);

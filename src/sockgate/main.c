@@ -11,15 +11,16 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: sockgate [-t] [-d] [-c FILE]\n"
-		   "       sockgate --reload PID\n"
-		   "  -c, --config FILE  configuration file (default %s)\n"
-		   "  -t, --test         check the configuration and credentials files, then exit\n"
-		   "  -d, --debug        log debugging messages too\n"
-		   "      --reload PID   make the running daemon PID reload, and wait until it has\n"
-		   "                     (exit 0: new configuration in use, 1: rejected)\n"
-		   "  -h, --help         show this help\n"
-		   "  -V, --version      show the version\n",
+	fprintf(f,
+		"usage: sockgate [-t] [-d] [-c FILE]\n"
+		"       sockgate --reload PID\n"
+		"  -c, --config FILE  configuration file (default %s)\n"
+		"  -t, --test         check the configuration and credentials files, then exit\n"
+		"  -d, --debug        log debugging messages too\n"
+		"      --reload PID   make the running daemon PID reload, and wait until it has\n"
+		"                     (exit 0: new configuration in use, 1: rejected)\n"
+		"  -h, --help         show this help\n"
+		"  -V, --version      show the version\n",
 		CONFIG_DEFAULT_PATH);
 }
 
@@ -56,7 +57,9 @@ int main(int argc, char **argv)
 			long pid = strtol(optarg, &end, 10);
 
 			if (*optarg == '\0' || *end != '\0' || pid <= 1 || pid > INT32_MAX) {
-				fprintf(stderr, "sockgate: --reload wants the daemon's process id, not \"%s\"\n",
+				fprintf(stderr,
+					"sockgate: --reload wants the daemon's process id, not "
+					"\"%s\"\n",
 					optarg);
 				return 2;
 			}

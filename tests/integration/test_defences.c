@@ -3,10 +3,10 @@
  * delay, start-up limits with random early drop, the per-source cap, the
  * bounded password-check queue, a slowloris flood, revocation on reload, and
  * unknown users costing what wrong passwords cost. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <arpa/inet.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,10 +28,9 @@
 #include "fixture.h"
 
 #define PASSWORD "Correct-Horse-7"
-#define T FIXTURE_TIMEOUT_MS
+#define T        FIXTURE_TIMEOUT_MS
 
-static const char *const users[] = {"alice", PASSWORD, "bob", "bob-pw", "carol", "carol-pw",
-				     NULL};
+static const char *const users[] = {"alice", PASSWORD, "bob", "bob-pw", "carol", "carol-pw", NULL};
 
 struct ctx {
 	struct fixture f;
@@ -244,8 +243,9 @@ static void startups_random_early_drop(void **state)
 
 static int setup_per_source(void **state)
 {
-	return start(state, "limits = { per_source_startups = 3; };\n"
-			    "penalties = { ipv4_netblock = 32; };",
+	return start(state,
+		     "limits = { per_source_startups = 3; };\n"
+		     "penalties = { ipv4_netblock = 32; };",
 		     "");
 }
 
@@ -279,8 +279,9 @@ static void per_source_cap(void **state)
 
 static int setup_queue(void **state)
 {
-	return start(state, "auth_threads = 1;\nlimits = { auth_queue = 2; };\n"
-			    "penalties = { enabled = false; };",
+	return start(state,
+		     "auth_threads = 1;\nlimits = { auth_queue = 2; };\n"
+		     "penalties = { enabled = false; };",
 		     "login = { failure_delay = 0; };");
 }
 
@@ -392,9 +393,8 @@ static void rewrite_users(struct fixture *f, const char *const pairs[])
 	memset(&scratch, 0, sizeof(scratch));
 	if (snprintf(scratch.users, sizeof(scratch.users), "%.4000s.new", f->users) < 0)
 		fail();
-	assert_int_equal(fixture_write_users(&scratch, (const char *const[]){pairs[0], pairs[1],
-									  NULL}),
-			 0);
+	assert_int_equal(
+		fixture_write_users(&scratch, (const char *const[]){pairs[0], pairs[1], NULL}), 0);
 	gen = fopen(scratch.users, "r");
 	assert_non_null(gen);
 	while (fgets(line, sizeof(line), gen) != NULL)
@@ -421,8 +421,7 @@ static void rewrite_users(struct fixture *f, const char *const pairs[])
 static void revoke_on_reload_ends_changed_users(void **state)
 {
 	struct ctx *c = *state;
-	static const char *const changed[] = {"alice", "a-new-password", "carol", "carol-pw",
-					      NULL};
+	static const char *const changed[] = {"alice", "a-new-password", "carol", "carol-pw", NULL};
 	int alice = fixture_login(c->f.port, "alice", PASSWORD);
 	int bob = fixture_login(c->f.port, "bob", "bob-pw");
 	int carol = fixture_login(c->f.port, "carol", "carol-pw");
@@ -525,8 +524,8 @@ static void unknown_user_costs_like_wrong_password(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(brute_force_penalised_then_expires,
-						setup_penalties, teardown),
+		cmocka_unit_test_setup_teardown(brute_force_penalised_then_expires, setup_penalties,
+						teardown),
 		cmocka_unit_test_setup_teardown(failure_answer_delayed_at_random, setup_delay,
 						teardown),
 		cmocka_unit_test_setup_teardown(startups_random_early_drop, setup_startups,

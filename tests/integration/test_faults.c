@@ -62,7 +62,6 @@ static long long now_ms(void)
 /* Milliseconds until deadline, never negative: a poll() timeout. */
 /* ---- the daemon seen from /proc ----------------------------------------- */
 
-
 /* What each of pid's descriptors is, on stderr: for a failure message. */
 static void proc_fd_dump(pid_t pid)
 {
@@ -104,7 +103,6 @@ static long proc_rss_kib(pid_t pid)
 	fclose(f);
 	return kib;
 }
-
 
 /* Whether a TCP socket with local port port is in TIME_WAIT (state 06 in /proc/net/tcp). */
 static bool time_wait_on(int port)
@@ -376,8 +374,8 @@ static const char *gateway(struct ctx *c, char *buf, size_t len, const char *nam
 /* Every client of these tests is 127.0.0.1, one source: the per-source defences (tested in
  * test_defences and test_hostile) would only refuse the load these tests put on the daemon,
  * and the tests count every session's "session closed" line. */
-#define ONE_HOST_LOAD                                                                          \
-	"limits = { per_source_startups = 0; };\npenalties = { noauth = 0; };\n"                \
+#define ONE_HOST_LOAD                                                                              \
+	"limits = { per_source_startups = 0; };\npenalties = { noauth = 0; };\n"                   \
 	"log_limits = { per_source = 0; };\n"
 
 static void write_gateways(struct ctx *c, const char *g1, const char *g2)
@@ -411,8 +409,6 @@ static int gateway_port(struct ctx *c, const char *name)
 }
 
 /* ---- client helpers ------------------------------------------------------ */
-
-
 
 static int local_port(int fd)
 {
@@ -797,7 +793,8 @@ static void thread_states(pid_t pid, unsigned *running, unsigned *busy_loops)
 		if ((f = fopen(file, "r")) == NULL)
 			continue; /* a thread that just ended */
 		stopped = fgets(text, sizeof(text), f) != NULL &&
-			  (paren = strrchr(text, ')')) != NULL && paren[1] == ' ' && paren[2] == 'T';
+			  (paren = strrchr(text, ')')) != NULL && paren[1] == ' ' &&
+			  paren[2] == 'T';
 		fclose(f);
 		if (!stopped) {
 			(*running)++;
@@ -856,9 +853,12 @@ static bool tcp_connection_listed(int client_port, int gateway_port)
 		unsigned local, remote, state;
 
 		if (sscanf(line, " %*d: %*8[0-9A-F]:%4X %*8[0-9A-F]:%4X %2X", &local, &remote,
-			   &state) == 3 && state != 6 /* TIME_WAIT */)
-			listed = (local == (unsigned)client_port && remote == (unsigned)gateway_port) ||
-				 (local == (unsigned)gateway_port && remote == (unsigned)client_port);
+			   &state) == 3 &&
+		    state != 6 /* TIME_WAIT */)
+			listed = (local == (unsigned)client_port &&
+				  remote == (unsigned)gateway_port) ||
+				 (local == (unsigned)gateway_port &&
+				  remote == (unsigned)client_port);
 	}
 	fclose(f);
 	return listed;

@@ -4,10 +4,10 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +23,7 @@
 #include "fixture.h"
 
 #define PASSWORD "s3cr3t-Pw!x"
-#define T FIXTURE_TIMEOUT_MS
+#define T        FIXTURE_TIMEOUT_MS
 
 static const char *const users[] = {"alice", PASSWORD, "bob", "hunter2-bob", NULL};
 
@@ -77,9 +77,6 @@ static int teardown(void **state)
 	assert_false(leaked);
 	return 0;
 }
-
-
-
 
 static void login_and_relay(void **state)
 {
@@ -140,8 +137,8 @@ static void notify_reader_stops_reading(void **state)
 		filler = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		assert_true(filler >= 0);
 		sent = 0;
-		while (sent < 100000 && sendto(filler, "X=1", 3, MSG_NOSIGNAL,
-					       (struct sockaddr *)&sun, sl) == 3)
+		while (sent < 100000 &&
+		       sendto(filler, "X=1", 3, MSG_NOSIGNAL, (struct sockaddr *)&sun, sl) == 3)
 			sent++;
 		assert_int_equal(errno, EAGAIN);
 		fillers[nfill++] = filler;
@@ -501,7 +498,8 @@ static void reload_broken_config(void **state)
 	int fd;
 
 	assert_true(live >= 0);
-	assert_int_equal(fixture_write_config(&c->f, "gateways = ( { name = \"x\"; oops } );\n"), 0);
+	assert_int_equal(fixture_write_config(&c->f, "gateways = ( { name = \"x\"; oops } );\n"),
+			 0);
 	assert_int_equal(fixture_reload(&c->f), 0);
 	assert_int_equal(fixture_log_wait(&c->f, "reload failed", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, "sockgate.conf:1"));
@@ -660,7 +658,8 @@ static void check_mode(void **state)
 	 * never the password itself. */
 	snprintf(text, sizeof(text),
 		 "gateways = ( { name = \"t\"; upstream = \"127.0.0.1:1\";\n"
-		 "  credentials = \"%s\"; } );\n", c->f.users);
+		 "  credentials = \"%s\"; } );\n",
+		 c->f.users);
 	assert_int_equal(fixture_write_config(&c->f, text), 0);
 	{
 		FILE *f = fopen(c->f.users, "w");
@@ -712,7 +711,8 @@ static void reload_removes_listener_with_pending_event(void **state)
 	const char *p;
 
 	snprintf(text, sizeof(text),
-		 "gateways = ( { name = \"a\"; listen = \"127.0.0.1:0\"; upstream = \"127.0.0.1:%d\";"
+		 "gateways = ( { name = \"a\"; listen = \"127.0.0.1:0\"; upstream = "
+		 "\"127.0.0.1:%d\";"
 		 " credentials = \"%s\"; },\n"
 		 "  { name = \"b\"; listen = \"127.0.0.2:0\"; upstream = \"127.0.0.1:%d\";"
 		 " credentials = \"%s\"; } );\n",
@@ -726,7 +726,8 @@ static void reload_removes_listener_with_pending_event(void **state)
 
 	/* Gateway b goes away. */
 	snprintf(text, sizeof(text),
-		 "gateways = ( { name = \"a\"; listen = \"127.0.0.1:0\"; upstream = \"127.0.0.1:%d\";"
+		 "gateways = ( { name = \"a\"; listen = \"127.0.0.1:0\"; upstream = "
+		 "\"127.0.0.1:%d\";"
 		 " credentials = \"%s\"; } );\n",
 		 c->f.upstream_port, c->f.users);
 	assert_int_equal(fixture_write_config(&c->f, text), 0);
@@ -773,7 +774,8 @@ static void reload_request_waits_for_outcome(void **state)
 	char buf[4096];
 	int fd;
 
-	assert_int_equal(fixture_simple_config(&c->f, "login = { success_message = \"v2\\n\"; };"), 0);
+	assert_int_equal(fixture_simple_config(&c->f, "login = { success_message = \"v2\\n\"; };"),
+			 0);
 	assert_int_equal(request_reload(c->f.daemon.pid), 0);
 	/* No waiting: when --reload returned, the new text is in use. */
 	fd = harness_connect("127.0.0.1", c->f.port);

@@ -468,8 +468,9 @@ static void test_methods(void **state)
  * stays as it was. 72 bytes still go through, and each of them counts. */
 static void test_bcrypt_refuses_over_72_bytes(void **state)
 {
-	static const char msg73[] = "sockgate-passwd: password is 73 bytes; bcrypt uses only the "
-				    "first 72: choose a shorter one or use yescrypt (the default)\n";
+	static const char msg73[] =
+		"sockgate-passwd: password is 73 bytes; bcrypt uses only the "
+		"first 72: choose a shorter one or use yescrypt (the default)\n";
 	struct fixture *f = *state;
 	char pw[CREDENTIALS_MAX_PASSWORD + 2], other[sizeof(pw)], created[192];
 	struct snapshot before;
@@ -622,8 +623,9 @@ static void test_mixed_methods_warn(void **state)
 	expect_status(&r, 0, NULL);
 	assert_null(strstr(r.err, "different hash methods"));
 	run_tool(&r, "pw-b\n", 0, "--stdin", "-m", "bcrypt", f->path, "bob", NULL);
-	expect_status(&r, 0, "have 2 different hash methods or costs: only the largest group "
-			     "(1 of 2 users)");
+	expect_status(&r, 0,
+		      "have 2 different hash methods or costs: only the largest group "
+		      "(1 of 2 users)");
 	run_tool(&r, "pw-b\n", 0, "-v", "--stdin", f->path, "bob", NULL);
 	expect_status(&r, 0, NULL);
 	run_tool(&r, "pw-b\n", 0, "--stdin", f->path, "bob", NULL);

@@ -139,8 +139,8 @@ int fixture_start_env(struct fixture *f, const char *const prefix[], const char 
 	if (f->notify_fd < 0)
 		return -1;
 	snprintf(env_notify, sizeof(env_notify), "NOTIFY_SOCKET=%s", f->notify_path);
-	for (size_t i = 0; extra != NULL && extra[i] != NULL && i + 2 < sizeof(env) / sizeof(env[0]);
-	     i++)
+	for (size_t i = 0;
+	     extra != NULL && extra[i] != NULL && i + 2 < sizeof(env) / sizeof(env[0]); i++)
 		env[i + 1] = extra[i];
 	if (harness_spawn(&f->daemon, argv, env, HARNESS_STDIN_NULL | HARNESS_STDOUT_NULL) < 0)
 		return -1;
@@ -278,8 +278,8 @@ int fixture_login(int port, const char *user, const char *password)
 	snprintf(line, sizeof(line), "%s\n", password);
 	if (harness_write_all(fd, line, strlen(line), FIXTURE_TIMEOUT_MS) < 0)
 		goto fail;
-	if (fixture_expect(fd, "You are now logged in.\n", buf, sizeof(buf),
-			   FIXTURE_TIMEOUT_MS) < 0)
+	if (fixture_expect(fd, "You are now logged in.\n", buf, sizeof(buf), FIXTURE_TIMEOUT_MS) <
+	    0)
 		goto fail;
 	return fd;
 fail:

@@ -23,8 +23,8 @@ struct fixture {
 	struct logtap *log;
 	int notify_fd;
 	char notify_path[128];
-	int port;  /* the first IPv4 listener's port */
-	int port6; /* the first IPv6 listener's port, or 0 */
+	int port;      /* the first IPv4 listener's port */
+	int port6;     /* the first IPv6 listener's port, or 0 */
 	size_t cursor; /* logtap cursor for fixture_log_wait */
 };
 

@@ -132,8 +132,8 @@ void logtap_stop(struct logtap *t)
 	free(t);
 }
 
-int logtap_wait(struct logtap *t, const char *needle, size_t *cursor, char *line,
-		size_t len, int timeout_ms)
+int logtap_wait(struct logtap *t, const char *needle, size_t *cursor, char *line, size_t len,
+		int timeout_ms)
 {
 	struct timespec deadline;
 	size_t from = cursor != NULL ? *cursor : 0;

@@ -16,8 +16,8 @@ void logtap_stop(struct logtap *t);
 /* Waits until a line containing needle has been logged at or after line number
  * *cursor (0 = the first line); on success copies it into line (if not NULL),
  * sets *cursor past it and returns 0; -1 on timeout or when the pipe closed. */
-int logtap_wait(struct logtap *t, const char *needle, size_t *cursor, char *line,
-		size_t len, int timeout_ms);
+int logtap_wait(struct logtap *t, const char *needle, size_t *cursor, char *line, size_t len,
+		int timeout_ms);
 
 /* Lines logged so far that contain needle. */
 unsigned logtap_count(struct logtap *t, const char *needle);

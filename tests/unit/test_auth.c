@@ -30,9 +30,9 @@
 #include "hash_memory.h"
 #include "loop.h"
 
-#define WAIT_MS 5000 /* bound on every wait for something that must happen */
-#define QUIET_MS 200 /* how long something that must not happen is watched for */
-#define FAR_MS 60000 /* a relaying time that keeps the window open for the whole test */
+#define WAIT_MS      5000  /* bound on every wait for something that must happen */
+#define QUIET_MS     200   /* how long something that must not happen is watched for */
+#define FAR_MS       60000 /* a relaying time that keeps the window open for the whole test */
 #define REGION_BYTES (2 * HASH_MEMORY_MIN_BYTES)
 
 /* What the fake check and the reply loop share with the test. */
@@ -45,9 +45,9 @@ static struct {
 	unsigned done[AUTH_NO_CREDENTIALS + 1];
 	const struct credentials *seen[16]; /* by ticket: what the check was given */
 	unsigned n_done;
-	bool use_memory;             /* each check maps, fills and unmaps a region */
-	long faults[2];              /* by ticket: the page faults filling it took */
-} fake = { .lock = PTHREAD_MUTEX_INITIALIZER }; /* cond: on CLOCK_MONOTONIC, see main() */
+	bool use_memory;                      /* each check maps, fills and unmaps a region */
+	long faults[2];                       /* by ticket: the page faults filling it took */
+} fake = {.lock = PTHREAD_MUTEX_INITIALIZER}; /* cond: on CLOCK_MONOTONIC, see main() */
 
 enum credentials_result __wrap_credentials_verify(const struct credentials *c, const char *user,
 						  const char *password);
@@ -63,7 +63,8 @@ static long thread_minor_faults(void)
 static void use_memory(unsigned ticket)
 {
 	long before = thread_minor_faults();
-	char *p = mmap(NULL, REGION_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *p = mmap(NULL, REGION_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		       0);
 
 	if (p == MAP_FAILED)
 		return;
@@ -181,7 +182,9 @@ static void *run_loop(void *arg)
 static struct env *env_new(unsigned threads, unsigned threads_relaying)
 {
 	struct auth_pool_settings s = {
-		.threads = threads, .threads_relaying = threads_relaying, .max_queue = 16,
+		.threads = threads,
+		.threads_relaying = threads_relaying,
+		.max_queue = 16,
 	};
 	struct env *e = calloc(1, sizeof(*e));
 	struct errbuf err;
@@ -474,8 +477,8 @@ int main(void)
 		cmocka_unit_test_teardown(all_threads_again_when_relaying_stops, teardown),
 		cmocka_unit_test_teardown(allowed_follows_the_window, teardown),
 		cmocka_unit_test_teardown(stop_answers_checks_held_back, teardown),
-		cmocka_unit_test_teardown(checks_back_to_back_share_memory_a_waiting_thread_frees_it,
-					  teardown),
+		cmocka_unit_test_teardown(
+			checks_back_to_back_share_memory_a_waiting_thread_frees_it, teardown),
 		cmocka_unit_test_teardown(a_check_uses_what_is_in_force_when_it_starts, teardown),
 		cmocka_unit_test_teardown(a_password_changed_during_the_check_is_checked_again,
 					  teardown),

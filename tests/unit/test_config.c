@@ -882,7 +882,8 @@ static void test_warnings(void **state)
 		{"penalties = { noauth = 0; };", "", "penalties.noauth = 0"},
 		{"log_limits = { per_source = 0; };", "", "log_limits.per_source = 0"},
 		{"", "max_sessions = 1000;",
-		 "gateway demo: max_sessions (1000) is reached before limits.startups.begin (6000)"},
+		 "gateway demo: max_sessions (1000) is reached before limits.startups.begin "
+		 "(6000)"},
 		{"limits = { per_source_startups = 1000; };", "",
 		 "gateway demo: one host may hold 1000 of its 9000 sessions"},
 		{"", "login = { grace_time = 0; };", "gateway demo: login.grace_time = 0"},

@@ -20,7 +20,7 @@
 
 #include "hash_memory.h"
 
-#define REGION (2 * HASH_MEMORY_MIN_BYTES)
+#define REGION  (2 * HASH_MEMORY_MIN_BYTES)
 #define WORKING (PROT_READ | PROT_WRITE), (MAP_PRIVATE | MAP_ANONYMOUS), -1, 0
 
 /* sockgate-passwd's default: yescrypt, 16 MiB of working memory. */

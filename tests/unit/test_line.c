@@ -1,8 +1,8 @@
 /* test_line: the login line splitter, as a table of inputs and the lines (or
  * the error) they must give, fed whole and one byte at a time. */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -13,7 +13,7 @@
 struct line_case {
 	const char *name;
 	const char *input;
-	size_t input_len; /* 0: strlen(input) */
+	size_t input_len;     /* 0: strlen(input) */
 	const char *lines[4]; /* the lines expected, in order */
 	enum line_result end; /* what follows the last line */
 	const char *rest;     /* bytes left pending after the last line */
@@ -31,8 +31,7 @@ static const struct line_case cases[] = {
 	{"cr pending", "alice\r", 0, {NULL}, LINE_NEED_MORE, "alice\r"},
 	/* The session stops taking lines after the password: what follows may be
 	 * binary and stays pending, whatever a further line_take() says of it. */
-	{"pipelined rest", "u\np\nbinary\x01", 0, {"u", "p"}, LINE_BAD_CHAR,
-	 "binary\x01"},
+	{"pipelined rest", "u\np\nbinary\x01", 0, {"u", "p"}, LINE_BAD_CHAR, "binary\x01"},
 	{"nul", "al\0ice\n", 7, {NULL}, LINE_BAD_CHAR, NULL},
 	{"tab", "al\tice\n", 0, {NULL}, LINE_BAD_CHAR, NULL},
 	{"escape", "\x1b[2J\n", 0, {NULL}, LINE_BAD_CHAR, NULL},
@@ -43,16 +42,46 @@ static const struct line_case cases[] = {
 	{"256 bytes", long256, 0, {NULL}, LINE_TOO_LONG, NULL},
 	{"bad after good", "ok\nb\x01\n", 0, {"ok"}, LINE_BAD_CHAR, NULL},
 	/* What telnet sends: option negotiation first, Enter as CR LF or CR NUL. */
-	{"telnet negotiation", "\xff\xfd\x03\xff\xfb\x18\xff\xfb\x1f" "alice\r\n", 0, {"alice"},
-	 LINE_NEED_MORE, ""},
+	{"telnet negotiation",
+	 "\xff\xfd\x03\xff\xfb\x18\xff\xfb\x1f"
+	 "alice\r\n",
+	 0,
+	 {"alice"},
+	 LINE_NEED_MORE,
+	 ""},
 	{"telnet inside a line", "al\xff\xf1ice\n", 0, {"alice"}, LINE_NEED_MORE, ""},
-	{"telnet subnegotiation", "\xff\xfa\x18\x00xterm\xff\xf0" "bob\n", 15, {"bob"},
-	 LINE_NEED_MORE, ""},
-	{"telnet escaped 0xff", "a\xff\xff" "b\n", 0, {"a\xff" "b"}, LINE_NEED_MORE, ""},
-	{"telnet cr nul", "alice\r\0secret\r\0", 5 + 2 + 6 + 2, {"alice", "secret"}, LINE_NEED_MORE, ""},
-	{"telnet cr nul then crlf", "alice\r\0\r\nsecret\r\0\n", 5 + 4 + 6 + 3,
-	 {"alice", "secret"}, LINE_NEED_MORE, ""},
-	{"relay data untouched", "u\np\n\xff\xfd\x01raw", 0, {"u", "p"}, LINE_NEED_MORE,
+	{"telnet subnegotiation",
+	 "\xff\xfa\x18\x00xterm\xff\xf0"
+	 "bob\n",
+	 15,
+	 {"bob"},
+	 LINE_NEED_MORE,
+	 ""},
+	{"telnet escaped 0xff",
+	 "a\xff\xff"
+	 "b\n",
+	 0,
+	 {"a\xff"
+	  "b"},
+	 LINE_NEED_MORE,
+	 ""},
+	{"telnet cr nul",
+	 "alice\r\0secret\r\0",
+	 5 + 2 + 6 + 2,
+	 {"alice", "secret"},
+	 LINE_NEED_MORE,
+	 ""},
+	{"telnet cr nul then crlf",
+	 "alice\r\0\r\nsecret\r\0\n",
+	 5 + 4 + 6 + 3,
+	 {"alice", "secret"},
+	 LINE_NEED_MORE,
+	 ""},
+	{"relay data untouched",
+	 "u\np\n\xff\xfd\x01raw",
+	 0,
+	 {"u", "p"},
+	 LINE_NEED_MORE,
 	 "\xff\xfd\x01raw"},
 };
 

@@ -133,7 +133,7 @@ static void grace_penalty(void **state)
 	uint64_t now = 42;
 
 	(void)state;
-	assert_false(failure(t, "203.0.113.5", PENALTY_GRACE, now)); /* 10 s */
+	assert_false(failure(t, "203.0.113.5", PENALTY_GRACE, now));   /* 10 s */
 	assert_true(failure(t, "203.0.113.5", PENALTY_AUTHFAIL, now)); /* 15 s */
 	penalty_free(t);
 }
@@ -274,11 +274,20 @@ static void cidr_parsing(void **state)
 		int ok;
 		unsigned bits;
 	} rows[] = {
-		{"192.0.2.0/24", 1, 24}, {"192.0.2.1", 1, 32},	   {"::1", 1, 128},
-		{"2001:db8::/32", 1, 32}, {"0.0.0.0/0", 1, 0},	   {"192.0.2.0/33", 0, 0},
-		{"2001:db8::/129", 0, 0}, {"192.0.2.0/", 0, 0},	   {"/24", 0, 0},
-		{"host.example/24", 0, 0}, {"192.0.2.0/2x", 0, 0}, {"", 0, 0},
-		{"::ffff:192.0.2.0/120", 1, 24}, {"::ffff:192.0.2.7", 1, 32},
+		{"192.0.2.0/24", 1, 24},
+		{"192.0.2.1", 1, 32},
+		{"::1", 1, 128},
+		{"2001:db8::/32", 1, 32},
+		{"0.0.0.0/0", 1, 0},
+		{"192.0.2.0/33", 0, 0},
+		{"2001:db8::/129", 0, 0},
+		{"192.0.2.0/", 0, 0},
+		{"/24", 0, 0},
+		{"host.example/24", 0, 0},
+		{"192.0.2.0/2x", 0, 0},
+		{"", 0, 0},
+		{"::ffff:192.0.2.0/120", 1, 24},
+		{"::ffff:192.0.2.7", 1, 32},
 		{"::ffff:192.0.2.0/64", 0, 0},
 	};
 	struct penalty_cidr c;
@@ -301,9 +310,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(threshold_and_expiry), cmocka_unit_test(repeat_offences_capped),
-		cmocka_unit_test(grace_penalty),	cmocka_unit_test(netblocks),
-		cmocka_unit_test(exempt_and_disabled),	cmocka_unit_test(per_source_startups),
-		cmocka_unit_test(full_table),		cmocka_unit_test(cidr_parsing),
+		cmocka_unit_test(grace_penalty),        cmocka_unit_test(netblocks),
+		cmocka_unit_test(exempt_and_disabled),  cmocka_unit_test(per_source_startups),
+		cmocka_unit_test(full_table),           cmocka_unit_test(cidr_parsing),
 	};
 
 	return cmocka_run_group_tests_name("penalty", tests, NULL, NULL);

@@ -54,46 +54,97 @@ struct script {
 };
 
 static const struct script scripts[] = {
-	{"login, relay, half-close both ways", "",
-	 {{C_EXPECT, "Username: "}, {C_SEND, "alice\n"}, {C_EXPECT, "Password: "},
-	  {C_SEND, "pw\n"}, {U_ACCEPT, NULL},
+	{"login, relay, half-close both ways",
+	 "",
+	 {{C_EXPECT, "Username: "},
+	  {C_SEND, "alice\n"},
+	  {C_EXPECT, "Password: "},
+	  {C_SEND, "pw\n"},
+	  {U_ACCEPT, NULL},
 	  {C_EXPECT, "Username and password are correct.\nYou are now logged in.\n"},
-	  {C_SEND, "to upstream"}, {U_EXPECT, "to upstream"}, {U_SEND, "to client"},
-	  {C_EXPECT, "to client"}, {C_SHUT, NULL}, {U_EOF, NULL}, {U_SEND, "late answer"},
-	  {C_EXPECT, "late answer"}, {U_SHUT, NULL}, {C_EOF, NULL}}},
-	{"pipelined bytes after the password go upstream, the login does not", "",
-	 {{C_SEND, "alice\npw\nearly\x01\x02 data"}, {U_ACCEPT, NULL},
-	  {C_EXPECT, "You are now logged in.\n"}, {U_EXPECT, "early\x01\x02 data"},
-	  {U_SHUT, NULL}, {C_SHUT, NULL}, {C_EOF, NULL}, {U_EOF, NULL}}},
-	{"wrong password, then the right one", "",
-	 {{C_SEND, "alice\nbad\n"}, {C_EXPECT, "Username or password is incorrect.\nUsername: "},
-	  {C_SEND, "alice\npw\n"}, {U_ACCEPT, NULL}, {C_EXPECT, "You are now logged in.\n"},
+	  {C_SEND, "to upstream"},
+	  {U_EXPECT, "to upstream"},
+	  {U_SEND, "to client"},
+	  {C_EXPECT, "to client"},
+	  {C_SHUT, NULL},
+	  {U_EOF, NULL},
+	  {U_SEND, "late answer"},
+	  {C_EXPECT, "late answer"},
+	  {U_SHUT, NULL},
+	  {C_EOF, NULL}}},
+	{"pipelined bytes after the password go upstream, the login does not",
+	 "",
+	 {{C_SEND, "alice\npw\nearly\x01\x02 data"},
+	  {U_ACCEPT, NULL},
+	  {C_EXPECT, "You are now logged in.\n"},
+	  {U_EXPECT, "early\x01\x02 data"},
+	  {U_SHUT, NULL},
+	  {C_SHUT, NULL},
+	  {C_EOF, NULL},
+	  {U_EOF, NULL}}},
+	{"wrong password, then the right one",
+	 "",
+	 {{C_SEND, "alice\nbad\n"},
+	  {C_EXPECT, "Username or password is incorrect.\nUsername: "},
+	  {C_SEND, "alice\npw\n"},
+	  {U_ACCEPT, NULL},
+	  {C_EXPECT, "You are now logged in.\n"},
 	  {END, NULL}}},
-	{"unknown user reads as a wrong password", "",
-	 {{C_SEND, "nobody\npw\n"}, {C_EXPECT, "Username or password is incorrect.\nUsername: "},
+	{"unknown user reads as a wrong password",
+	 "",
+	 {{C_SEND, "nobody\npw\n"},
+	  {C_EXPECT, "Username or password is incorrect.\nUsername: "},
 	  {END, NULL}}},
-	{"attempts exhausted", "login = { max_attempts = 2; };",
+	{"attempts exhausted",
+	 "login = { max_attempts = 2; };",
 	 {{C_SEND, "alice\nx\nalice\ny\n"},
 	  {C_EXPECT, "incorrect.\nUsername: Password: Username or password is incorrect.\n"},
 	  {C_EOF, NULL}}},
-	{"an empty username asks again, it is no attempt", "login = { max_attempts = 1; };",
-	 {{C_SEND, "\n\n"}, {C_EXPECT, "Username: Username: Username: "},
-	  {C_SEND, "alice\npw\n"}, {U_ACCEPT, NULL}, {C_EXPECT, "logged in"}, {END, NULL}}},
-	{"control character ends the session", "",
-	 {{C_SEND, "ali\x1b" "ce\n"}, {C_EXPECT, "Invalid character in input.\n"}, {C_EOF, NULL}}},
-	{"client leaves during login", "",
+	{"an empty username asks again, it is no attempt",
+	 "login = { max_attempts = 1; };",
+	 {{C_SEND, "\n\n"},
+	  {C_EXPECT, "Username: Username: Username: "},
+	  {C_SEND, "alice\npw\n"},
+	  {U_ACCEPT, NULL},
+	  {C_EXPECT, "logged in"},
+	  {END, NULL}}},
+	{"control character ends the session",
+	 "",
+	 {{C_SEND, "ali\x1b"
+		   "ce\n"},
+	  {C_EXPECT, "Invalid character in input.\n"},
+	  {C_EOF, NULL}}},
+	{"client leaves during login",
+	 "",
 	 {{C_EXPECT, "Username: "}, {C_SEND, "alice\n"}, {C_SHUT, NULL}, {C_EOF, NULL}}},
-	{"grace time", "login = { grace_time = 0.2; };",
+	{"grace time",
+	 "login = { grace_time = 0.2; };",
 	 {{C_EXPECT, "Username: "}, {C_EXPECT, "Login timed out.\n"}, {C_EOF, NULL}}},
-	{"custom texts", "login = { username_prompt = \"login> \"; password_prompt = \"pass> \";"
-			  " success_message = \"welcome\\n\"; failure_message = \"no\\n\"; };",
-	 {{C_EXPECT, "login> "}, {C_SEND, "alice\n"}, {C_EXPECT, "pass> "}, {C_SEND, "bad\n"},
-	  {C_EXPECT, "no\nlogin> "}, {C_SEND, "alice\npw\n"}, {U_ACCEPT, NULL},
-	  {C_EXPECT, "welcome\n"}, {END, NULL}}},
-	{"upstream closes first", "",
-	 {{C_SEND, "alice\npw\n"}, {U_ACCEPT, NULL}, {C_EXPECT, "logged in.\n"},
-	  {U_SEND, "bye"}, {U_SHUT, NULL}, {C_EXPECT, "bye"}, {C_EOF, NULL},
-	  {C_SEND, "after"}, {U_EXPECT, "after"}, {C_SHUT, NULL}, {U_EOF, NULL}}},
+	{"custom texts",
+	 "login = { username_prompt = \"login> \"; password_prompt = \"pass> \";"
+	 " success_message = \"welcome\\n\"; failure_message = \"no\\n\"; };",
+	 {{C_EXPECT, "login> "},
+	  {C_SEND, "alice\n"},
+	  {C_EXPECT, "pass> "},
+	  {C_SEND, "bad\n"},
+	  {C_EXPECT, "no\nlogin> "},
+	  {C_SEND, "alice\npw\n"},
+	  {U_ACCEPT, NULL},
+	  {C_EXPECT, "welcome\n"},
+	  {END, NULL}}},
+	{"upstream closes first",
+	 "",
+	 {{C_SEND, "alice\npw\n"},
+	  {U_ACCEPT, NULL},
+	  {C_EXPECT, "logged in.\n"},
+	  {U_SEND, "bye"},
+	  {U_SHUT, NULL},
+	  {C_EXPECT, "bye"},
+	  {C_EOF, NULL},
+	  {C_SEND, "after"},
+	  {U_EXPECT, "after"},
+	  {C_SHUT, NULL},
+	  {U_EOF, NULL}}},
 };
 
 struct env {
@@ -127,9 +178,9 @@ static int env_setup(void **state)
 	fclose(f);
 	e->upstream_lfd = harness_listen("127.0.0.1", &e->upstream_port);
 	assert_true(e->upstream_lfd >= 0);
-	e->auth = auth_pool_create(&(struct auth_pool_settings){ .threads = 2, .threads_relaying = 1,
-								 .max_queue = 16 },
-				   &err);
+	e->auth = auth_pool_create(
+		&(struct auth_pool_settings){.threads = 2, .threads_relaying = 1, .max_queue = 16},
+		&err);
 	assert_non_null(e->auth);
 	e->worker = worker_create(0, e->auth, 64 << 10, &err);
 	assert_non_null(e->worker);
@@ -171,7 +222,8 @@ static int start_session(struct env *e, const struct script *sc)
 	int lport, lfd = harness_listen("127.0.0.1", &lport), cfd, sfd;
 
 	snprintf(text, sizeof(text),
-		 "gateways = ( { name = \"t\"; upstream = \"127.0.0.1:%d\"; credentials = \"%s\"; %s } );",
+		 "gateways = ( { name = \"t\"; upstream = \"127.0.0.1:%d\"; credentials = \"%s\"; "
+		 "%s } );",
 		 e->upstream_port, e->users, sc->settings);
 	cfg = config_parse("test.conf", text, &err);
 	if (cfg == NULL)
@@ -213,7 +265,8 @@ static void expect(int fd, const char *want, int exact, const char *what)
 			fail_msg("%s: waiting for \"%s\", got \"%.*s\"", what, want, (int)len, buf);
 		n = recv(fd, buf + len, exact ? wlen - len : sizeof(buf) - len, 0);
 		if (n <= 0)
-			fail_msg("%s: EOF waiting for \"%s\", got \"%.*s\"", what, want, (int)len, buf);
+			fail_msg("%s: EOF waiting for \"%s\", got \"%.*s\"", what, want, (int)len,
+				 buf);
 		len += (size_t)n;
 		if (exact && len == wlen)
 			break;
