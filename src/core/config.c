@@ -523,30 +523,6 @@ static void release_path(const struct option *o, void *base)
 
 /* ---- addresses ---- */
 
-static int sockaddr_is_any(const struct sockaddr_storage *a)
-{
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr ==
-		       htonl(INADDR_ANY);
-	if (a->ss_family == AF_INET6)
-		return IN6_IS_ADDR_UNSPECIFIED(
-			&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr);
-	return 0;
-}
-
-static int sockaddr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	const struct sockaddr_in6 *a6 = (const void *)a, *b6 = (const void *)b;
-	const struct sockaddr_in *a4 = (const void *)a, *b4 = (const void *)b;
-
-	if (a->ss_family != b->ss_family)
-		return 0;
-	if (a->ss_family == AF_INET)
-		return a4->sin_port == b4->sin_port && a4->sin_addr.s_addr == b4->sin_addr.s_addr;
-	return a6->sin6_port == b6->sin6_port && a6->sin6_scope_id == b6->sin6_scope_id &&
-	       memcmp(&a6->sin6_addr, &b6->sin6_addr, sizeof(a6->sin6_addr)) == 0;
-}
-
 /* Two listen addresses that bind() could not both get: the same address, or the
  * same port with a wildcard on either side (IPv6 sockets are V6ONLY, so the
  * families never collide). Port 0 asks for a fresh port, so it never clashes. */
@@ -557,7 +533,9 @@ static int listen_clash(const struct config_addr *a, const struct config_addr *b
 	if (a->ss.ss_family != b->ss.ss_family || port == 0 ||
 	    port != net_sockaddr_port((const struct sockaddr *)&b->ss))
 		return 0;
-	return sockaddr_is_any(&a->ss) || sockaddr_is_any(&b->ss) || sockaddr_equal(&a->ss, &b->ss);
+	return net_sockaddr_is_any((const struct sockaddr *)&a->ss) ||
+	       net_sockaddr_is_any((const struct sockaddr *)&b->ss) ||
+	       net_sockaddr_equal((const struct sockaddr *)&a->ss, (const struct sockaddr *)&b->ss);
 }
 
 static int append_addr(struct loader *ld, const config_setting_t *s, struct config_addr **arr,
@@ -618,7 +596,8 @@ static int load_one_addr(struct loader *ld, const struct option *o, const config
 			continue;
 		/* /etc/hosts may repeat a line; that is no reason to refuse it. */
 		for (size_t i = first; i < *n && !dup; i++)
-			dup = sockaddr_equal(&(*arr)[i].ss, (const void *)ai->ai_addr);
+			dup = net_sockaddr_equal((const struct sockaddr *)&(*arr)[i].ss,
+						 ai->ai_addr);
 		if (!dup && append_addr(ld, s, arr, n, spec, ai) < 0)
 			goto out;
 	}
@@ -683,15 +662,15 @@ static int set_default_bool(struct loader *ld, const struct option *o,
 	return 0;
 }
 
-static int load_one_cidr(struct loader *ld, const config_setting_t *s, struct penalty_cidr **arr,
+static int load_one_cidr(struct loader *ld, const config_setting_t *s, struct net_cidr **arr,
 			 size_t *n)
 {
-	struct penalty_cidr c, *grown;
+	struct net_cidr c, *grown;
 	struct errbuf why;
 
 	if (config_setting_type(s) != CONFIG_TYPE_STRING)
 		return cf_error(ld, s, "must be a string \"ADDRESS/BITS\", not %s", type_name(s));
-	if (penalty_parse_cidr(config_setting_get_string(s), &c, &why) < 0)
+	if (net_parse_cidr(config_setting_get_string(s), &c, &why) < 0)
 		return cf_error(ld, s, "%s", why.msg);
 	grown = realloc(*arr, (*n + 1) * sizeof(**arr));
 	if (grown == NULL)
@@ -704,7 +683,7 @@ static int load_one_cidr(struct loader *ld, const config_setting_t *s, struct pe
 static int load_cidrs(struct loader *ld, const struct option *o, const config_setting_t *s,
 		      void *base)
 {
-	struct penalty_cidr **arr = field_at(base, o->offset);
+	struct net_cidr **arr = field_at(base, o->offset);
 	size_t *n = field_at(base, o->offset2);
 	int len;
 
@@ -724,7 +703,7 @@ static int load_cidrs(struct loader *ld, const struct option *o, const config_se
 
 static void release_cidrs(const struct option *o, void *base)
 {
-	struct penalty_cidr **arr = field_at(base, o->offset);
+	struct net_cidr **arr = field_at(base, o->offset);
 
 	free(*arr);
 	*arr = NULL;

@@ -13,7 +13,6 @@
 
 #include "errbuf.h"
 #include "net.h"
-#include "penalty.h"
 
 #define CONFIG_DEFAULT_PATH SOCKGATE_SYSCONFDIR "/sockgate.conf"
 /* A larger file is refused: it is surely not a configuration file. */
@@ -63,7 +62,7 @@ struct config_penalties {
 	unsigned authfail_ms, grace_ms, noauth_ms, min_ms, max_ms;
 	unsigned ipv4_bits, ipv6_bits;
 	unsigned max_sources; /* sources tracked at once */
-	struct penalty_cidr *exempt;
+	struct net_cidr *exempt;
 	size_t n_exempt;
 };
 

@@ -8,16 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "admission.h"
 #include "auth.h"
 #include "config.h"
+#include "endpoints.h"
 #include "fault.h"
 #include "gateway.h"
-#include "listener.h"
 #include "log.h"
 #include "lograte.h"
 #include "loop.h"
@@ -26,15 +26,10 @@
 #include "session.h"
 #include "worker.h"
 
-#define DAEMON_BACKLOG   1024
 #define DAEMON_STATUS_MS 1000
 /* Sources whose unauthenticated connections are told apart in the summaries. */
 #define DAEMON_LOGRATE_SOURCES 4096
-/* `sockgate --reload` marks its SIGHUP (sigqueue) with this value and waits
- * for SIGUSR1 from the daemon, sent once the reload is over: systemd 252 ends
- * a reload job when ExecReload= exits, even if RELOADING=1 has not arrived. */
-#define DAEMON_RELOAD_COOKIE  0x53475244 /* "SGRD" */
-#define DAEMON_RELOAD_WAITERS 16
+#define DAEMON_RELOAD_WAITERS  16
 
 struct daemon {
 	const char *config_path;
@@ -42,12 +37,12 @@ struct daemon {
 	struct gateway **gws; /* one per config->gateways[i] */
 	size_t n_gws;
 	struct loop *loop;
-	struct listener *listeners;
+	struct endpoints *endpoints;
 	struct worker **workers;
 	unsigned n_workers;
 	struct auth_pool *auth;
 	struct penalty_table *penalties;
-	uint64_t drop_seed; /* random early drop */
+	struct admission *admission;
 	struct loop_io sig_io;
 	struct loop_task reload_task;
 	bool reload_queued;
@@ -166,315 +161,37 @@ static struct gateway **daemon_build_gateways(struct config *cfg, struct gateway
 
 /* ---- accepting ---------------------------------------------------------- */
 
-/* Refuses a connection before the login. A flood of them must not become a
- * flood of log lines: past a modest rate they are counted per source and
- * summarised (lograte). */
-static void daemon_refuse(struct daemon *d, int fd, const struct sockaddr *peer, const char *gw,
-			  const char *message, const char *reason)
-{
-	if (lograte_admit(d->lograte, peer, LOGRATE_REFUSED, loop_now_ms(d->loop))) {
-		char addr[NET_ADDRSTRLEN], port[8];
-
-		net_format_host(peer, addr, sizeof(addr));
-		snprintf(port, sizeof(port), "%u", net_sockaddr_port(peer));
-		log_event(LOG_WARNING, LOG_EV_LIMIT_REACHED, "connection refused",
-			  LOG_FIELDS({"SOCKGATE_GATEWAY", gw}, {"REMOTE_ADDR", addr},
-				     {"REMOTE_PORT", port}, {"REASON", reason}));
-	}
-	/* Best effort, never blocking: the socket is non-blocking and fresh. */
-	(void)!send(fd, message, strlen(message), MSG_NOSIGNAL | MSG_DONTWAIT);
-	close(fd);
-}
-
 /* Logging-in connections of all gateways, for the start-up limits. */
 static unsigned daemon_logging_in(const struct daemon *d)
 {
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < d->n_workers; i++)
-		n += __atomic_load_n(&d->workers[i]->logging_in, __ATOMIC_RELAXED);
+		n += session_set_logging_in(worker_sessions(d->workers[i]));
 	return n;
 }
 
-/* OpenSSH's MaxStartups: from begin logging-in connections on, refuse a
- * growing share of new ones (rate % at begin, all at full), so a flood of
- * connections that never log in cannot take every slot for certain. */
-static bool daemon_early_drop(struct daemon *d, const struct config_limits *lim)
-{
-	unsigned n = daemon_logging_in(d), p;
-
-	if (n < lim->startups_begin)
-		return false;
-	if (n >= lim->startups_full)
-		return true;
-	p = lim->startups_rate + (100 - lim->startups_rate) * (n - lim->startups_begin) /
-					 (lim->startups_full - lim->startups_begin);
-	/* xorshift: cheap, and good enough to pick whom to drop. */
-	d->drop_seed ^= d->drop_seed << 13;
-	d->drop_seed ^= d->drop_seed >> 7;
-	d->drop_seed ^= d->drop_seed << 17;
-	return d->drop_seed % 100 < p;
-}
-
-static void daemon_accept(struct listener *l, int fd, const struct sockaddr *peer,
+static void daemon_accept(struct gateway *gw, int fd, const struct sockaddr *peer,
 			  socklen_t peerlen, void *arg)
 {
 	struct daemon *d = arg;
-	struct gateway *gw = l->gw;
+	uint64_t now = loop_now_ms(d->loop);
 	struct session *s;
-	uint64_t remaining = 0;
-	uint32_t ticket = 0;
-	char why[64];
+	uint32_t ticket;
 
-	if (gw == NULL) {
-		close(fd);
+	if (!admission_admit(d->admission, &d->config->limits, gw, daemon_logging_in(d), fd, peer,
+			     now, &ticket))
 		return;
-	}
-	/* Cheapest checks first, and all before any password is looked at. */
-	if (daemon_early_drop(d, &d->config->limits)) {
-		daemon_refuse(d, fd, peer, gw->cfg->name, "Too many connections.\n",
-			      "too many connections logging in (limits.startups)");
-		return;
-	}
-	switch (penalty_admit(d->penalties, peer, loop_now_ms(d->loop), &remaining, &ticket)) {
-	case PENALTY_ALLOW:
-		break;
-	case PENALTY_REFUSE_PENALISED:
-		snprintf(why, sizeof(why), "source penalised for %llu ms more",
-			 (unsigned long long)remaining);
-		daemon_refuse(d, fd, peer, gw->cfg->name,
-			      "Too many failed logins from your address; try again later.\n", why);
-		return;
-	case PENALTY_REFUSE_STARTUPS:
-		daemon_refuse(d, fd, peer, gw->cfg->name, "Too many connections.\n",
-			      "too many connections logging in from this source");
-		return;
-	}
-	if (!gateway_session_begin(gw)) {
-		if (ticket != 0)
-			penalty_login_done(d->penalties, peer, ticket);
-		daemon_refuse(d, fd, peer, gw->cfg->name, "Too many connections.\n",
-			      "max_sessions reached");
-		return;
-	}
 	s = session_create(gateway_ref(gw), fd, peer, peerlen);
 	if (s == NULL) {
-		if (ticket != 0)
-			penalty_login_done(d->penalties, peer, ticket);
-		gateway_session_end(gw);
 		gateway_unref(gw);
-		daemon_refuse(d, fd, peer, gw->cfg->name, "Service unavailable.\n",
-			      "out of memory");
+		admission_cancel(d->admission, gw, fd, peer, ticket, now);
 		return;
 	}
-	session_start(s, worker_least_loaded(d->workers, d->n_workers), ticket);
-}
-
-/* ---- listeners ---------------------------------------------------------- */
-
-/* Lists keep the configuration's order, so logs and status read as written. */
-static void daemon_append_listener(struct listener **list, struct listener *l)
-{
-	while (*list != NULL)
-		list = &(*list)->next;
-	l->next = NULL;
-	*list = l;
-}
-
-static struct listener *daemon_add_listener(struct daemon *d, struct listener **list, int fd,
-					    struct gateway *gw, struct errbuf *err)
-{
-	struct listener *l = listener_create(d->loop, fd, daemon_accept, d, err);
-
-	if (l == NULL) {
-		close(fd);
-		return NULL;
-	}
-	l->gw = gateway_ref(gw);
-	daemon_append_listener(list, l);
-	return l;
-}
-
-static void daemon_free_listeners(struct listener *l)
-{
-	while (l != NULL) {
-		struct listener *next = l->next;
-
-		listener_free(l);
-		l = next;
-	}
-}
-
-static bool daemon_same_addr(const struct sockaddr_storage *a, socklen_t alen,
-			     const struct sockaddr_storage *b, socklen_t blen)
-{
-	return alen == blen && memcmp(a, b, alen) == 0;
-}
-
-/* The existing listener (not systemd's) bound for the configured address a. */
-static struct listener *daemon_find_listener(struct listener *list, const struct config_addr *a)
-{
-	for (struct listener *l = list; l != NULL; l = l->next)
-		if (!l->from_systemd && daemon_same_addr(&l->cfg_ss, l->cfg_len, &a->ss, a->len))
-			return l;
-	return NULL;
-}
-
-/* True if a socket systemd passed in is already bound to a. */
-static bool daemon_inherited(struct listener *list, const struct config_addr *a)
-{
-	for (struct listener *l = list; l != NULL; l = l->next) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-
-		if (l->from_systemd && getsockname(l->io.fd, (struct sockaddr *)&ss, &sl) == 0 &&
-		    daemon_same_addr(&ss, sl, &a->ss, a->len))
-			return true;
-	}
-	return false;
-}
-
-static void daemon_log_listening(const struct listener *l)
-{
-	log_event(LOG_INFO, LOG_EV_LISTENING, "listening",
-		  LOG_FIELDS({"SOCKGATE_GATEWAY", l->gw->cfg->name}, {"SOCKGATE_LISTEN", l->name},
-			     {"SOCKGATE_SOURCE", l->from_systemd ? "systemd" : "config"}));
-}
-
-static void daemon_point_listener(struct listener *l, struct gateway *gw)
-{
-	gateway_unref(l->gw);
-	l->gw = gateway_ref(gw);
-}
-
-/* Makes d->listeners serve gws: systemd's sockets (matched to gateways by
- * name) and every configured address, keeping the sockets of addresses that did
- * not change. Two phases: first everything that can fail (binding new
- * addresses), then the switch, which cannot; on failure nothing changed. */
-static int daemon_bind_listeners(struct daemon *d, struct gateway **gws, size_t n_gws,
-				 struct errbuf *err)
-{
-	struct listener *fresh = NULL, *keep = NULL, **p;
-
-	for (struct listener *l = d->listeners; l != NULL; l = l->next)
-		if (l->from_systemd && daemon_find_gateway(gws, n_gws, l->gw->cfg->name) == NULL)
-			return errbuf_set(err,
-					  "socket %s from systemd serves gateway \"%s\", which the "
-					  "configuration no longer has",
-					  l->name, l->gw->cfg->name);
-	for (size_t i = 0; i < n_gws; i++) {
-		const struct config_gateway *g = gws[i]->cfg;
-
-		for (size_t j = 0; j < g->n_listen; j++) {
-			const struct config_addr *a = &g->listen[j];
-			struct listener *l;
-			int fd;
-
-			if (daemon_inherited(d->listeners, a) ||
-			    daemon_find_listener(d->listeners, a))
-				continue;
-			fd = net_listen((const struct sockaddr *)&a->ss, a->len, DAEMON_BACKLOG,
-					err);
-			if (fd < 0) {
-				char why[ERRBUF_LEN];
-
-				snprintf(why, sizeof(why), "%s", err->msg);
-				errbuf_set(err, "gateway \"%s\": %s", g->name, why);
-				goto fail;
-			}
-			l = daemon_add_listener(d, &fresh, fd, gws[i], err);
-			if (l == NULL)
-				goto fail;
-			memcpy(&l->cfg_ss, &a->ss, a->len);
-			l->cfg_len = a->len;
-		}
-	}
-
-	/* Commit: re-point what stays, close what is no longer configured. */
-	for (p = &d->listeners; *p != NULL;) {
-		struct listener *l = *p;
-		struct gateway *gw = NULL;
-
-		if (l->from_systemd) {
-			gw = daemon_find_gateway(gws, n_gws, l->gw->cfg->name);
-		} else {
-			for (size_t i = 0; i < n_gws && gw == NULL; i++)
-				for (size_t j = 0; j < gws[i]->cfg->n_listen && gw == NULL; j++)
-					if (daemon_same_addr(&l->cfg_ss, l->cfg_len,
-							     &gws[i]->cfg->listen[j].ss,
-							     gws[i]->cfg->listen[j].len))
-						gw = gws[i];
-		}
-		*p = l->next;
-		if (gw == NULL) {
-			log_msg(LOG_INFO, "no longer listening on %s", l->name);
-			listener_free(l);
-			continue;
-		}
-		daemon_point_listener(l, gw);
-		daemon_append_listener(&keep, l);
-	}
-	while (fresh != NULL) {
-		struct listener *l = fresh;
-
-		fresh = l->next;
-		daemon_append_listener(&keep, l);
-		daemon_log_listening(l);
-	}
-	d->listeners = keep;
-	return 0;
-fail:
-	daemon_free_listeners(fresh);
-	return -1;
+	session_start(s, worker_sessions(worker_least_loaded(d->workers, d->n_workers)), ticket);
 }
 
 /* ---- systemd ------------------------------------------------------------ */
-
-static int daemon_inherit_sockets(struct daemon *d, struct errbuf *err)
-{
-	char **names = NULL;
-	int n = notify_listen_fds(&names, err);
-	int rc = 0;
-
-	if (n < 0)
-		return -1;
-	for (int i = 0; i < n; i++) {
-		int fd = NOTIFY_LISTEN_FDS_START + i;
-		struct gateway *gw = daemon_find_gateway(d->gws, d->n_gws, names[i]);
-		struct listener *l;
-
-		struct errbuf why;
-
-		if (rc < 0 || gw == NULL) {
-			if (rc == 0)
-				rc = errbuf_set(
-					err,
-					"systemd passed a socket named \"%s\", but no gateway has "
-					"that name (set FileDescriptorName= to a gateway's name)",
-					names[i]);
-			close(fd);
-			continue;
-		}
-		if (net_check_tcp_listener(fd, &why) < 0) {
-			rc = errbuf_set(err, "socket %d from systemd for gateway \"%s\" is %s", fd,
-					names[i], why.msg);
-			close(fd);
-			continue;
-		}
-		(void)net_set_nonblock(fd, 1);
-		l = daemon_add_listener(d, &d->listeners, fd, gw, err);
-		if (l == NULL) {
-			rc = -1;
-			continue;
-		}
-		l->from_systemd = true;
-		daemon_log_listening(l);
-	}
-	for (int i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	return rc;
-}
 
 static void daemon_update_status(struct daemon *d)
 {
@@ -482,8 +199,8 @@ static void daemon_update_status(struct daemon *d)
 	char status[sizeof(d->status)];
 
 	for (unsigned i = 0; i < d->n_workers; i++) {
-		sessions += __atomic_load_n(&d->workers[i]->sessions, __ATOMIC_RELAXED);
-		logging_in += __atomic_load_n(&d->workers[i]->logging_in, __ATOMIC_RELAXED);
+		sessions += session_set_count(worker_sessions(d->workers[i]));
+		logging_in += session_set_logging_in(worker_sessions(d->workers[i]));
 	}
 	snprintf(status, sizeof(status),
 		 "%u sessions, %u logging in, %u password checks pending, %u penalised sources",
@@ -534,7 +251,7 @@ static const char *daemon_stalled_thread(struct daemon *d, uint64_t now_ms, uint
 	for (unsigned i = 0; i < d->n_workers; i++) {
 		*stalled_ms = worker_stalled_ms(d->workers[i], now_ms);
 		if (*stalled_ms > limit_ms) {
-			snprintf(name, len, "sockgate-w%u", d->workers[i]->id);
+			snprintf(name, len, "sockgate-w%u", worker_id(d->workers[i]));
 			return name;
 		}
 	}
@@ -591,7 +308,7 @@ static void daemon_fault(struct daemon *d, int kind)
 	log_msg(LOG_WARNING, "injected fault %d", kind);
 	if (kind == FAULT_HANG_WORKER && d->n_workers > 0 &&
 	    !__atomic_exchange_n(&d->fault_posted, true, __ATOMIC_ACQ_REL))
-		loop_post(d->workers[0]->loop, &d->fault_task, daemon_fault_hang_task, d);
+		loop_post(worker_loop(d->workers[0]), &d->fault_task, daemon_fault_hang_task, d);
 	else if (kind == FAULT_HANG_AUTH)
 		auth_pool_fault_hang(d->auth);
 	else if (kind == FAULT_LIFT)
@@ -650,7 +367,7 @@ static void daemon_revoke_task(struct loop_task *t)
 {
 	struct revoke_part *part = t->arg;
 
-	session_revoke(part->worker, part->job->gws, part->job->n_gws);
+	session_set_revoke(worker_sessions(part->worker), part->job->gws, part->job->n_gws);
 	revoke_job_unref(part->job);
 }
 
@@ -673,7 +390,7 @@ static void daemon_revoke(struct daemon *d)
 	for (unsigned i = 0; i < d->n_workers; i++) {
 		job->parts[i].worker = d->workers[i];
 		job->parts[i].job = job;
-		loop_post(d->workers[i]->loop, &job->parts[i].task, daemon_revoke_task,
+		loop_post(worker_loop(d->workers[i]), &job->parts[i].task, daemon_revoke_task,
 			  &job->parts[i]);
 	}
 }
@@ -705,7 +422,7 @@ static int daemon_reload(struct daemon *d)
 		config_unref(cfg);
 		goto failed;
 	}
-	if (daemon_bind_listeners(d, gws, cfg->n_gateways, &err) < 0) {
+	if (endpoints_bind(d->endpoints, gws, cfg->n_gateways, &err) < 0) {
 		daemon_free_gateways(gws, cfg->n_gateways);
 		config_unref(cfg);
 		goto failed;
@@ -754,33 +471,6 @@ static void daemon_reload_task(struct loop_task *t)
 			log_msg(LOG_WARNING, "cannot answer the reload request of process %ld: %s",
 				(long)d->reload_waiters[i], strerror(errno));
 	d->n_reload_waiters = 0;
-}
-
-int daemon_request_reload(pid_t pid, int timeout_ms)
-{
-	union sigval v = {.sival_int = DAEMON_RELOAD_COOKIE};
-	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
-	sigset_t set;
-	siginfo_t si;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	if (pid <= 0 || sigprocmask(SIG_BLOCK, &set, NULL) < 0 || sigqueue(pid, SIGHUP, v) < 0) {
-		fprintf(stderr, "sockgate: cannot signal process %ld: %s\n", (long)pid,
-			pid <= 0 ? "not a process id" : strerror(errno));
-		return 1;
-	}
-	for (;;) {
-		if (sigtimedwait(&set, &si, &ts) < 0) {
-			if (errno == EINTR)
-				continue;
-			fprintf(stderr, "sockgate: process %ld did not answer within %d s\n",
-				(long)pid, timeout_ms / 1000);
-			return 1;
-		}
-		if (si.si_pid == pid && si.si_code == SI_QUEUE)
-			return si.si_value.sival_int == 0 ? 0 : 1;
-	}
 }
 
 static void daemon_signal_cb(struct loop_io *io, uint32_t events)
@@ -877,15 +567,17 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 	if (d->workers == NULL)
 		return errbuf_set(err, "out of memory");
 	for (; d->n_workers < n; d->n_workers++) {
-		/* One read buffer per worker, held by no session: large reads win
-		 * (the cost is per system call, not per byte). */
-		struct worker *w =
-			worker_create(d->n_workers, d->auth, d->config->relay_buffer, err);
+		struct worker_settings ws = {
+			.id = d->n_workers,
+			.auth = d->auth,
+			.penalties = d->penalties,
+			.lograte = d->lograte,
+			.scratch_len = d->config->relay_buffer,
+		};
+		struct worker *w = worker_create(&ws, err);
 
 		if (w == NULL)
 			return -1;
-		w->penalties = d->penalties;
-		w->lograte = d->lograte;
 		d->workers[d->n_workers] = w;
 		if (worker_start(w, err) < 0) {
 			d->n_workers++;
@@ -901,8 +593,8 @@ static void daemon_shutdown(struct daemon *d)
 
 	/* Order matters: no new connections, then every pending password check
 	 * returns to its session, then the workers close their sessions. */
-	daemon_free_listeners(d->listeners);
-	d->listeners = NULL;
+	endpoints_free(d->endpoints);
+	d->endpoints = NULL;
 	if (d->auth != NULL)
 		auth_pool_stop(d->auth);
 	for (unsigned i = 0; i < d->n_workers; i++) {
@@ -921,6 +613,7 @@ static void daemon_shutdown(struct daemon *d)
 		close(sigfd);
 	daemon_free_gateways(d->gws, d->n_gws);
 	config_unref(d->config);
+	admission_free(d->admission);
 	penalty_free(d->penalties);
 	if (d->lograte != NULL)
 		lograte_flush(d->lograte, loop_clock_ms(), true, daemon_log_summary, d);
@@ -953,19 +646,19 @@ int daemon_run(const char *config_path)
 	}
 	d.n_gws = d.config->n_gateways;
 	daemon_raise_fd_limit();
-	if (getrandom(&d.drop_seed, sizeof(d.drop_seed), GRND_NONBLOCK) != sizeof(d.drop_seed))
-		d.drop_seed = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
-	d.drop_seed |= 1;
 	d.loop = loop_create(&err);
 	d.penalties = penalty_create(d.config->penalties.max_sources, &err);
 	if (d.penalties != NULL)
 		d.lograte = lograte_create(DAEMON_LOGRATE_SOURCES,
 					   daemon_lograte_settings(d.config, &lset), &err);
-	if (d.loop == NULL || d.penalties == NULL || d.lograte == NULL ||
-	    daemon_configure_penalties(&d, d.config, &err) < 0 ||
+	if (d.lograte != NULL)
+		d.admission = admission_create(d.penalties, d.lograte, &err);
+	if (d.loop != NULL && d.admission != NULL)
+		d.endpoints = endpoints_create(d.loop, daemon_accept, &d, &err);
+	if (d.endpoints == NULL || daemon_configure_penalties(&d, d.config, &err) < 0 ||
 	    daemon_setup_signals(&d, &err) < 0 || daemon_start_workers(&d, &err) < 0 ||
-	    daemon_inherit_sockets(&d, &err) < 0 ||
-	    daemon_bind_listeners(&d, d.gws, d.n_gws, &err) < 0) {
+	    endpoints_inherit(d.endpoints, d.gws, d.n_gws, &err) < 0 ||
+	    endpoints_bind(d.endpoints, d.gws, d.n_gws, &err) < 0) {
 		log_msg(LOG_ERR, "cannot start: %s", err.msg);
 		goto out;
 	}

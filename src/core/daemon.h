@@ -1,7 +1,8 @@
-/* daemon: the sockgate process as a whole. It owns the configuration, the live
- * gateways, the listeners (on the main thread's loop), the worker threads and
- * the password-check pool, and reacts to signals: SIGHUP reloads, SIGTERM and
- * SIGINT stop. Only this module (and main) knows every other module. */
+/* daemon: the sockgate process as a whole, composed: the configuration, the
+ * live gateways, the listening sockets (endpoints) and admission on the main
+ * thread's loop, the worker threads and the password-check pool; it reacts to
+ * signals (SIGHUP reloads, SIGTERM and SIGINT stop) and talks to systemd. Only
+ * this module (and main) knows every other module. */
 #ifndef SOCKGATE_DAEMON_H
 #define SOCKGATE_DAEMON_H
 
@@ -15,9 +16,11 @@ int daemon_run(const char *config_path);
  * the problem or "configuration ok" and returns the exit status (0 or 1). */
 int daemon_check(const char *config_path);
 
-/* `sockgate --reload PID` (the unit's ExecReload=): asks the daemon PID to
- * reload and returns when it has: 0 if the new configuration is in use, 1 if
- * it was rejected or no answer came within timeout_ms. */
-int daemon_request_reload(pid_t pid, int timeout_ms);
+/* `sockgate --reload PID` (src/sockgate/reload.c) marks its SIGHUP (sigqueue)
+ * with this value and waits for SIGUSR1 from the daemon, sent once the reload
+ * is over, with 0 (the new configuration is in use) or 1 (rejected) as its
+ * value: systemd 252 ends a reload job when ExecReload= exits, even if
+ * RELOADING=1 has not arrived. */
+#define DAEMON_RELOAD_COOKIE 0x53475244 /* "SGRD" */
 
 #endif

@@ -2,11 +2,22 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "gateway.h"
 #include "log.h"
+
+struct listener {
+	struct loop_io io;
+	struct loop_timer pause;
+	struct loop *loop;
+	char name[NET_ADDRSTRLEN]; /* the bound address */
+	bool paused;
+	listener_accept_fn *on_accept;
+	void *arg;
+	unsigned long long paused_count; /* times accepting was paused */
+};
 
 /* Connections accepted per wakeup before other events get their turn. */
 #define LISTENER_BATCH 64
@@ -108,6 +119,15 @@ void listener_free(struct listener *l)
 	loop_io_del(l->loop, &l->io);
 	if (fd >= 0)
 		close(fd);
-	gateway_unref(l->gw);
 	free(l);
+}
+
+const char *listener_name(const struct listener *l)
+{
+	return l->name;
+}
+
+int listener_fd(const struct listener *l)
+{
+	return l->io.fd;
 }

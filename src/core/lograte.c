@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net.h"
+
 #define LOGRATE_NONE UINT32_MAX
 
 struct lograte_entry {
@@ -91,32 +93,6 @@ void lograte_free(struct lograte *lr)
 	free(lr);
 }
 
-/* The exact address: a summary names the host, and one host's flood must not
- * be blamed on its neighbours. IPv4-mapped IPv6 counts as IPv4. */
-static bool lograte_key(const struct sockaddr *sa, uint8_t key[17])
-{
-	memset(key, 0, 17);
-	if (sa->sa_family == AF_INET) {
-		key[0] = AF_INET;
-		memcpy(key + 1, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-		return true;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a =
-			&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-
-		if (IN6_IS_ADDR_V4MAPPED(a)) {
-			key[0] = AF_INET;
-			memcpy(key + 1, a->s6_addr + 12, 4);
-		} else {
-			key[0] = AF_INET6;
-			memcpy(key + 1, a->s6_addr, 16);
-		}
-		return true;
-	}
-	return false;
-}
-
 static uint32_t lograte_hash(const uint8_t key[17])
 {
 	uint32_t h = 2166136261u; /* FNV-1a */
@@ -194,7 +170,9 @@ bool lograte_admit(struct lograte *lr, const struct sockaddr *sa, enum lograte_k
 		pthread_mutex_unlock(&lr->lock);
 		return true;
 	}
-	if (lograte_key(sa, key))
+	/* The exact address: a summary names the host, and one host's flood
+	 * must not be blamed on its neighbours. */
+	if (net_addr_key(sa, key))
 		e = lograte_get(lr, key, sa, now_ms);
 	if (e == NULL) {
 		/* No room to tell this source apart: only the overall budget. */

@@ -21,7 +21,6 @@ struct loop {
 
 	struct loop_task *posted; /* atomic push-only stack, drained all at once */
 	struct loop_task *deferred, **deferred_tail;
-	void *data;
 };
 
 uint64_t loop_clock_ms(void)
@@ -35,16 +34,6 @@ uint64_t loop_clock_ms(void)
 uint64_t loop_now_ms(const struct loop *loop)
 {
 	return loop->now_ms;
-}
-
-void loop_set_data(struct loop *loop, void *data)
-{
-	loop->data = data;
-}
-
-void *loop_data(const struct loop *loop)
-{
-	return loop->data;
 }
 
 static void loop_run_posted(struct loop *loop)

@@ -80,8 +80,4 @@ uint64_t loop_now_ms(const struct loop *loop);
 /* CLOCK_MONOTONIC now, in milliseconds (no cache). */
 uint64_t loop_clock_ms(void);
 
-/* User data, for whoever owns the loop (the worker that runs it). */
-void loop_set_data(struct loop *loop, void *data);
-void *loop_data(const struct loop *loop);
-
 #endif

@@ -362,3 +362,133 @@ int net_write_all(int fd, const void *buf, size_t len)
 	}
 	return 0;
 }
+
+/* ---- addresses as sources ---- */
+
+bool net_addr_key(const struct sockaddr *sa, uint8_t key[NET_ADDR_KEY_LEN])
+{
+	memset(key, 0, NET_ADDR_KEY_LEN);
+	if (sa->sa_family == AF_INET) {
+		key[0] = AF_INET;
+		memcpy(key + 1, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		return true;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a =
+			&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			key[0] = AF_INET;
+			memcpy(key + 1, a->s6_addr + 12, 4);
+		} else {
+			key[0] = AF_INET6;
+			memcpy(key + 1, a->s6_addr, 16);
+		}
+		return true;
+	}
+	return false;
+}
+
+static void net_mask_bytes(uint8_t *addr, unsigned len, unsigned bits)
+{
+	for (unsigned i = 0; i < len; i++) {
+		unsigned keep = bits >= 8 * (i + 1) ? 8 : bits > 8 * i ? bits - 8 * i : 0;
+
+		addr[i] &= (uint8_t)(0xff00u >> keep);
+	}
+}
+
+void net_addr_key_mask(uint8_t key[NET_ADDR_KEY_LEN], unsigned bits)
+{
+	net_mask_bytes(key + 1, key[0] == AF_INET ? 4 : 16, bits);
+}
+
+bool net_cidr_contains(const struct net_cidr *c, const uint8_t key[NET_ADDR_KEY_LEN])
+{
+	uint8_t a[16], b[16];
+	unsigned len = c->family == AF_INET ? 4 : 16;
+
+	if (c->family != key[0])
+		return false;
+	memcpy(a, key + 1, len);
+	memcpy(b, c->addr, len);
+	net_mask_bytes(a, len, c->bits);
+	net_mask_bytes(b, len, c->bits);
+	return memcmp(a, b, len) == 0;
+}
+
+int net_parse_cidr(const char *text, struct net_cidr *out, struct errbuf *err)
+{
+	char addr[64];
+	const char *slash = strchr(text, '/');
+	size_t alen = slash != NULL ? (size_t)(slash - text) : strlen(text);
+	unsigned max;
+
+	if (alen == 0 || alen >= sizeof(addr))
+		return errbuf_set(err, "\"%.64s\" is not an address or ADDRESS/BITS", text);
+	memcpy(addr, text, alen);
+	addr[alen] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, addr, out->addr) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+		/* Clients at ::ffff:a.b.c.d are IPv4 sources: so is the block. */
+		if (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)out->addr)) {
+			memmove(out->addr, out->addr + 12, 4);
+			memset(out->addr + 4, 0, 12);
+			out->family = AF_INET;
+			max = 32;
+		}
+	} else {
+		return errbuf_set(err, "\"%.64s\": \"%s\" is not a numeric IPv4 or IPv6 address",
+				  text, addr);
+	}
+	out->bits = max;
+	if (slash != NULL) {
+		char *end;
+		unsigned long bits = strtoul(slash + 1, &end, 10);
+
+		if (out->family == AF_INET && max == 32 && strchr(addr, ':') != NULL) {
+			/* A mapped block counts its bits in IPv6 terms. */
+			if (slash[1] == '\0' || *end != '\0' || bits < 96 || bits > 128)
+				return errbuf_set(
+					err, "\"%.64s\": the prefix length must be 96..128", text);
+			out->bits = (unsigned)bits - 96;
+			return 0;
+		}
+		if (slash[1] == '\0' || *end != '\0' || bits > max)
+			return errbuf_set(err, "\"%.64s\": the prefix length must be 0..%u", text,
+					  max);
+		out->bits = (unsigned)bits;
+	}
+	return 0;
+}
+
+bool net_sockaddr_is_any(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr ==
+		       htonl(INADDR_ANY);
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(
+			&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+	return false;
+}
+
+bool net_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b)
+{
+	const struct sockaddr_in6 *a6 = (const void *)a, *b6 = (const void *)b;
+	const struct sockaddr_in *a4 = (const void *)a, *b4 = (const void *)b;
+
+	if (a->sa_family != b->sa_family)
+		return false;
+	if (a->sa_family == AF_INET)
+		return a4->sin_port == b4->sin_port && a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+	if (a->sa_family == AF_INET6)
+		return a6->sin6_port == b6->sin6_port && a6->sin6_scope_id == b6->sin6_scope_id &&
+		       memcmp(&a6->sin6_addr, &b6->sin6_addr, sizeof(a6->sin6_addr)) == 0;
+	return false;
+}

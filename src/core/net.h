@@ -5,7 +5,9 @@
 #define SOCKGATE_NET_H
 
 #include <netdb.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -73,6 +75,34 @@ unsigned net_sockaddr_port(const struct sockaddr *sa);
 
 /* The address a socket is bound to, formatted; "?" if it cannot be read. */
 void net_format_local(int fd, char *buf, size_t len);
+
+/* ---- addresses as sources (penalties, address lists, log limits) ---- */
+
+/* An address range: "192.0.2.0/24", "2001:db8::/32", or one address. */
+struct net_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	unsigned bits;
+};
+
+/* Parses "ADDRESS/BITS" or a bare numeric address (a host); an IPv4-mapped IPv6
+ * range ("::ffff:192.0.2.0/120") is stored as the IPv4 range it stands for. */
+int net_parse_cidr(const char *text, struct net_cidr *out, struct errbuf *err);
+
+/* The family and 16 address bytes of sa, as a key that compares with memcmp()
+ * (key[0] the family); IPv4-mapped IPv6 counts as IPv4, since a dual-stack socket
+ * reports IPv4 clients so. False for other families. */
+#define NET_ADDR_KEY_LEN 17
+bool net_addr_key(const struct sockaddr *sa, uint8_t key[NET_ADDR_KEY_LEN]);
+/* Keeps the first bits bits of a key's address (its family's length). */
+void net_addr_key_mask(uint8_t key[NET_ADDR_KEY_LEN], unsigned bits);
+/* Whether a key (net_addr_key()) lies in c. */
+bool net_cidr_contains(const struct net_cidr *c, const uint8_t key[NET_ADDR_KEY_LEN]);
+
+/* Two socket addresses are the same address and port (IPv4 or IPv6). */
+bool net_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
+/* The address is the wildcard (0.0.0.0 or ::). */
+bool net_sockaddr_is_any(const struct sockaddr *sa);
 
 /* write() until all of buf is written or an error other than EINTR occurs.
  * For blocking descriptors. Returns 0 or -1 with errno set. */

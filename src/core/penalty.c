@@ -23,7 +23,7 @@ struct penalty_entry {
 struct penalty_table {
 	pthread_mutex_t lock;
 	struct penalty_settings set;
-	struct penalty_cidr *exempt;
+	struct net_cidr *exempt;
 	struct penalty_entry *pool;
 	uint32_t *buckets;
 	uint32_t n_buckets; /* a power of two */
@@ -91,7 +91,7 @@ static void table_reset(struct penalty_table *t)
 
 int penalty_configure(struct penalty_table *t, const struct penalty_settings *s, struct errbuf *err)
 {
-	struct penalty_cidr *ex = NULL;
+	struct net_cidr *ex = NULL;
 	bool rekey;
 
 	if (s->n_exempt > 0) {
@@ -114,68 +114,15 @@ int penalty_configure(struct penalty_table *t, const struct penalty_settings *s,
 	return 0;
 }
 
-/* The family and address bytes of sa; IPv4-mapped IPv6 counts as IPv4. */
-static int source_addr(const struct sockaddr *sa, uint8_t addr[16])
-{
-	if (sa->sa_family == AF_INET) {
-		memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-		return AF_INET;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a =
-			&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-
-		if (IN6_IS_ADDR_V4MAPPED(a)) {
-			memcpy(addr, a->s6_addr + 12, 4);
-			return AF_INET;
-		}
-		memcpy(addr, a->s6_addr, 16);
-		return AF_INET6;
-	}
-	return -1;
-}
-
-static void mask_bits(uint8_t *addr, unsigned len, unsigned bits)
-{
-	for (unsigned i = 0; i < len; i++) {
-		unsigned keep = bits >= 8 * (i + 1) ? 8 : bits > 8 * i ? bits - 8 * i : 0;
-
-		addr[i] &= (uint8_t)(0xff00u >> keep);
-	}
-}
-
-static bool cidr_contains(const struct penalty_cidr *c, int family, const uint8_t *addr)
-{
-	uint8_t a[16], b[16];
-	unsigned len = family == AF_INET ? 4 : 16;
-
-	if (c->family != family)
-		return false;
-	memcpy(a, addr, len);
-	memcpy(b, c->addr, len);
-	mask_bits(a, len, c->bits);
-	mask_bits(b, len, c->bits);
-	return memcmp(a, b, len) == 0;
-}
-
 /* The table key of sa under the current settings; false if exempt or unknown. */
 static bool source_key(const struct penalty_table *t, const struct sockaddr *sa, uint8_t key[17])
 {
-	uint8_t addr[16] = {0};
-	int family = source_addr(sa, addr);
-
-	if (family < 0)
+	if (!net_addr_key(sa, key))
 		return false;
 	for (unsigned i = 0; i < t->set.n_exempt; i++)
-		if (cidr_contains(&t->set.exempt[i], family, addr))
+		if (net_cidr_contains(&t->set.exempt[i], key))
 			return false;
-	if (family == AF_INET)
-		mask_bits(addr, 4, t->set.ipv4_bits);
-	else
-		mask_bits(addr, 16, t->set.ipv6_bits);
-	memset(key, 0, 17);
-	key[0] = (uint8_t)family;
-	memcpy(key + 1, addr, 16);
+	net_addr_key_mask(key, key[0] == AF_INET ? t->set.ipv4_bits : t->set.ipv6_bits);
 	return true;
 }
 
@@ -357,72 +304,21 @@ unsigned penalty_active(struct penalty_table *t, uint64_t now_ms)
 	return n;
 }
 
-int penalty_parse_cidr(const char *text, struct penalty_cidr *out, struct errbuf *err)
-{
-	char addr[64];
-	const char *slash = strchr(text, '/');
-	size_t alen = slash != NULL ? (size_t)(slash - text) : strlen(text);
-	unsigned max;
-
-	if (alen == 0 || alen >= sizeof(addr))
-		return errbuf_set(err, "\"%.64s\" is not an address or ADDRESS/BITS", text);
-	memcpy(addr, text, alen);
-	addr[alen] = '\0';
-	memset(out, 0, sizeof(*out));
-	if (inet_pton(AF_INET, addr, out->addr) == 1) {
-		out->family = AF_INET;
-		max = 32;
-	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
-		out->family = AF_INET6;
-		max = 128;
-		/* Clients at ::ffff:a.b.c.d are IPv4 sources: so is the block. */
-		if (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)out->addr)) {
-			memmove(out->addr, out->addr + 12, 4);
-			memset(out->addr + 4, 0, 12);
-			out->family = AF_INET;
-			max = 32;
-		}
-	} else {
-		return errbuf_set(err, "\"%.64s\": \"%s\" is not a numeric IPv4 or IPv6 address",
-				  text, addr);
-	}
-	out->bits = max;
-	if (slash != NULL) {
-		char *end;
-		unsigned long bits = strtoul(slash + 1, &end, 10);
-
-		if (out->family == AF_INET && max == 32 && strchr(addr, ':') != NULL) {
-			/* A mapped block counts its bits in IPv6 terms. */
-			if (slash[1] == '\0' || *end != '\0' || bits < 96 || bits > 128)
-				return errbuf_set(
-					err, "\"%.64s\": the prefix length must be 96..128", text);
-			out->bits = (unsigned)bits - 96;
-			return 0;
-		}
-		if (slash[1] == '\0' || *end != '\0' || bits > max)
-			return errbuf_set(err, "\"%.64s\": the prefix length must be 0..%u", text,
-					  max);
-		out->bits = (unsigned)bits;
-	}
-	return 0;
-}
-
 void penalty_format_source(struct penalty_table *t, const struct sockaddr *sa, char *buf,
 			   unsigned len)
 {
-	uint8_t addr[16] = {0};
+	uint8_t key[NET_ADDR_KEY_LEN];
 	char text[INET6_ADDRSTRLEN];
-	int family = source_addr(sa, addr);
 	unsigned bits;
 
-	if (family < 0) {
+	if (!net_addr_key(sa, key)) {
 		snprintf(buf, len, "?");
 		return;
 	}
 	pthread_mutex_lock(&t->lock);
-	bits = family == AF_INET ? t->set.ipv4_bits : t->set.ipv6_bits;
+	bits = key[0] == AF_INET ? t->set.ipv4_bits : t->set.ipv6_bits;
 	pthread_mutex_unlock(&t->lock);
-	mask_bits(addr, family == AF_INET ? 4 : 16, bits);
-	inet_ntop(family, addr, text, sizeof(text));
+	net_addr_key_mask(key, bits);
+	inet_ntop(key[0], key + 1, text, sizeof(text));
 	snprintf(buf, len, "%s/%u", text, bits);
 }

@@ -14,24 +14,19 @@
 #include <sys/socket.h>
 
 #include "errbuf.h"
-
-struct penalty_cidr {
-	int family; /* AF_INET or AF_INET6 */
-	uint8_t addr[16];
-	unsigned bits;
-};
+#include "net.h"
 
 struct penalty_settings {
 	bool enabled;
-	unsigned authfail_ms;              /* added per failed login */
-	unsigned grace_ms;                 /* added when the login grace time runs out */
-	unsigned noauth_ms;                /* added when a connection ends without an attempt */
-	unsigned min_ms;                   /* refused once the penalty reaches this */
-	unsigned max_ms;                   /* the penalty never exceeds this */
-	unsigned ipv4_bits;                /* netblock of an IPv4 source */
-	unsigned ipv6_bits;                /* netblock of an IPv6 source */
-	unsigned per_source_startups;      /* logging-in connections per source; 0 = no cap */
-	const struct penalty_cidr *exempt; /* never penalised nor capped */
+	unsigned authfail_ms;          /* added per failed login */
+	unsigned grace_ms;             /* added when the login grace time runs out */
+	unsigned noauth_ms;            /* added when a connection ends without an attempt */
+	unsigned min_ms;               /* refused once the penalty reaches this */
+	unsigned max_ms;               /* the penalty never exceeds this */
+	unsigned ipv4_bits;            /* netblock of an IPv4 source */
+	unsigned ipv6_bits;            /* netblock of an IPv6 source */
+	unsigned per_source_startups;  /* logging-in connections per source; 0 = no cap */
+	const struct net_cidr *exempt; /* never penalised nor capped */
 	unsigned n_exempt;
 };
 
@@ -76,9 +71,6 @@ bool penalty_record(struct penalty_table *t, const struct sockaddr *sa, enum pen
 
 /* Sources serving a penalty now. */
 unsigned penalty_active(struct penalty_table *t, uint64_t now_ms);
-
-/* Parses "192.0.2.0/24", "2001:db8::/32" or a bare address (a host). */
-int penalty_parse_cidr(const char *text, struct penalty_cidr *out, struct errbuf *err);
 
 /* The netblock of sa as text ("192.0.2.0/24"), for logs. */
 void penalty_format_source(struct penalty_table *t, const struct sockaddr *sa, char *buf,

@@ -4,8 +4,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 void relay_dir_release(struct relay_dir *d)
 {
@@ -44,10 +42,10 @@ int relay_queue(struct relay_dir *d, const void *data, size_t len)
 	return 0;
 }
 
-int relay_flush(struct relay_dir *d, int dst, bool *dst_writable)
+int relay_flush(struct relay_dir *d, struct transport *dst, bool *dst_writable)
 {
 	while (d->len > 0) {
-		ssize_t n = send(dst, d->buf + d->off, d->len, MSG_NOSIGNAL);
+		ssize_t n = transport_send(dst, d->buf + d->off, d->len);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -78,9 +76,9 @@ static int relay_keep(struct relay_dir *d, const char *data, size_t len)
 	return 0;
 }
 
-enum relay_status relay_pump(struct relay_dir *d, int src, bool *src_readable, bool src_drain,
-			     int dst, bool *dst_writable, char *scratch, size_t scratch_len,
-			     size_t budget)
+enum relay_status relay_pump(struct relay_dir *d, struct transport *src, bool *src_readable,
+			     bool src_drain, struct transport *dst, bool *dst_writable,
+			     char *scratch, size_t scratch_len, size_t budget)
 {
 	size_t moved = 0;
 
@@ -100,7 +98,7 @@ enum relay_status relay_pump(struct relay_dir *d, int src, bool *src_readable, b
 
 		if (moved >= budget)
 			return RELAY_YIELD;
-		n = recv(src, scratch, scratch_len, 0);
+		n = transport_recv(src, scratch, scratch_len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -125,7 +123,7 @@ enum relay_status relay_pump(struct relay_dir *d, int src, bool *src_readable, b
 		w = 0;
 		if (*dst_writable) {
 			do
-				w = send(dst, scratch, (size_t)n, MSG_NOSIGNAL);
+				w = transport_send(dst, scratch, (size_t)n);
 			while (w < 0 && errno == EINTR);
 			if (w < 0) {
 				if (errno != EAGAIN)
@@ -145,7 +143,7 @@ enum relay_status relay_pump(struct relay_dir *d, int src, bool *src_readable, b
 	if (d->eof && d->len == 0) {
 		if (!d->shut) {
 			/* Half-close: the peer sees EOF and may still answer. */
-			if (shutdown(dst, SHUT_WR) < 0 && errno != ENOTCONN)
+			if (transport_shutdown(dst) < 0)
 				return RELAY_DST_ERROR;
 			d->shut = true;
 		}

@@ -1,4 +1,5 @@
-/* relay: moves bytes one way between two non-blocking sockets. The cost here is
+/* relay: moves bytes one way between two transports (non-blocking sockets,
+ * plain or not: see transport.h). The cost here is
  * per system call, not per byte, so reads are large (the worker's scratch buffer)
  * and a session holds a buffer only while bytes are in flight: what the
  * destination did not take is kept in a heap block of exactly that size, and
@@ -9,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "transport.h"
 
 /* One direction. Readiness flags are the edge-triggered state of the two
  * sockets: set by events, cleared when a call meets EAGAIN. */
@@ -33,13 +36,13 @@ enum relay_status {
  * src_readable/dst_writable are the sockets' readiness flags (updated);
  * src_drain says a short read does not prove the source empty (an event
  * reported a hang-up or urgent data): then it is read until EAGAIN. */
-enum relay_status relay_pump(struct relay_dir *d, int src, bool *src_readable, bool src_drain,
-			     int dst, bool *dst_writable, char *scratch, size_t scratch_len,
-			     size_t budget);
+enum relay_status relay_pump(struct relay_dir *d, struct transport *src, bool *src_readable,
+			     bool src_drain, struct transport *dst, bool *dst_writable,
+			     char *scratch, size_t scratch_len, size_t budget);
 
 /* Writes pending bytes to dst. 0 when nothing is pending any more, 1 when some
  * remain (dst is full), -1 on error. */
-int relay_flush(struct relay_dir *d, int dst, bool *dst_writable);
+int relay_flush(struct relay_dir *d, struct transport *dst, bool *dst_writable);
 
 /* Appends data to the pending bytes (login texts, bytes read ahead). Returns 0,
  * or -1 when out of memory. Callers bound what they queue. */

@@ -1,6 +1,7 @@
-/* session: the per-connection state machine (see session.h). Login input is
- * parsed by line.c, passwords are checked by auth.c off the loop, bytes are moved
- * by relay.c; this file decides what happens next. */
+/* session: the per-connection state machine (see session.h). The dialogue's
+ * steps are login.c's, passwords are checked by auth.c off the loop, bytes move
+ * through transport.c and relay.c, upstream.c picks where to connect; this file
+ * decides what happens next. */
 #include "session.h"
 
 #include <errno.h>
@@ -10,12 +11,13 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
-#include "line.h"
 #include "log.h"
+#include "login.h"
 #include "net.h"
 #include "relay.h"
+#include "transport.h"
+#include "upstream.h"
 
 /* Bytes one session may relay per wakeup before letting others run. */
 #define SESSION_RELAY_BUDGET (1u << 20)
@@ -27,32 +29,50 @@
  * while more than this waits for the client. */
 #define SESSION_LOGIN_OUT_MAX 4096
 /* Login input read per wakeup before the session lets the others of its
- * worker run, as the relay does with SESSION_RELAY_BUDGET: a client that keeps
+ * loop run, as the relay does with SESSION_RELAY_BUDGET: a client that keeps
  * sending must not keep the loop from its other sessions and its timers. */
 #define SESSION_LOGIN_BUDGET (16u << 10)
 
 #define SESSION_EVENTS       (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET)
 
-/* Only while logging in: the line buffer and the password-check job. */
-struct login {
-	struct line_reader in;
-	unsigned failures;
-	unsigned empty_lines;    /* at the username prompt */
-	struct loop_timer delay; /* the pause before a failure answer */
-	struct auth_job job;
+struct session_set {
+	struct session_env env;
+	struct session *list; /* the loop's thread only */
+	unsigned count;       /* atomic: open sessions */
+	unsigned logging_in;  /* atomic: of those, not yet relaying */
+	char *scratch;        /* the relay's read buffer, shared by the sessions */
 };
 
+/* Edge-triggered readiness of one side's socket: set by events, cleared when
+ * a call meets EAGAIN. drain: read until EAGAIN (a hang-up or urgent data was
+ * reported, see relay_pump). */
+struct readiness {
+	bool rd, wr, drain;
+};
+
+/* Lifetime. A session is freed once it is CLOSED and nothing holds it, and
+ * then only after the loop's current batch of events (a later event of the
+ * batch may still name it). Each hold is taken and dropped in one pair:
+ *   session_start()       -> session_start_task()    the hand-over to the loop
+ *   session_submit_check() -> session_auth_done()     a password check in flight
+ *   session_yield()       -> session_yield_task()    more to do after the batch
+ *   session_close()       -> session_release()       the close itself
+ * The pairs share one loop_task (s->task): at most one of the first three and
+ * the final free is queued at a time, which holds counts. */
 struct session {
-	struct loop_task task; /* hand-over, yield, deferred free: one at a time */
+	struct loop_task task;
 	struct session *prev, *next;
-	struct worker *worker;
+	struct session_set *set;
 	struct gateway *gw;
-	struct login *login;
-	char *user; /* once authenticated */
-	struct loop_io client, upstream;
+	struct login *login; /* only while logging in */
+	char *user;          /* once authenticated */
+	struct loop_io client_io, upstream_io;
+	struct transport client, upstream;
+	struct readiness c, u;
 	struct loop_timer timer; /* grace time, connect timeout, idle, linger */
 	struct relay_dir up;     /* client -> upstream */
 	struct relay_dir down;   /* upstream -> client; also login output */
+	struct upstream_choice choice;
 	uint64_t started_ms, active_ms;
 	union {
 		struct sockaddr sa;
@@ -60,14 +80,9 @@ struct session {
 		struct sockaddr_in6 in6;
 	} peer;
 	const char *close_reason;
-	unsigned holds; /* queued task or running password check: not freed yet */
-	unsigned short upstream_idx;
+	unsigned holds;
 	unsigned short linger_reads;
 	enum session_state state : 8;
-	/* Edge-triggered readiness of each socket; *_drain: read it until EAGAIN
-	 * (a hang-up or urgent data was reported, see relay_pump). */
-	bool c_rd, c_wr, c_drain;
-	bool u_rd, u_wr, u_drain;
 	bool counted_login;
 	bool connected;         /* the upstream accepted */
 	uint32_t source_ticket; /* in the penalty table's per-source login count */
@@ -82,14 +97,13 @@ static void session_close(struct session *s, const char *reason);
 static void session_penalise(struct session *s, enum penalty_event ev, const char *why);
 static void session_login_abandoned(struct session *s, const char *why);
 static void session_yield(struct session *s);
-static bool session_logging_in(const struct session *s);
 
-const char *session_state_name(enum session_state st)
+/* The state as logs name it: a login in progress by its step. */
+static const char *session_state_text(const struct session *s)
 {
 	static const char *const names[] = {
 		[SESSION_NEW] = "new",
-		[SESSION_USERNAME] = "username",
-		[SESSION_PASSWORD] = "password",
+		[SESSION_LOGIN] = "login",
 		[SESSION_VERIFYING] = "verifying",
 		[SESSION_CONNECTING] = "connecting",
 		[SESSION_RELAYING] = "relaying",
@@ -97,12 +111,14 @@ const char *session_state_name(enum session_state st)
 		[SESSION_CLOSED] = "closed",
 	};
 
-	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+	if (s->state == SESSION_LOGIN && s->login != NULL)
+		return login_step_name(s->login);
+	return (unsigned)s->state < sizeof(names) / sizeof(names[0]) ? names[s->state] : "?";
 }
 
 static struct loop *session_loop(const struct session *s)
 {
-	return s->worker->loop;
+	return s->set->env.loop;
 }
 
 static const struct config_gateway *session_cfg(const struct session *s)
@@ -110,7 +126,66 @@ static const struct config_gateway *session_cfg(const struct session *s)
 	return s->gw->cfg;
 }
 
-/* ---- lifetime ---------------------------------------------------------- */
+static bool session_logging_in(const struct session *s)
+{
+	return s->state == SESSION_LOGIN;
+}
+
+/* ---- the set ------------------------------------------------------------ */
+
+struct session_set *session_set_create(const struct session_env *env, struct errbuf *err)
+{
+	struct session_set *set = calloc(1, sizeof(*set));
+
+	if (set != NULL)
+		set->scratch = malloc(env->scratch_len);
+	if (set == NULL || set->scratch == NULL) {
+		free(set);
+		errbuf_set(err, "out of memory");
+		return NULL;
+	}
+	set->env = *env;
+	return set;
+}
+
+void session_set_free(struct session_set *set)
+{
+	if (set == NULL)
+		return;
+	free(set->scratch);
+	free(set);
+}
+
+unsigned session_set_count(const struct session_set *set)
+{
+	return __atomic_load_n(&set->count, __ATOMIC_RELAXED);
+}
+
+unsigned session_set_logging_in(const struct session_set *set)
+{
+	return __atomic_load_n(&set->logging_in, __ATOMIC_RELAXED);
+}
+
+static void session_set_link(struct session_set *set, struct session *s)
+{
+	s->next = set->list;
+	if (s->next != NULL)
+		s->next->prev = s;
+	set->list = s;
+}
+
+static void session_set_unlink(struct session_set *set, struct session *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		set->list = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+}
+
+/* ---- lifetime ----------------------------------------------------------- */
 
 struct session *session_create(struct gateway *gw, int fd, const struct sockaddr *peer,
 			       socklen_t peerlen)
@@ -120,8 +195,9 @@ struct session *session_create(struct gateway *gw, int fd, const struct sockaddr
 	if (s == NULL)
 		return NULL;
 	s->gw = gw;
-	s->client.fd = fd;
-	s->upstream.fd = -1;
+	transport_tcp(&s->client, fd);
+	s->client_io.fd = -1;
+	s->upstream_io.fd = -1;
 	if (peerlen > sizeof(s->peer))
 		peerlen = sizeof(s->peer);
 	memcpy(&s->peer, peer, peerlen);
@@ -144,8 +220,7 @@ static void session_free_task(struct loop_task *t)
 	session_free(t->arg);
 }
 
-/* Drops one hold; a closed session with none left is freed after the batch
- * (a later event of the same batch may still name it). */
+/* Drops one hold; a closed session with none left is freed after the batch. */
 static void session_release(struct session *s)
 {
 	if (--s->holds == 0 && s->state == SESSION_CLOSED) {
@@ -160,12 +235,12 @@ static void session_enter(struct session *s, enum session_state st)
 	bool is_login = st < SESSION_RELAYING;
 
 	if (s->counted_login && was_login && !is_login) {
-		__atomic_sub_fetch(&s->worker->logging_in, 1, __ATOMIC_RELAXED);
+		__atomic_sub_fetch(&s->set->logging_in, 1, __ATOMIC_RELAXED);
 		__atomic_sub_fetch(&s->gw->counters->logging_in, 1, __ATOMIC_RELAXED);
 		s->counted_login = false;
 	}
 	if (s->source_ticket != 0 && !is_login) {
-		penalty_login_done(s->worker->penalties, &s->peer.sa, s->source_ticket);
+		penalty_login_done(s->set->env.penalties, &s->peer.sa, s->source_ticket);
 		s->source_ticket = 0;
 	}
 	s->state = st;
@@ -177,21 +252,12 @@ static void session_log_fields(const struct session *s, char *addr, char *port, 
 	snprintf(port, 8, "%u", net_sockaddr_port(&s->peer.sa));
 }
 
-static const char *session_upstream_text(const struct session *s)
-{
-	const struct config_gateway *cfg = session_cfg(s);
-
-	if (s->state < SESSION_CONNECTING || s->upstream_idx >= cfg->n_upstream)
-		return NULL;
-	return cfg->upstream[s->upstream_idx].text;
-}
-
 /* Whether a line about s, a session that never logged in (and never relayed),
  * may be written in full: a flood of such sessions is summarised per source
  * (lograte). */
 static bool session_log_unauthenticated(const struct session *s, enum lograte_kind kind)
 {
-	struct lograte *lr = s->worker->lograte;
+	struct lograte *lr = s->set->env.lograte;
 
 	return lr == NULL || lograte_admit(lr, &s->peer.sa, kind, loop_now_ms(session_loop(s)));
 }
@@ -210,55 +276,46 @@ static void session_log_closed(const struct session *s, const char *reason)
 	log_event(LOG_INFO, LOG_EV_SESSION_CLOSED, "session closed",
 		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
 			     {"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", s->user},
-			     {"UPSTREAM", s->connected ? session_upstream_text(s) : NULL},
-			     {"SOCKGATE_STATE", session_state_name(s->state)}, {"REASON", reason},
+			     {"UPSTREAM", s->connected ? s->choice.current->text : NULL},
+			     {"SOCKGATE_STATE", session_state_text(s)}, {"REASON", reason},
 			     {"BYTES_IN", in}, {"BYTES_OUT", out}, {"DURATION_MS", dur}));
 }
 
-static void session_close_fd(struct session *s, struct loop_io *io)
+/* Stops watching a side and closes it. */
+static void session_close_side(struct session *s, struct loop_io *io, struct transport *t)
 {
-	int fd = io->fd;
-
-	if (fd < 0)
-		return;
 	loop_io_del(session_loop(s), io);
-	close(fd);
+	transport_close(t);
 }
 
 /* The one way a session ends. */
 static void session_close(struct session *s, const char *reason)
 {
-	struct worker *w = s->worker;
+	struct session_set *set = s->set;
 
 	if (s->state == SESSION_CLOSED)
 		return;
 	/* The slot is free before the line saying so is written: whoever reads
 	 * the log may connect again at once. */
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		w->list = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	s->prev = s->next = NULL;
-	__atomic_sub_fetch(&w->sessions, 1, __ATOMIC_RELAXED);
+	session_set_unlink(set, s);
+	__atomic_sub_fetch(&set->count, 1, __ATOMIC_RELAXED);
 	gateway_session_end(s->gw);
 	session_log_closed(s, reason);
 	session_enter(s, SESSION_CLOSED);
-	loop_timer_disarm(w->loop, &s->timer);
-	session_close_fd(s, &s->client);
-	session_close_fd(s, &s->upstream);
+	loop_timer_disarm(set->env.loop, &s->timer);
+	session_close_side(s, &s->client_io, &s->client);
+	session_close_side(s, &s->upstream_io, &s->upstream);
 	relay_dir_release(&s->up);
 	relay_dir_release(&s->down);
 	if (s->login != NULL) {
-		loop_timer_disarm(w->loop, &s->login->delay);
-		line_wipe(&s->login->in);
+		loop_timer_disarm(set->env.loop, &s->login->delay);
+		login_wipe(s->login);
 	}
 	s->holds++;
 	session_release(s);
 }
 
-/* ---- output to the client ---------------------------------------------- */
+/* ---- output to the client ------------------------------------------------ */
 
 /* Queues text for the client; session_login_input() writes what a batch of
  * login input produced in one go. */
@@ -270,9 +327,9 @@ static int session_queue(struct session *s, const char *text)
 /* Queues text for the client and writes what it takes now. */
 static int session_send(struct session *s, const char *text)
 {
-	if (relay_queue(&s->down, text, strlen(text)) < 0)
+	if (session_queue(s, text) < 0)
 		return -1;
-	if (relay_flush(&s->down, s->client.fd, &s->c_wr) < 0)
+	if (relay_flush(&s->down, &s->client, &s->c.wr) < 0)
 		return -1;
 	return 0;
 }
@@ -300,10 +357,11 @@ static void session_client_write_failed(struct session *s)
 	if (errno == ECONNRESET || errno == EPIPE) {
 		session_login_abandoned(s, "client reset during login");
 		session_close(s, login ? "client reset during login" : "client reset");
-	} else if (errno == ENOMEM)
+	} else if (errno == ENOMEM) {
 		session_close(s, "out of memory");
-	else
+	} else {
 		session_close(s, "client write error");
+	}
 }
 
 static void session_linger_timeout(struct loop_timer *t)
@@ -319,11 +377,11 @@ static void session_linger_timeout(struct loop_timer *t)
 static void session_finish(struct session *s, const char *message, const char *reason)
 {
 	s->close_reason = reason;
-	session_close_fd(s, &s->upstream);
+	session_close_side(s, &s->upstream_io, &s->upstream);
 	relay_dir_release(&s->up);
 	if (s->login != NULL) {
 		loop_timer_disarm(session_loop(s), &s->login->delay);
-		line_wipe(&s->login->in);
+		login_wipe(s->login);
 	}
 	session_enter(s, SESSION_DRAINING);
 	if (message != NULL && session_send(s, message) < 0) {
@@ -335,7 +393,7 @@ static void session_finish(struct session *s, const char *message, const char *r
 		session_close(s, reason);
 		return;
 	}
-	session_client_cb(&s->client, 0);
+	session_client_cb(&s->client_io, 0);
 }
 
 static void session_drain(struct session *s)
@@ -343,7 +401,7 @@ static void session_drain(struct session *s)
 	char buf[4096];
 
 	if (s->down.len > 0) {
-		int r = relay_flush(&s->down, s->client.fd, &s->c_wr);
+		int r = relay_flush(&s->down, &s->client, &s->c.wr);
 
 		if (r < 0) {
 			session_close(s, s->close_reason);
@@ -353,16 +411,16 @@ static void session_drain(struct session *s)
 			return;
 	}
 	if (!s->down.shut) {
-		shutdown(s->client.fd, SHUT_WR);
+		(void)transport_shutdown(&s->client);
 		s->down.shut = true;
 	}
-	while (s->c_rd) {
-		ssize_t n = recv(s->client.fd, buf, sizeof(buf), 0);
+	while (s->c.rd) {
+		ssize_t n = transport_recv(&s->client, buf, sizeof(buf));
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
-			s->c_rd = false;
+			s->c.rd = false;
 			break;
 		}
 		if (n <= 0 || ++s->linger_reads > SESSION_LINGER_READS) {
@@ -374,7 +432,7 @@ static void session_drain(struct session *s)
 	explicit_bzero(buf, sizeof(buf));
 }
 
-/* ---- login ------------------------------------------------------------- */
+/* ---- login --------------------------------------------------------------- */
 
 static void session_grace_timeout(struct loop_timer *t)
 {
@@ -387,31 +445,27 @@ static void session_grace_timeout(struct loop_timer *t)
 static void session_start_task(struct loop_task *t)
 {
 	struct session *s = t->arg;
-	struct worker *w = s->worker;
+	struct session_set *set = s->set;
 	const struct config_gateway *cfg = session_cfg(s);
-	int fd = s->client.fd;
 
 	s->holds--;
-	s->started_ms = s->active_ms = loop_now_ms(w->loop);
-	s->next = w->list;
-	if (s->next != NULL)
-		s->next->prev = s;
-	w->list = s;
+	s->started_ms = s->active_ms = loop_now_ms(set->env.loop);
+	session_set_link(set, s);
 	s->state = SESSION_NEW;
-	s->client.fd = -1;
-	s->c_wr = true;
+	s->c.wr = true;
 	/* Prompts are small writes that must not wait for Nagle; urgent data
 	 * (telnet's Interrupt) is relayed in line, not dropped. */
-	(void)net_set_nodelay(fd);
-	(void)net_set_oobinline(fd);
-	if (loop_io_add(w->loop, &s->client, fd, SESSION_EVENTS, session_client_cb, s) < 0) {
-		close(fd);
+	(void)net_set_nodelay(s->client.fd);
+	(void)net_set_oobinline(s->client.fd);
+	if (loop_io_add(set->env.loop, &s->client_io, s->client.fd, SESSION_EVENTS,
+			session_client_cb, s) < 0) {
 		session_close(s, "cannot register socket");
 		return;
 	}
 	if (!cfg->authenticate) {
 		/* A plain relay: straight to the upstream. */
 		session_enter(s, SESSION_CONNECTING);
+		upstream_choice_begin(&s->choice, cfg);
 		session_connect_next(s);
 		return;
 	}
@@ -421,30 +475,30 @@ static void session_start_task(struct loop_task *t)
 		return;
 	}
 	if (cfg->login.grace_time_ms > 0 &&
-	    loop_timer_arm(w->loop, &s->timer, cfg->login.grace_time_ms, session_grace_timeout, s) <
-		    0) {
+	    loop_timer_arm(set->env.loop, &s->timer, cfg->login.grace_time_ms,
+			   session_grace_timeout, s) < 0) {
 		session_close(s, "out of memory");
 		return;
 	}
-	session_enter(s, SESSION_USERNAME);
-	if (session_send(s, cfg->login.username_prompt) < 0) {
+	session_enter(s, SESSION_LOGIN);
+	if (session_send(s, login_first_prompt(&cfg->login)) < 0) {
 		session_client_write_failed(s);
 		return;
 	}
 }
 
-void session_start(struct session *s, struct worker *w, uint32_t source_ticket)
+void session_start(struct session *s, struct session_set *set, uint32_t source_ticket)
 {
-	s->worker = w;
+	s->set = set;
 	s->holds = 1;
 	s->source_ticket = source_ticket;
 	/* Counted here, on the accepting thread, so the next accept already sees
 	 * this connection in the start-up limits. */
 	s->counted_login = true;
-	__atomic_add_fetch(&w->sessions, 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&w->logging_in, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&set->count, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&set->logging_in, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->gw->counters->logging_in, 1, __ATOMIC_RELAXED);
-	loop_post(w->loop, &s->task, session_start_task, s);
+	loop_post(set->env.loop, &s->task, session_start_task, s);
 }
 
 static void session_log_login(const struct session *s, enum log_event ev, const char *user,
@@ -467,7 +521,7 @@ static void session_log_login(const struct session *s, enum log_event ev, const 
 /* Adds a penalty to the client's source; logs when that starts a refusal. */
 static void session_penalise(struct session *s, enum penalty_event ev, const char *why)
 {
-	struct penalty_table *pt = s->worker->penalties;
+	struct penalty_table *pt = s->set->env.penalties;
 	uint64_t now = loop_now_ms(session_loop(s)), until;
 	char addr[NET_ADDRSTRLEN], port[8], source[NET_ADDRSTRLEN + 8], dur[24];
 
@@ -487,12 +541,11 @@ static void session_penalise(struct session *s, enum penalty_event ev, const cha
  * dropping connections as fast as it can is soon refused at accept. */
 static void session_login_abandoned(struct session *s, const char *why)
 {
-	if ((s->state == SESSION_USERNAME || s->state == SESSION_PASSWORD) && s->login != NULL &&
-	    s->login->failures == 0)
+	if (session_logging_in(s) && s->login != NULL && s->login->failures == 0)
 		session_penalise(s, PENALTY_NOAUTH, why);
 }
 
-/* Answers a failed attempt: again the username prompt, or the end. */
+/* Answers a failed attempt: the dialogue again, or the end. */
 static void session_answer_failure(struct session *s)
 {
 	const struct config_gateway *cfg = session_cfg(s);
@@ -502,10 +555,10 @@ static void session_answer_failure(struct session *s)
 		session_finish(s, cfg->login.failure_message, "too many failed logins");
 		return;
 	}
-	memset(login->job.user, 0, sizeof(login->job.user));
-	session_enter(s, SESSION_USERNAME);
+	login_restart(login);
+	session_enter(s, SESSION_LOGIN);
 	if (session_queue(s, cfg->login.failure_message) < 0 ||
-	    session_queue(s, cfg->login.username_prompt) < 0) {
+	    session_queue(s, login_first_prompt(&cfg->login)) < 0) {
 		session_close(s, "out of memory");
 		return;
 	}
@@ -539,12 +592,38 @@ static void session_delay_failure(struct session *s)
 		session_answer_failure(s);
 }
 
+/* The client logged in: what it sent behind its last answer goes upstream. */
+static void session_logged_in(struct session *s)
+{
+	struct login *login = s->login;
+	const char *early;
+	size_t n;
+
+	s->user = strdup(login->job.user);
+	if (s->user == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	session_log_login(s, LOG_EV_LOGIN_OK, s->user, NULL);
+	n = line_pending(&login->in, &early);
+	if (n > 0 && relay_queue(&s->up, early, n) < 0) {
+		session_close(s, "out of memory");
+		return;
+	}
+	s->up.bytes += n;
+	explicit_bzero(login, sizeof(*login));
+	free(login);
+	s->login = NULL;
+	loop_timer_disarm(session_loop(s), &s->timer);
+	session_enter(s, SESSION_CONNECTING);
+	upstream_choice_begin(&s->choice, session_cfg(s));
+	session_connect_next(s);
+}
+
 static void session_auth_done(struct loop_task *t)
 {
 	struct session *s = t->arg;
 	struct login *login = s->login;
-	const char *early;
-	size_t n;
 
 	/* Closed or timed out (grace time) while the check ran: nobody waits for
 	 * the answer, but a wrong password still counts against the source. */
@@ -560,26 +639,7 @@ static void session_auth_done(struct loop_task *t)
 	s->holds--;
 	switch (login->job.result) {
 	case AUTH_OK:
-		s->user = strdup(login->job.user);
-		if (s->user == NULL) {
-			session_close(s, "out of memory");
-			return;
-		}
-		session_log_login(s, LOG_EV_LOGIN_OK, s->user, NULL);
-		/* Bytes the client sent behind the password go to the upstream. */
-		n = line_pending(&login->in, &early);
-		if (n > 0 && relay_queue(&s->up, early, n) < 0) {
-			session_close(s, "out of memory");
-			return;
-		}
-		s->up.bytes += n;
-		explicit_bzero(login, sizeof(*login));
-		free(login);
-		s->login = NULL;
-		loop_timer_disarm(session_loop(s), &s->timer);
-		session_enter(s, SESSION_CONNECTING);
-		s->upstream_idx = 0;
-		session_connect_next(s);
+		session_logged_in(s);
 		return;
 	case AUTH_DENIED:
 	case AUTH_ERROR:
@@ -602,24 +662,17 @@ static void session_auth_done(struct loop_task *t)
 	session_finish(s, "Service unavailable.\n", "password check failed");
 }
 
-static void session_on_password(struct session *s, char *line, size_t len)
+/* Every step is answered: the check runs off the loop. */
+static void session_submit_check(struct session *s)
 {
-	struct login *login = s->login;
-	struct auth_job *job = &login->job;
+	struct auth_job *job = &s->login->job;
 
-	/* At most one byte past what is checked: enough for the check to see an
-	 * overlong password as one. */
-	size_t kept = len < sizeof(job->password) - 1 ? len : sizeof(job->password) - 1;
-
-	memcpy(job->password, line, kept);
-	job->password[kept] = '\0';
-	explicit_bzero(line, len);
 	job->slot = s->gw->counters->creds_now;
 	job->reply_loop = session_loop(s);
 	job->done = session_auth_done;
 	job->arg = s;
 	session_enter(s, SESSION_VERIFYING);
-	if (auth_pool_submit(s->worker->auth, job) < 0) {
+	if (auth_pool_submit(s->set->env.auth, job) < 0) {
 		explicit_bzero(job->password, sizeof(job->password));
 		session_finish(s, "Service busy, try again later.\n", "password check queue full");
 		return;
@@ -630,40 +683,26 @@ static void session_on_password(struct session *s, char *line, size_t len)
 /* Acts on one login line; what it answers is queued, not yet written. */
 static void session_on_line(struct session *s, char *line, size_t len)
 {
-	const struct config_gateway *cfg = session_cfg(s);
 	const char *prompt;
 
-	if (s->state == SESSION_PASSWORD) {
-		session_on_password(s, line, len);
+	switch (login_take_line(s->login, &session_cfg(s)->login, line, len, &prompt)) {
+	case LOGIN_ASK:
+		if (session_queue(s, prompt) < 0)
+			session_close(s, "out of memory");
+		return;
+	case LOGIN_CHECK:
+		session_submit_check(s);
+		return;
+	case LOGIN_TOO_EMPTY:
+		session_login_abandoned(s, "too many empty login lines");
+		session_finish(s, "\nToo many empty lines.\n", "too many empty login lines");
 		return;
 	}
-	if (len == 0) {
-		/* An empty line asks again; it is no attempt, so it must not be
-		 * free either: a few, then the connection ends. */
-		if (++s->login->empty_lines > cfg->login.max_empty_lines) {
-			session_login_abandoned(s, "too many empty login lines");
-			session_finish(s, "\nToo many empty lines.\n",
-				       "too many empty login lines");
-			return;
-		}
-		prompt = cfg->login.username_prompt;
-	} else {
-		memcpy(s->login->job.user, line, len + 1);
-		session_enter(s, SESSION_PASSWORD);
-		prompt = cfg->login.password_prompt;
-	}
-	if (session_queue(s, prompt) < 0)
-		session_close(s, "out of memory");
-}
-
-static bool session_logging_in(const struct session *s)
-{
-	return s->state == SESSION_USERNAME || s->state == SESSION_PASSWORD;
 }
 
 /* Reads and acts on login lines until input runs dry, the state moves on or
  * the wakeup's budget is spent (then the session yields and goes on after the
- * worker's other events and timers). The answers to everything read leave in
+ * loop's other events and timers). The answers to everything read leave in
  * one write. */
 static void session_login_input(struct session *s)
 {
@@ -677,7 +716,7 @@ static void session_login_input(struct session *s)
 		ssize_t n;
 
 		if (s->down.len > SESSION_LOGIN_OUT_MAX) {
-			int w = relay_flush(&s->down, s->client.fd, &s->c_wr);
+			int w = relay_flush(&s->down, &s->client, &s->c.wr);
 
 			if (w < 0) {
 				session_client_write_failed(s);
@@ -702,19 +741,19 @@ static void session_login_input(struct session *s)
 				       "control character in login input");
 			return;
 		}
-		if (!s->c_rd)
+		if (!s->c.rd)
 			break;
 		if (received >= SESSION_LOGIN_BUDGET) {
 			session_yield(s);
 			break;
 		}
 		room = line_space(in, &at);
-		n = recv(s->client.fd, at, room, 0);
+		n = transport_recv(&s->client, at, room);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				s->c_rd = false;
+				s->c.rd = false;
 				break;
 			}
 			session_login_abandoned(s, "client reset during login");
@@ -730,11 +769,11 @@ static void session_login_input(struct session *s)
 		line_commit(in, (size_t)n);
 	}
 	if ((session_logging_in(s) || s->state == SESSION_VERIFYING) && s->down.len > 0 &&
-	    relay_flush(&s->down, s->client.fd, &s->c_wr) < 0)
+	    relay_flush(&s->down, &s->client, &s->c.wr) < 0)
 		session_client_write_failed(s);
 }
 
-/* ---- upstream ---------------------------------------------------------- */
+/* ---- upstream ------------------------------------------------------------ */
 
 static void session_log_upstream_failure(const struct session *s, const char *what)
 {
@@ -746,15 +785,13 @@ static void session_log_upstream_failure(const struct session *s, const char *wh
 	log_event(LOG_WARNING, LOG_EV_UPSTREAM_UNREACHABLE, "upstream connect failed",
 		  LOG_FIELDS({"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", s->user},
 			     {"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
-			     {"UPSTREAM", session_cfg(s)->upstream[s->upstream_idx].text},
-			     {"REASON", what}));
+			     {"UPSTREAM", s->choice.current->text}, {"REASON", what}));
 }
 
 static void session_upstream_failed(struct session *s, const char *what)
 {
 	session_log_upstream_failure(s, what);
-	session_close_fd(s, &s->upstream);
-	s->upstream_idx++;
+	session_close_side(s, &s->upstream_io, &s->upstream);
 	session_connect_next(s);
 }
 
@@ -779,13 +816,14 @@ static void session_idle_timeout(struct loop_timer *t)
 		session_close(s, "out of memory");
 }
 
+/* Connects to the next upstream the choice offers (upstream.c). */
 static void session_connect_next(struct session *s)
 {
 	const struct config_gateway *cfg = session_cfg(s);
 	struct loop *loop = session_loop(s);
+	const struct config_addr *a;
 
-	for (; s->upstream_idx < cfg->n_upstream; s->upstream_idx++) {
-		const struct config_addr *a = &cfg->upstream[s->upstream_idx];
+	while ((a = upstream_choice_next(&s->choice)) != NULL) {
 		struct errbuf err;
 		int fd = net_connect((const struct sockaddr *)&a->ss, a->len, 1, &err);
 
@@ -793,10 +831,10 @@ static void session_connect_next(struct session *s)
 			session_log_upstream_failure(s, err.msg);
 			continue;
 		}
-		s->u_rd = s->u_wr = s->u_drain = false;
-		if (loop_io_add(loop, &s->upstream, fd, SESSION_EVENTS, session_upstream_cb, s) <
+		transport_tcp(&s->upstream, fd);
+		s->u = (struct readiness){false, false, false};
+		if (loop_io_add(loop, &s->upstream_io, fd, SESSION_EVENTS, session_upstream_cb, s) <
 		    0) {
-			close(fd);
 			session_close(s, "cannot register socket");
 			return;
 		}
@@ -838,7 +876,7 @@ static void session_connected(struct session *s)
 	session_relay(s);
 }
 
-/* ---- relaying ---------------------------------------------------------- */
+/* ---- relaying and yielding ----------------------------------------------- */
 
 static void session_yield_task(struct loop_task *t)
 {
@@ -880,35 +918,35 @@ static const char *session_errno_reason(int e, bool client)
 
 static void session_relay(struct session *s)
 {
-	struct worker *w = s->worker;
+	struct session_set *set = s->set;
 	uint64_t moved = s->up.bytes + s->down.bytes;
 	enum relay_status up, down;
 
-	up = relay_pump(&s->up, s->client.fd, &s->c_rd, s->c_drain, s->upstream.fd, &s->u_wr,
-			w->scratch, w->scratch_len, SESSION_RELAY_BUDGET);
+	up = relay_pump(&s->up, &s->client, &s->c.rd, s->c.drain, &s->upstream, &s->u.wr,
+			set->scratch, set->env.scratch_len, SESSION_RELAY_BUDGET);
 	if (up == RELAY_SRC_ERROR || up == RELAY_DST_ERROR) {
 		int e = errno;
 
 		/* The upstream is gone, but what it sent before it went (often
 		 * the reason why) still waits in our socket: pass it on first. */
 		if (up == RELAY_DST_ERROR) {
-			s->u_rd = true;
-			(void)relay_pump(&s->down, s->upstream.fd, &s->u_rd, true, s->client.fd,
-					 &s->c_wr, w->scratch, w->scratch_len,
+			s->u.rd = true;
+			(void)relay_pump(&s->down, &s->upstream, &s->u.rd, true, &s->client,
+					 &s->c.wr, set->scratch, set->env.scratch_len,
 					 SESSION_RELAY_BUDGET);
 		}
 		session_close(s, session_errno_reason(e, up == RELAY_SRC_ERROR));
 		return;
 	}
-	down = relay_pump(&s->down, s->upstream.fd, &s->u_rd, s->u_drain, s->client.fd, &s->c_wr,
-			  w->scratch, w->scratch_len, SESSION_RELAY_BUDGET);
+	down = relay_pump(&s->down, &s->upstream, &s->u.rd, s->u.drain, &s->client, &s->c.wr,
+			  set->scratch, set->env.scratch_len, SESSION_RELAY_BUDGET);
 	if (down == RELAY_SRC_ERROR || down == RELAY_DST_ERROR) {
 		session_close(s, session_errno_reason(errno, down == RELAY_DST_ERROR));
 		return;
 	}
-	s->active_ms = loop_now_ms(w->loop);
+	s->active_ms = loop_now_ms(set->env.loop);
 	if (s->up.bytes + s->down.bytes != moved)
-		auth_pool_note_relaying(w->auth, s->active_ms);
+		auth_pool_note_relaying(set->env.auth, s->active_ms);
 	if (up == RELAY_FINISHED && down == RELAY_FINISHED) {
 		session_close(s, "closed");
 		return;
@@ -917,29 +955,33 @@ static void session_relay(struct session *s)
 		session_yield(s); /* more to move: let the other sessions run first */
 }
 
-/* ---- events ------------------------------------------------------------ */
+/* ---- events -------------------------------------------------------------- */
+
+/* What an epoll event says about one side's socket. */
+static void session_note(struct readiness *r, uint32_t events)
+{
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		r->rd = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
+		r->drain = true;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		r->wr = true;
+}
 
 static void session_client_cb(struct loop_io *io, uint32_t events)
 {
 	struct session *s = io->arg;
 
-	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		s->c_rd = true;
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
-		s->c_drain = true;
-	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-		s->c_wr = true;
-
+	session_note(&s->c, events);
 	switch (s->state) {
-	case SESSION_USERNAME:
-	case SESSION_PASSWORD:
+	case SESSION_LOGIN:
 		/* A reset: nobody is left to answer, so lines that came with it
 		 * start no password check. */
 		if (events & (EPOLLHUP | EPOLLERR)) {
 			session_client_gone(s);
 			return;
 		}
-		if (s->down.len > 0 && relay_flush(&s->down, s->client.fd, &s->c_wr) < 0) {
+		if (s->down.len > 0 && relay_flush(&s->down, &s->client, &s->c.wr) < 0) {
 			session_client_write_failed(s);
 			return;
 		}
@@ -954,7 +996,7 @@ static void session_client_cb(struct loop_io *io, uint32_t events)
 			session_client_gone(s);
 			return;
 		}
-		if (s->down.len > 0 && relay_flush(&s->down, s->client.fd, &s->c_wr) < 0)
+		if (s->down.len > 0 && relay_flush(&s->down, &s->client, &s->c.wr) < 0)
 			session_client_write_failed(s);
 		return;
 	case SESSION_RELAYING:
@@ -973,13 +1015,7 @@ static void session_upstream_cb(struct loop_io *io, uint32_t events)
 {
 	struct session *s = io->arg;
 
-	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		s->u_rd = true;
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
-		s->u_drain = true;
-	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-		s->u_wr = true;
-
+	session_note(&s->u, events);
 	if (s->state == SESSION_CONNECTING) {
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
@@ -999,9 +1035,11 @@ static void session_upstream_cb(struct loop_io *io, uint32_t events)
 		session_relay(s);
 }
 
-void session_revoke(struct worker *w, struct gateway *const *gws, size_t n_gws)
+/* ---- the whole set ------------------------------------------------------- */
+
+void session_set_revoke(struct session_set *set, struct gateway *const *gws, size_t n_gws)
 {
-	struct session *s = w->list, *next;
+	struct session *s = set->list, *next;
 
 	for (; s != NULL; s = next) {
 		const struct gateway *now = NULL;
@@ -1028,8 +1066,8 @@ void session_revoke(struct worker *w, struct gateway *const *gws, size_t n_gws)
 	}
 }
 
-void session_close_all(struct worker *w, const char *reason)
+void session_set_close_all(struct session_set *set, const char *reason)
 {
-	while (w->list != NULL)
-		session_close(w->list, reason);
+	while (set->list != NULL)
+		session_close(set->list, reason);
 }

@@ -1,23 +1,28 @@
 /* session: one client connection from accept to close, as an explicit state
- * machine: USERNAME -> PASSWORD -> VERIFYING -> CONNECTING -> RELAYING, with
- * DRAINING (a final message, then a lingering close) and CLOSED. Every state
- * change goes through session_enter(); every end goes through session_close(),
- * which writes the session's one summary log line. A session lives on one
- * worker's thread; idle, it holds no buffer. */
+ * machine: LOGIN (the dialogue's steps, login.h) -> VERIFYING -> CONNECTING ->
+ * RELAYING, with DRAINING (a final message, then a lingering close) and CLOSED.
+ * Every state change goes through session_enter(); every end goes through
+ * session_close(), which writes the session's one summary log line. A session
+ * lives on one event loop's thread, in that loop's session set; idle, it holds
+ * no buffer. */
 #ifndef SOCKGATE_SESSION_H
 #define SOCKGATE_SESSION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "auth.h"
+#include "errbuf.h"
 #include "gateway.h"
-#include "worker.h"
+#include "lograte.h"
+#include "loop.h"
+#include "penalty.h"
 
 enum session_state {
 	SESSION_NEW = 0,
-	SESSION_USERNAME,
-	SESSION_PASSWORD,
+	SESSION_LOGIN,
 	SESSION_VERIFYING,
 	SESSION_CONNECTING,
 	SESSION_RELAYING,
@@ -25,7 +30,35 @@ enum session_state {
 	SESSION_CLOSED,
 };
 
+/* What the sessions of one event loop share. The loop's owner (a worker)
+ * creates the set and keeps everything named here alive while it exists. */
+struct session_env {
+	struct loop *loop;
+	struct auth_pool *auth;
+	struct penalty_table *penalties; /* shared by all loops; may be NULL */
+	struct lograte *lograte;         /* shared by all loops; may be NULL */
+	size_t scratch_len;              /* the relay's read buffer, one per set */
+};
+
+struct session_set;
 struct session;
+
+/* The sessions of env->loop. Returns NULL with err set. */
+struct session_set *session_set_create(const struct session_env *env, struct errbuf *err);
+/* After session_set_close_all() and the loop's last round: frees the set. */
+void session_set_free(struct session_set *set);
+
+/* Any thread: open sessions of the set, and of those, the ones not yet
+ * relaying (for the start-up limits and status lines). */
+unsigned session_set_count(const struct session_set *set);
+unsigned session_set_logging_in(const struct session_set *set);
+
+/* On the set's loop: ends every session, logging reason. */
+void session_set_close_all(struct session_set *set, const char *reason);
+
+/* On the set's loop: ends the relayed sessions of users that gws (the
+ * gateways of a new configuration) no longer accept with the same password. */
+void session_set_revoke(struct session_set *set, struct gateway *const *gws, size_t n_gws);
 
 /* Wraps an accepted, non-blocking socket. Takes over fd and a reference to gw
  * and the gateway session slot (gateway_session_begin) the caller reserved.
@@ -34,18 +67,9 @@ struct session;
 struct session *session_create(struct gateway *gw, int fd, const struct sockaddr *peer,
 			       socklen_t peerlen);
 
-/* Hands s to w: the session starts (the username prompt) on w's thread.
- * source_ticket: from penalty_admit(), if it counted the connection against its
- * source's logins under way (else 0). */
-void session_start(struct session *s, struct worker *w, uint32_t source_ticket);
-
-/* On the worker's thread: ends the relayed sessions of users that gws (the
- * gateways of a new configuration) no longer accept with the same password. */
-void session_revoke(struct worker *w, struct gateway *const *gws, size_t n_gws);
-
-/* On the worker's thread: ends every session of w, logging reason. */
-void session_close_all(struct worker *w, const char *reason);
-
-const char *session_state_name(enum session_state st);
+/* Hands s to set: the session starts (its first prompt) on the set's loop.
+ * Any thread. source_ticket: from penalty_admit(), if it counted the
+ * connection against its source's logins under way (else 0). */
+void session_start(struct session *s, struct session_set *set, uint32_t source_ticket);
 
 #endif

@@ -1,34 +1,56 @@
-/* worker: a thread with its own loop and relay buffer (see worker.h). */
+/* worker: a thread with its own loop and session set (see worker.h). */
 #include "worker.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
-#include "session.h"
 
-struct worker *worker_create(unsigned id, struct auth_pool *auth, size_t scratch_len,
-			     struct errbuf *err)
+struct worker {
+	unsigned id;
+	pthread_t thread;
+	bool running;
+	struct loop *loop;
+	struct session_set *sessions;
+	struct loop_task stop_task;
+	const char *stop_reason;
+	/* The watchdog's question to the loop, and whether it is unanswered. */
+	struct loop_task beat_task;
+	bool beat_pending;     /* atomic */
+	uint64_t beat_sent_ms; /* atomic: when the pending one was posted */
+};
+
+struct worker *worker_create(const struct worker_settings *set, struct errbuf *err)
 {
 	struct worker *w = calloc(1, sizeof(*w));
+	struct session_env env = {
+		.auth = set->auth,
+		.penalties = set->penalties,
+		.lograte = set->lograte,
+		.scratch_len = set->scratch_len,
+	};
 
 	if (w == NULL) {
 		errbuf_set(err, "out of memory");
 		return NULL;
 	}
-	w->id = id;
-	w->auth = auth;
-	w->scratch_len = scratch_len;
-	w->scratch = malloc(scratch_len);
+	w->id = set->id;
 	w->loop = loop_create(err);
-	if (w->scratch == NULL || w->loop == NULL) {
-		if (w->scratch == NULL)
-			errbuf_set(err, "out of memory");
+	if (w->loop == NULL) {
 		worker_free(w);
 		return NULL;
 	}
-	loop_set_data(w->loop, w);
+	/* One read buffer per worker, held by no session: large reads win
+	 * (the cost is per system call, not per byte). */
+	env.loop = w->loop;
+	w->sessions = session_set_create(&env, err);
+	if (w->sessions == NULL) {
+		worker_free(w);
+		return NULL;
+	}
 	return w;
 }
 
@@ -63,9 +85,9 @@ int worker_start(struct worker *w, struct errbuf *err)
 
 static void worker_stop_task(struct loop_task *t)
 {
-	struct worker *w = loop_data(t->arg);
+	struct worker *w = t->arg;
 
-	session_close_all(w, w->stop_reason);
+	session_set_close_all(w->sessions, w->stop_reason);
 	loop_stop(w->loop);
 }
 
@@ -74,7 +96,7 @@ void worker_stop(struct worker *w, const char *reason)
 	if (!w->running)
 		return;
 	w->stop_reason = reason;
-	loop_post(w->loop, &w->stop_task, worker_stop_task, w->loop);
+	loop_post(w->loop, &w->stop_task, worker_stop_task, w);
 	pthread_join(w->thread, NULL);
 	w->running = false;
 }
@@ -83,9 +105,25 @@ void worker_free(struct worker *w)
 {
 	if (w == NULL)
 		return;
+	/* The loop's last round ran the deferred frees of the closed sessions. */
+	session_set_free(w->sessions);
 	loop_free(w->loop);
-	free(w->scratch);
 	free(w);
+}
+
+unsigned worker_id(const struct worker *w)
+{
+	return w->id;
+}
+
+struct loop *worker_loop(struct worker *w)
+{
+	return w->loop;
+}
+
+struct session_set *worker_sessions(struct worker *w)
+{
+	return w->sessions;
 }
 
 static void worker_beat_task(struct loop_task *t)
@@ -117,10 +155,10 @@ uint64_t worker_stalled_ms(struct worker *w, uint64_t now_ms)
 struct worker *worker_least_loaded(struct worker **workers, unsigned n)
 {
 	struct worker *best = workers[0];
-	unsigned best_n = __atomic_load_n(&best->sessions, __ATOMIC_RELAXED);
+	unsigned best_n = session_set_count(best->sessions);
 
 	for (unsigned i = 1; i < n; i++) {
-		unsigned c = __atomic_load_n(&workers[i]->sessions, __ATOMIC_RELAXED);
+		unsigned c = session_set_count(workers[i]->sessions);
 
 		if (c < best_n) {
 			best = workers[i];

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "reload.h"
 
 static void usage(FILE *f)
 {
@@ -63,7 +64,7 @@ int main(int argc, char **argv)
 					optarg);
 				return 2;
 			}
-			return daemon_request_reload((pid_t)pid, 90000);
+			return reload_request((pid_t)pid, 90000);
 		}
 		case 'V':
 			printf("sockgate %s\n", SOCKGATE_VERSION);

@@ -286,6 +286,75 @@ static void test_listen_ephemeral_and_connect(void **state)
 	assert_non_null(strstr(err.msg, "refused"));
 }
 
+static void test_parse_cidr(void **state)
+{
+	static const struct {
+		const char *text;
+		int ok;
+		unsigned bits;
+	} rows[] = {
+		{"192.0.2.0/24", 1, 24},
+		{"192.0.2.1", 1, 32},
+		{"::1", 1, 128},
+		{"2001:db8::/32", 1, 32},
+		{"0.0.0.0/0", 1, 0},
+		{"192.0.2.0/33", 0, 0},
+		{"2001:db8::/129", 0, 0},
+		{"192.0.2.0/", 0, 0},
+		{"/24", 0, 0},
+		{"host.example/24", 0, 0},
+		{"192.0.2.0/2x", 0, 0},
+		{"", 0, 0},
+		{"::ffff:192.0.2.0/120", 1, 24},
+		{"::ffff:192.0.2.7", 1, 32},
+		{"::ffff:192.0.2.0/64", 0, 0},
+	};
+	struct net_cidr c;
+	struct errbuf err;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int rc = net_parse_cidr(rows[i].text, &c, &err);
+
+		if (rows[i].ok) {
+			assert_int_equal(rc, 0);
+			assert_int_equal(c.bits, rows[i].bits);
+		} else {
+			assert_int_equal(rc, -1);
+		}
+	}
+}
+
+/* Keys: IPv4-mapped IPv6 is IPv4; masks keep the prefix; ranges contain keys. */
+static void test_addr_keys(void **state)
+{
+	struct sockaddr_in v4 = {.sin_family = AF_INET};
+	struct sockaddr_in6 mapped = {.sin6_family = AF_INET6}, v6 = {.sin6_family = AF_INET6};
+	uint8_t k4[NET_ADDR_KEY_LEN], km[NET_ADDR_KEY_LEN], k6[NET_ADDR_KEY_LEN];
+	struct net_cidr net24, net32, v6net;
+	struct errbuf err;
+
+	(void)state;
+	inet_pton(AF_INET, "192.0.2.77", &v4.sin_addr);
+	inet_pton(AF_INET6, "::ffff:192.0.2.77", &mapped.sin6_addr);
+	inet_pton(AF_INET6, "2001:db8:1:2::5", &v6.sin6_addr);
+	assert_true(net_addr_key((struct sockaddr *)&v4, k4));
+	assert_true(net_addr_key((struct sockaddr *)&mapped, km));
+	assert_true(net_addr_key((struct sockaddr *)&v6, k6));
+	assert_memory_equal(k4, km, NET_ADDR_KEY_LEN);
+	assert_int_equal(k6[0], AF_INET6);
+	assert_int_equal(net_parse_cidr("192.0.2.0/24", &net24, &err), 0);
+	assert_int_equal(net_parse_cidr("192.0.2.78", &net32, &err), 0);
+	assert_int_equal(net_parse_cidr("2001:db8:1::/48", &v6net, &err), 0);
+	assert_true(net_cidr_contains(&net24, k4));
+	assert_false(net_cidr_contains(&net32, k4));
+	assert_true(net_cidr_contains(&v6net, k6));
+	assert_false(net_cidr_contains(&v6net, k4));
+	net_addr_key_mask(k4, 24);
+	assert_int_equal(k4[4], 0);
+	assert_int_equal(k4[3], 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -299,6 +368,8 @@ int main(void)
 		cmocka_unit_test(test_resolve_numeric),
 		cmocka_unit_test(test_resolve_passive_any),
 		cmocka_unit_test(test_listen_ephemeral_and_connect),
+		cmocka_unit_test(test_parse_cidr),
+		cmocka_unit_test(test_addr_keys),
 	};
 
 	return cmocka_run_group_tests_name("net", tests, NULL, NULL);

@@ -182,7 +182,8 @@ static int env_setup(void **state)
 		&(struct auth_pool_settings){.threads = 2, .threads_relaying = 1, .max_queue = 16},
 		&err);
 	assert_non_null(e->auth);
-	e->worker = worker_create(0, e->auth, 64 << 10, &err);
+	e->worker = worker_create(
+		&(struct worker_settings){.id = 0, .auth = e->auth, .scratch_len = 64 << 10}, &err);
 	assert_non_null(e->worker);
 	assert_int_equal(worker_start(e->worker, &err), 0);
 	*state = e;
@@ -241,7 +242,7 @@ static int start_session(struct env *e, const struct script *sc)
 	close(lfd);
 	s = session_create(gw, sfd, (struct sockaddr *)&peer, plen);
 	assert_non_null(s);
-	session_start(s, e->worker, 0);
+	session_start(s, worker_sessions(e->worker), 0);
 	return cfd;
 }
 

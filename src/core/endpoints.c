@@ -1,0 +1,285 @@
+/* endpoints: the daemon's listening sockets (see endpoints.h). */
+#include "endpoints.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "listener.h"
+#include "log.h"
+#include "net.h"
+#include "notify.h"
+
+#define ENDPOINTS_BACKLOG 1024
+
+/* One listening socket and whom it serves. */
+struct endpoint {
+	struct endpoint *next;
+	struct endpoints *owner;
+	struct listener *listener;
+	struct gateway *gw;             /* a reference, replaced on reload */
+	struct sockaddr_storage cfg_ss; /* the configured address it was bound for */
+	socklen_t cfg_len;
+	bool from_systemd;
+};
+
+struct endpoints {
+	struct loop *loop;
+	struct endpoint *list; /* in the configuration's order */
+	endpoints_accept_fn *on_accept;
+	void *arg;
+};
+
+struct endpoints *endpoints_create(struct loop *loop, endpoints_accept_fn *on_accept, void *arg,
+				   struct errbuf *err)
+{
+	struct endpoints *e = calloc(1, sizeof(*e));
+
+	if (e == NULL) {
+		errbuf_set(err, "out of memory");
+		return NULL;
+	}
+	e->loop = loop;
+	e->on_accept = on_accept;
+	e->arg = arg;
+	return e;
+}
+
+static void endpoint_free(struct endpoint *ep)
+{
+	listener_free(ep->listener);
+	gateway_unref(ep->gw);
+	free(ep);
+}
+
+static void endpoint_free_list(struct endpoint *ep)
+{
+	while (ep != NULL) {
+		struct endpoint *next = ep->next;
+
+		endpoint_free(ep);
+		ep = next;
+	}
+}
+
+void endpoints_free(struct endpoints *e)
+{
+	if (e == NULL)
+		return;
+	endpoint_free_list(e->list);
+	free(e);
+}
+
+static void endpoint_accept(struct listener *l, int fd, const struct sockaddr *peer,
+			    socklen_t peerlen, void *arg)
+{
+	struct endpoint *ep = arg;
+
+	(void)l;
+	ep->owner->on_accept(ep->gw, fd, peer, peerlen, ep->owner->arg);
+}
+
+/* Lists keep the configuration's order, so logs and status read as written. */
+static void endpoint_append(struct endpoint **list, struct endpoint *ep)
+{
+	while (*list != NULL)
+		list = &(*list)->next;
+	ep->next = NULL;
+	*list = ep;
+}
+
+/* A listener on fd (which it takes over) serving gw, appended to list. */
+static struct endpoint *endpoint_add(struct endpoints *e, struct endpoint **list, int fd,
+				     struct gateway *gw, struct errbuf *err)
+{
+	struct endpoint *ep = calloc(1, sizeof(*ep));
+
+	if (ep == NULL) {
+		close(fd);
+		errbuf_set(err, "out of memory");
+		return NULL;
+	}
+	ep->owner = e;
+	ep->listener = listener_create(e->loop, fd, endpoint_accept, ep, err);
+	if (ep->listener == NULL) {
+		close(fd);
+		free(ep);
+		return NULL;
+	}
+	ep->gw = gateway_ref(gw);
+	endpoint_append(list, ep);
+	return ep;
+}
+
+static struct gateway *endpoints_gateway(struct gateway **gws, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(gws[i]->cfg->name, name) == 0)
+			return gws[i];
+	return NULL;
+}
+
+static bool same_addr(const struct sockaddr_storage *a, socklen_t alen,
+		      const struct sockaddr_storage *b, socklen_t blen)
+{
+	return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* The endpoint (not systemd's) bound for the configured address a. */
+static struct endpoint *endpoints_find(struct endpoint *list, const struct config_addr *a)
+{
+	for (struct endpoint *ep = list; ep != NULL; ep = ep->next)
+		if (!ep->from_systemd && same_addr(&ep->cfg_ss, ep->cfg_len, &a->ss, a->len))
+			return ep;
+	return NULL;
+}
+
+/* True if a socket systemd passed in is already bound to a. */
+static bool endpoints_inherited(struct endpoint *list, const struct config_addr *a)
+{
+	for (struct endpoint *ep = list; ep != NULL; ep = ep->next) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		if (ep->from_systemd &&
+		    getsockname(listener_fd(ep->listener), (struct sockaddr *)&ss, &sl) == 0 &&
+		    same_addr(&ss, sl, &a->ss, a->len))
+			return true;
+	}
+	return false;
+}
+
+static void endpoint_log_listening(const struct endpoint *ep)
+{
+	log_event(LOG_INFO, LOG_EV_LISTENING, "listening",
+		  LOG_FIELDS({"SOCKGATE_GATEWAY", ep->gw->cfg->name},
+			     {"SOCKGATE_LISTEN", listener_name(ep->listener)},
+			     {"SOCKGATE_SOURCE", ep->from_systemd ? "systemd" : "config"}));
+}
+
+/* The new gateway an existing endpoint serves, or NULL if none does. */
+static struct gateway *endpoint_new_gateway(const struct endpoint *ep, struct gateway **gws,
+					    size_t n_gws)
+{
+	if (ep->from_systemd)
+		return endpoints_gateway(gws, n_gws, ep->gw->cfg->name);
+	for (size_t i = 0; i < n_gws; i++)
+		for (size_t j = 0; j < gws[i]->cfg->n_listen; j++)
+			if (same_addr(&ep->cfg_ss, ep->cfg_len, &gws[i]->cfg->listen[j].ss,
+				      gws[i]->cfg->listen[j].len))
+				return gws[i];
+	return NULL;
+}
+
+int endpoints_bind(struct endpoints *e, struct gateway **gws, size_t n_gws, struct errbuf *err)
+{
+	struct endpoint *fresh = NULL, *keep = NULL, **p;
+
+	for (struct endpoint *ep = e->list; ep != NULL; ep = ep->next)
+		if (ep->from_systemd && endpoints_gateway(gws, n_gws, ep->gw->cfg->name) == NULL)
+			return errbuf_set(err,
+					  "socket %s from systemd serves gateway \"%s\", which the "
+					  "configuration no longer has",
+					  listener_name(ep->listener), ep->gw->cfg->name);
+	for (size_t i = 0; i < n_gws; i++) {
+		const struct config_gateway *g = gws[i]->cfg;
+
+		for (size_t j = 0; j < g->n_listen; j++) {
+			const struct config_addr *a = &g->listen[j];
+			struct endpoint *ep;
+			int fd;
+
+			if (endpoints_inherited(e->list, a) || endpoints_find(e->list, a))
+				continue;
+			fd = net_listen((const struct sockaddr *)&a->ss, a->len, ENDPOINTS_BACKLOG,
+					err);
+			if (fd < 0) {
+				char why[ERRBUF_LEN];
+
+				snprintf(why, sizeof(why), "%s", err->msg);
+				errbuf_set(err, "gateway \"%s\": %s", g->name, why);
+				goto fail;
+			}
+			ep = endpoint_add(e, &fresh, fd, gws[i], err);
+			if (ep == NULL)
+				goto fail;
+			memcpy(&ep->cfg_ss, &a->ss, a->len);
+			ep->cfg_len = a->len;
+		}
+	}
+
+	/* Commit: re-point what stays, close what is no longer configured. */
+	for (p = &e->list; *p != NULL;) {
+		struct endpoint *ep = *p;
+		struct gateway *gw = endpoint_new_gateway(ep, gws, n_gws);
+
+		*p = ep->next;
+		if (gw == NULL) {
+			log_msg(LOG_INFO, "no longer listening on %s", listener_name(ep->listener));
+			endpoint_free(ep);
+			continue;
+		}
+		gateway_unref(ep->gw);
+		ep->gw = gateway_ref(gw);
+		endpoint_append(&keep, ep);
+	}
+	while (fresh != NULL) {
+		struct endpoint *ep = fresh;
+
+		fresh = ep->next;
+		endpoint_append(&keep, ep);
+		endpoint_log_listening(ep);
+	}
+	e->list = keep;
+	return 0;
+fail:
+	endpoint_free_list(fresh);
+	return -1;
+}
+
+int endpoints_inherit(struct endpoints *e, struct gateway **gws, size_t n_gws, struct errbuf *err)
+{
+	char **names = NULL;
+	int n = notify_listen_fds(&names, err);
+	int rc = 0;
+
+	if (n < 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		int fd = NOTIFY_LISTEN_FDS_START + i;
+		struct gateway *gw = endpoints_gateway(gws, n_gws, names[i]);
+		struct endpoint *ep;
+		struct errbuf why;
+
+		if (rc < 0 || gw == NULL) {
+			if (rc == 0)
+				rc = errbuf_set(
+					err,
+					"systemd passed a socket named \"%s\", but no gateway has "
+					"that name (set FileDescriptorName= to a gateway's name)",
+					names[i]);
+			close(fd);
+			continue;
+		}
+		if (net_check_tcp_listener(fd, &why) < 0) {
+			rc = errbuf_set(err, "socket %d from systemd for gateway \"%s\" is %s", fd,
+					names[i], why.msg);
+			close(fd);
+			continue;
+		}
+		(void)net_set_nonblock(fd, 1);
+		ep = endpoint_add(e, &e->list, fd, gw, err);
+		if (ep == NULL) {
+			rc = -1;
+			continue;
+		}
+		ep->from_systemd = true;
+		endpoint_log_listening(ep);
+	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}

@@ -1,0 +1,40 @@
+/* endpoints: the listening sockets that serve the gateways: those systemd
+ * passed in (matched to a gateway by FileDescriptorName=) and those bound for
+ * the configured listen addresses. A reload re-points the sockets whose address
+ * is still configured to the new gateways, binds the new addresses and closes
+ * the ones no longer configured; it changes nothing when it cannot bind. The
+ * main loop's thread only. */
+#ifndef SOCKGATE_ENDPOINTS_H
+#define SOCKGATE_ENDPOINTS_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "errbuf.h"
+#include "gateway.h"
+#include "loop.h"
+
+/* A connection accepted for gw (a reference the callee may take). */
+typedef void endpoints_accept_fn(struct gateway *gw, int fd, const struct sockaddr *peer,
+				 socklen_t peerlen, void *arg);
+
+struct endpoints;
+
+struct endpoints *endpoints_create(struct loop *loop, endpoints_accept_fn *on_accept, void *arg,
+				   struct errbuf *err);
+/* Closes every listening socket. */
+void endpoints_free(struct endpoints *e);
+
+/* Takes the sockets systemd passed in (sd_listen_fds_with_names), each for the
+ * gateway of its name in gws. A name no gateway has, or a socket that is not a
+ * listening TCP socket, fails start-up (err says which). */
+int endpoints_inherit(struct endpoints *e, struct gateway **gws, size_t n_gws, struct errbuf *err);
+
+/* Makes the sockets serve gws: systemd's (by name) and every configured
+ * address, keeping the sockets of addresses that did not change. First
+ * everything that can fail (binding new addresses, a systemd socket whose
+ * gateway is gone), then the switch, which cannot: on failure nothing
+ * changed. */
+int endpoints_bind(struct endpoints *e, struct gateway **gws, size_t n_gws, struct errbuf *err);
+
+#endif

@@ -1,0 +1,53 @@
+/* login: the dialogue a client goes through before its credentials are
+ * checked, as a list of steps: a prompt, and a line that answers it. Today the
+ * username and the password; a verification code and the prompts of a PAM
+ * conversation are more steps of the same kind. Pure (no I/O, no clock): the
+ * session reads the lines, writes the prompts and submits the check. */
+#ifndef SOCKGATE_LOGIN_H
+#define SOCKGATE_LOGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "auth.h"
+#include "config.h"
+#include "line.h"
+#include "loop.h"
+
+enum login_step { LOGIN_USERNAME = 0, LOGIN_PASSWORD, LOGIN__STEPS };
+
+/* A login under way: what it read, what it answered, where it is. The session
+ * owns it and wipes it when it ends (it holds a password). */
+struct login {
+	struct line_reader in;
+	enum login_step step;
+	unsigned failures;       /* attempts answered as wrong */
+	unsigned empty_lines;    /* at the username prompt, over all attempts */
+	struct loop_timer delay; /* the pause before a failure answer (the session's) */
+	struct auth_job job;     /* the answers, handed to the password check */
+};
+
+enum login_verdict {
+	LOGIN_ASK,       /* send *prompt (the next step's, or the same one again) */
+	LOGIN_CHECK,     /* every step is answered: check job's user and password */
+	LOGIN_TOO_EMPTY, /* more empty lines than cfg allows: end the connection */
+};
+
+/* The prompt of the first step. */
+const char *login_first_prompt(const struct config_login *cfg);
+
+/* Takes one line (len bytes, NUL-terminated, wiped if it is a secret) as the
+ * answer to the current step. */
+enum login_verdict login_take_line(struct login *l, const struct config_login *cfg, char *line,
+				   size_t len, const char **prompt);
+
+/* After a failure: the dialogue starts over at its first step. */
+void login_restart(struct login *l);
+
+/* The step's name for logs ("username", "password"). */
+const char *login_step_name(const struct login *l);
+
+/* Wipes everything that was typed. */
+void login_wipe(struct login *l);
+
+#endif
