@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file.h"
+
 #define CONFIG_MAX_NAME 64       /* gateway names: systemd's FileDescriptorName= limit is 255 */
 #define CONFIG_MAX_PATH PATH_MAX /* credentials path as written */
 #define MS_PER_S        1000LL
@@ -611,26 +613,37 @@ out:
 	return rc;
 }
 
-static int load_addrs(struct loader *ld, const struct option *o, const config_setting_t *s,
-		      void *base)
+typedef int load_one_fn(struct loader *ld, const struct option *o, const config_setting_t *s,
+			void *base);
+
+/* A setting that is one string, or a list (or array) of them: each goes to
+ * load_one. form names one element in messages ("\"HOST:PORT\""), as does
+ * the noun (with "es" for more than one). */
+static int load_list(struct loader *ld, const struct option *o, const config_setting_t *s,
+		     void *base, load_one_fn *load_one, const char *form, const char *noun)
 {
 	int n;
 
 	if (config_setting_type(s) == CONFIG_TYPE_STRING)
-		return load_one_addr(ld, o, s, base);
+		return load_one(ld, o, s, base);
 	if (config_setting_type(s) != CONFIG_TYPE_LIST &&
 	    config_setting_type(s) != CONFIG_TYPE_ARRAY)
-		return cf_error(ld, s, "must be a string \"HOST:PORT\" or a list of them, not %s",
+		return cf_error(ld, s, "must be a string %s or a list of them, not %s", form,
 				type_name(s));
 	n = config_setting_length(s);
 	if (n < o->min)
-		return cf_error(ld, s, "is empty; at least %lld address%s required", o->min,
+		return cf_error(ld, s, "is empty; at least %lld %s%s required", o->min, noun,
 				o->min == 1 ? " is" : "es are");
-	for (int i = 0; i < n; i++) {
-		if (load_one_addr(ld, o, config_setting_get_elem(s, (unsigned)i), base) < 0)
+	for (int i = 0; i < n; i++)
+		if (load_one(ld, o, config_setting_get_elem(s, (unsigned)i), base) < 0)
 			return -1;
-	}
 	return 0;
+}
+
+static int load_addrs(struct loader *ld, const struct option *o, const config_setting_t *s,
+		      void *base)
+{
+	return load_list(ld, o, s, base, load_one_addr, "\"HOST:PORT\"", "address");
 }
 
 static void release_addrs(const struct option *o, void *base)
@@ -662,10 +675,11 @@ static int set_default_bool(struct loader *ld, const struct option *o,
 	return 0;
 }
 
-static int load_one_cidr(struct loader *ld, const config_setting_t *s, struct net_cidr **arr,
-			 size_t *n)
+static int load_one_cidr(struct loader *ld, const struct option *o, const config_setting_t *s,
+			 void *base)
 {
-	struct net_cidr c, *grown;
+	struct net_cidr **arr = field_at(base, o->offset), c, *grown;
+	size_t *n = field_at(base, o->offset2);
 	struct errbuf why;
 
 	if (config_setting_type(s) != CONFIG_TYPE_STRING)
@@ -683,22 +697,7 @@ static int load_one_cidr(struct loader *ld, const config_setting_t *s, struct ne
 static int load_cidrs(struct loader *ld, const struct option *o, const config_setting_t *s,
 		      void *base)
 {
-	struct net_cidr **arr = field_at(base, o->offset);
-	size_t *n = field_at(base, o->offset2);
-	int len;
-
-	if (config_setting_type(s) == CONFIG_TYPE_STRING)
-		return load_one_cidr(ld, s, arr, n);
-	if (config_setting_type(s) != CONFIG_TYPE_LIST &&
-	    config_setting_type(s) != CONFIG_TYPE_ARRAY)
-		return cf_error(ld, s,
-				"must be a string \"ADDRESS/BITS\" or a list of them, not %s",
-				type_name(s));
-	len = config_setting_length(s);
-	for (int i = 0; i < len; i++)
-		if (load_one_cidr(ld, config_setting_get_elem(s, (unsigned)i), arr, n) < 0)
-			return -1;
-	return 0;
+	return load_list(ld, o, s, base, load_one_cidr, "\"ADDRESS/BITS\"", "address");
 }
 
 static void release_cidrs(const struct option *o, void *base)
@@ -1195,8 +1194,10 @@ static char *dir_of(const char *name, struct errbuf *err)
 
 static int refuse_size(struct errbuf *err, const char *name)
 {
-	return errbuf_set(err, "%s: larger than %d bytes; not a configuration file", name,
-			  CONFIG_MAX_FILE_SIZE);
+	char size[32];
+
+	file_format_size(CONFIG_MAX_FILE_SIZE, size, sizeof(size));
+	return errbuf_set(err, "%s: larger than %s; not a configuration file", name, size);
 }
 
 struct config *config_parse(const char *name, const char *text, struct errbuf *err)
@@ -1245,89 +1246,21 @@ out:
 	return ld.cfg;
 }
 
-/* Reads fd to its end as a string. The size from fstat is only a hint: the
- * file may change while it is read, so the limit is checked on what arrives. */
-static char *read_all(int fd, const char *path, size_t hint, struct errbuf *err)
-{
-	size_t len = 0, cap = hint + 1;
-	char *buf = malloc(cap + 1), *grown;
-	ssize_t n;
-
-	if (buf == NULL) {
-		errbuf_set(err, "%s: out of memory", path);
-		return NULL;
-	}
-	for (;;) {
-		if (len == cap) {
-			grown = realloc(buf, 2 * cap + 1);
-			if (grown == NULL) {
-				errbuf_set(err, "%s: out of memory", path);
-				goto fail;
-			}
-			buf = grown;
-			cap *= 2;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n == 0)
-			break;
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			errbuf_errno(err, errno, "%s: cannot read", path);
-			goto fail;
-		}
-		len += (size_t)n;
-		if (len > CONFIG_MAX_FILE_SIZE) {
-			refuse_size(err, path);
-			goto fail;
-		}
-	}
-	/* libconfig would stop at a NUL and silently ignore the rest. */
-	if (memchr(buf, '\0', len) != NULL) {
-		errbuf_set(err, "%s: contains a NUL byte; not a configuration file", path);
-		goto fail;
-	}
-	buf[len] = '\0';
-	return buf;
-fail:
-	free(buf);
-	return NULL;
-}
-
-/* Only a regular file of at most CONFIG_MAX_FILE_SIZE bytes is read. */
-static char *read_file(const char *path, struct errbuf *err)
-{
-	char *text = NULL;
-	struct stat st;
-	int fd;
-
-	/* O_NONBLOCK: opening a FIFO must not block before fstat refuses it. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		errbuf_errno(err, errno, "%s: cannot open", path);
-		return NULL;
-	}
-	if (fstat(fd, &st) < 0)
-		errbuf_errno(err, errno, "%s: cannot stat", path);
-	else if (!S_ISREG(st.st_mode))
-		errbuf_set(err, "%s: not a regular file", path);
-	else if (st.st_size > CONFIG_MAX_FILE_SIZE)
-		refuse_size(err, path);
-	else
-		text = read_all(fd, path, (size_t)st.st_size, err);
-	close(fd);
-	return text;
-}
-
 struct config *config_load(const char *path, struct errbuf *err)
 {
-	struct config *cfg;
-	char *text = read_file(path, err);
+	struct config *cfg = NULL;
+	struct stat st;
+	size_t len;
+	char *text = file_read(path, CONFIG_MAX_FILE_SIZE, &st, &len, err);
 
 	if (text == NULL)
 		return NULL;
-	cfg = config_parse(path, text, err);
-	free(text);
+	/* libconfig would stop at a NUL and silently ignore the rest. */
+	if (memchr(text, '\0', len) != NULL)
+		errbuf_set(err, "%s: contains a NUL byte; not a configuration file", path);
+	else
+		cfg = config_parse(path, text, err);
+	file_free(text, len);
 	return cfg;
 }
 

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file.h"
+
 /* crypt(3)'s base-64 alphabet: every strong method writes its parameters, salt
  * and checksum with these characters only. */
 static const char crypt_alphabet[] =
@@ -563,79 +565,16 @@ fail:
 	return NULL;
 }
 
-/* Reads an already-checked regular file, bounded by the size cap even if the
- * file grows while it is read. */
-static char *file_read(int fd, const char *path, size_t hint, size_t *len, struct errbuf *err)
-{
-	size_t cap = hint + 1, n = 0;
-	char *buf = malloc(cap);
-
-	if (buf == NULL) {
-		errbuf_errno(err, ENOMEM, "%s", path);
-		return NULL;
-	}
-	for (;;) {
-		ssize_t r;
-
-		if (n == cap) {
-			char *nb;
-
-			if (cap > CREDENTIALS_MAX_FILE_SIZE) {
-				errbuf_set(err, "%s: larger than %u MiB", path,
-					   CREDENTIALS_MAX_FILE_SIZE >> 20);
-				goto fail;
-			}
-			nb = realloc(buf, cap * 2);
-			if (nb == NULL) {
-				errbuf_errno(err, ENOMEM, "%s", path);
-				goto fail;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		r = read(fd, buf + n, cap - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			errbuf_errno(err, errno, "%s: read", path);
-			goto fail;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
-	*len = n;
-	return buf;
-
-fail:
-	free(buf);
-	return NULL;
-}
-
 struct credentials *credentials_load(const char *path, uid_t owner_uid, struct errbuf *err)
 {
 	struct credentials *c = NULL;
 	struct stat st;
-	char *text = NULL;
 	size_t len = 0;
-	int fd;
+	char *text = file_read(path, CREDENTIALS_MAX_FILE_SIZE, &st, &len, err);
 
-	/* Symlinks are followed (credential directories often use them) and the
-	 * checks below apply to what was actually opened. O_NONBLOCK keeps a FIFO
-	 * planted at path from hanging the open. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		errbuf_errno(err, errno, "%s", path);
+	if (text == NULL)
 		return NULL;
-	}
-	if (fstat(fd, &st) < 0) {
-		errbuf_errno(err, errno, "%s: fstat", path);
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		errbuf_set(err, "%s: not a regular file", path);
-		goto out;
-	}
+	/* As sshd's StrictModes: what others may change, nobody may trust. */
 	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
 		errbuf_set(err,
 			   "%s: group or others can write it (mode %04o); "
@@ -648,13 +587,7 @@ struct credentials *credentials_load(const char *path, uid_t owner_uid, struct e
 			   (unsigned)st.st_uid, (unsigned)owner_uid);
 		goto out;
 	}
-	if ((uintmax_t)st.st_size > CREDENTIALS_MAX_FILE_SIZE) {
-		errbuf_set(err, "%s: larger than %u MiB", path, CREDENTIALS_MAX_FILE_SIZE >> 20);
-		goto out;
-	}
-	text = file_read(fd, path, (size_t)st.st_size, &len, err);
-	if (text != NULL)
-		c = credentials_parse(path, text, len, err);
+	c = credentials_parse(path, text, len, err);
 	/* A real file's settings are checked once each (a check's cost, at
 	 * whatever cost the file chose); credentials_parse() alone, as the fuzzer
 	 * calls it, stays cheap. */
@@ -662,13 +595,8 @@ struct credentials *credentials_load(const char *path, uid_t owner_uid, struct e
 		credentials_unref(c);
 		c = NULL;
 	}
-
 out:
-	if (text != NULL) {
-		explicit_bzero(text, len);
-		free(text);
-	}
-	close(fd);
+	file_free(text, len);
 	return c;
 }
 

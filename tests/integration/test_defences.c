@@ -32,51 +32,16 @@
 
 static const char *const users[] = {"alice", PASSWORD, "bob", "bob-pw", "carol", "carol-pw", NULL};
 
-struct ctx {
-	struct fixture f;
-};
-
 static int start(void **state, const char *top, const char *extra)
 {
-	struct ctx *c = calloc(1, sizeof(*c));
-
-	assert_non_null(c);
-	*state = c;
-	assert_int_equal(fixture_init(&c->f, users), 0);
-	assert_int_equal(fixture_upstream(&c->f, NULL), 0);
-	assert_int_equal(fixture_config(&c->f, top, extra), 0);
-	assert_int_equal(fixture_start(&c->f), 0);
-	return 0;
+	return fixture_test_setup(state, users, NULL, top, extra);
 }
 
 static int teardown(void **state)
 {
-	struct ctx *c = *state;
-	int rc = c->f.daemon.exited ? c->f.daemon.exit_code : fixture_stop(&c->f);
-	int leaked = c->f.log != NULL && logtap_contains(c->f.log, PASSWORD);
-
-	fixture_teardown(&c->f, rc != 0 || leaked);
-	free(c);
-	assert_int_equal(rc, 0);
-	assert_false(leaked);
-	return 0;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A connection to 127.0.0.1:port from the loopback address src. */
-static int connect_from(const char *src, int port)
-{
-	int fd = harness_connect_from(src, "127.0.0.1", port);
-
-	assert_true(fd >= 0);
-	return fd;
+	/* The password never reaches the log, whatever the test did; the daemon
+	 * and the upstream exit cleanly. */
+	return fixture_test_teardown(state, PASSWORD);
 }
 
 /* ---- penalties ---------------------------------------------------------- */
@@ -93,9 +58,9 @@ static int setup_penalties(void **state)
  * checked, while another source logs in; the penalty then expires. */
 static void brute_force_penalised_then_expires(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	char line[512];
-	int fd = connect_from("127.0.0.1", c->f.port), other;
+	int fd = connect_from("127.0.0.1", f->port), other;
 	const char *rest;
 	long long deadline;
 	bool served = false;
@@ -109,20 +74,20 @@ static void brute_force_penalised_then_expires(void **state)
 		expect_str(fd, "incorrect.\nUsername: ");
 	}
 	close(fd);
-	assert_int_equal(fixture_log_wait(&c->f, "source penalised", line, sizeof(line)), 0);
+	assert_int_equal(fixture_log_wait(f, "source penalised", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, "remote_addr=127.0.0.1"));
 	assert_non_null(strstr(line, "source=127.0.0.1/32"));
 
 	/* Refused at once: no prompt, so no password is ever checked. */
-	fd = connect_from("127.0.0.1", c->f.port);
+	fd = connect_from("127.0.0.1", f->port);
 	rest = read_to_eof(fd);
 	assert_non_null(strstr(rest, "Too many failed logins"));
 	assert_null(strstr(rest, "Username:"));
 	close(fd);
-	assert_int_equal(fixture_log_wait(&c->f, "source penalised for", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(f, "source penalised for", NULL, 0), 0);
 
 	/* Another source is not affected. */
-	other = connect_from("127.0.0.2", c->f.port);
+	other = connect_from("127.0.0.2", f->port);
 	expect_str(other, "Username: ");
 	send_str(other, "alice\n" PASSWORD "\nhi\n");
 	expect_str(other, "I got your message: hi\n");
@@ -130,12 +95,12 @@ static void brute_force_penalised_then_expires(void **state)
 
 	/* The penalty (at most max = 2 s) runs out. Time passing sends no event:
 	 * try every 100 ms, for at most 10 s. */
-	deadline = now_ms() + 10000;
-	while (!served && now_ms() < deadline) {
+	deadline = harness_now_ms() + 10000;
+	while (!served && harness_now_ms() < deadline) {
 		char buf[256];
 		struct pollfd p;
 
-		fd = connect_from("127.0.0.1", c->f.port);
+		fd = connect_from("127.0.0.1", f->port);
 		p = (struct pollfd){fd, POLLIN, 0};
 		if (poll(&p, 1, T) == 1 && recv(fd, buf, sizeof(buf) - 1, 0) > 0 &&
 		    strncmp(buf, "Username: ", 10) == 0)
@@ -145,7 +110,7 @@ static void brute_force_penalised_then_expires(void **state)
 			poll(NULL, 0, 100);
 	}
 	assert_true(served);
-	fd = fixture_login(c->f.port, "alice", PASSWORD);
+	fd = fixture_login(f->port, "alice", PASSWORD);
 	assert_true(fd >= 0);
 	close(fd);
 }
@@ -161,8 +126,8 @@ static int setup_delay(void **state)
 /* Each failure is answered after 0.2 to 0.6 s, and not always the same. */
 static void failure_answer_delayed_at_random(void **state)
 {
-	struct ctx *c = *state;
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	struct fixture *f = *state;
+	int fd = harness_connect("127.0.0.1", f->port);
 	long long lo = LLONG_MAX, hi = 0;
 
 	expect_str(fd, "Username: ");
@@ -170,9 +135,9 @@ static void failure_answer_delayed_at_random(void **state)
 		long long t0, dt;
 
 		send_str(fd, "alice\nnope\n");
-		t0 = now_ms();
+		t0 = harness_now_ms();
 		expect_str(fd, "incorrect.\nUsername: ");
-		dt = now_ms() - t0;
+		dt = harness_now_ms() - t0;
 		lo = dt < lo ? dt : lo;
 		hi = dt > hi ? dt : hi;
 	}
@@ -204,16 +169,16 @@ static bool prompted(int fd)
 
 static void startups_random_early_drop(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	int held[8], n_held = 0, refused = 0, fd;
 
 	/* Up to begin everyone is served; then some are dropped; at full, all. */
 	for (int i = 0; i < 4; i++) {
-		held[n_held] = harness_connect("127.0.0.1", c->f.port);
+		held[n_held] = harness_connect("127.0.0.1", f->port);
 		assert_true(prompted(held[n_held++]));
 	}
 	for (int tries = 0; n_held < 8 && tries < 400; tries++) {
-		fd = harness_connect("127.0.0.1", c->f.port);
+		fd = harness_connect("127.0.0.1", f->port);
 		if (prompted(fd))
 			held[n_held++] = fd;
 		else {
@@ -224,17 +189,17 @@ static void startups_random_early_drop(void **state)
 	assert_int_equal(n_held, 8);
 	assert_true(refused > 0); /* between begin and full, at 50 %..100 % */
 	for (int i = 0; i < 10; i++) {
-		fd = harness_connect("127.0.0.1", c->f.port);
+		fd = harness_connect("127.0.0.1", f->port);
 		assert_false(prompted(fd));
 		close(fd);
 	}
-	assert_int_equal(fixture_log_wait(&c->f, "limits.startups", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(f, "limits.startups", NULL, 0), 0);
 	/* Logging in frees a start-up slot: below begin, everyone is served. */
 	for (int i = 0; i < 5; i++) {
 		send_str(held[i], "alice\n" PASSWORD "\n");
 		expect_str(held[i], "logged in.\n");
 	}
-	fd = harness_connect("127.0.0.1", c->f.port);
+	fd = harness_connect("127.0.0.1", f->port);
 	assert_true(prompted(fd));
 	close(fd);
 	for (int i = 0; i < 8; i++)
@@ -251,24 +216,24 @@ static int setup_per_source(void **state)
 
 static void per_source_cap(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	int a[3], fd;
 
 	for (int i = 0; i < 3; i++) {
-		a[i] = connect_from("127.0.0.1", c->f.port);
+		a[i] = connect_from("127.0.0.1", f->port);
 		assert_true(prompted(a[i]));
 	}
-	fd = connect_from("127.0.0.1", c->f.port);
+	fd = connect_from("127.0.0.1", f->port);
 	assert_false(prompted(fd));
 	close(fd);
-	assert_int_equal(fixture_log_wait(&c->f, "from this source", NULL, 0), 0);
-	fd = connect_from("127.0.0.2", c->f.port);
+	assert_int_equal(fixture_log_wait(f, "from this source", NULL, 0), 0);
+	fd = connect_from("127.0.0.2", f->port);
 	assert_true(prompted(fd));
 	close(fd);
 	/* A login that completes no longer counts against its source. */
 	send_str(a[0], "alice\n" PASSWORD "\n");
 	expect_str(a[0], "logged in.\n");
-	fd = connect_from("127.0.0.1", c->f.port);
+	fd = connect_from("127.0.0.1", f->port);
 	assert_true(prompted(fd));
 	close(fd);
 	for (int i = 0; i < 3; i++)
@@ -289,7 +254,7 @@ static int setup_queue(void **state)
  * nothing waits unbounded, and the daemon serves normally afterwards. */
 static void auth_queue_bounded(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	enum { N = 40 };
 	int fds[N], busy = 0;
 
@@ -297,7 +262,7 @@ static void auth_queue_bounded(void **state)
 		char src[32];
 
 		harness_loopback_source((unsigned)i, src, sizeof(src));
-		fds[i] = harness_connect_from(src, "127.0.0.1", c->f.port);
+		fds[i] = harness_connect_from(src, "127.0.0.1", f->port);
 		expect_str(fds[i], "Username: ");
 	}
 	for (int i = 0; i < N; i++)
@@ -314,8 +279,8 @@ static void auth_queue_bounded(void **state)
 		close(fds[i]);
 	}
 	assert_true(busy > 0);
-	assert_int_equal(fixture_log_wait(&c->f, "password check queue full", NULL, 0), 0);
-	fds[0] = fixture_login(c->f.port, "alice", PASSWORD);
+	assert_int_equal(fixture_log_wait(f, "password check queue full", NULL, 0), 0);
+	fds[0] = fixture_login(f->port, "alice", PASSWORD);
 	assert_true(fds[0] >= 0);
 	close(fds[0]);
 }
@@ -333,7 +298,7 @@ static int setup_slowloris(void **state)
  * test_hostile.) */
 static void slowloris_legit_user_gets_in(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	enum { N = 2000 };
 	struct rlimit rl;
 	int *fds = calloc(N, sizeof(*fds)), fd;
@@ -352,7 +317,7 @@ static void slowloris_legit_user_gets_in(void **state)
 		char src[32];
 
 		harness_loopback_source((unsigned)i, src, sizeof(src));
-		fds[i] = harness_connect_from(src, "127.0.0.1", c->f.port);
+		fds[i] = harness_connect_from(src, "127.0.0.1", f->port);
 		assert_true(fds[i] >= 0);
 		send_str(fds[i], "a");
 	}
@@ -360,13 +325,13 @@ static void slowloris_legit_user_gets_in(void **state)
 	for (int i = 0; i < N; i++)
 		expect_str(fds[i], "Username: ");
 
-	t0 = now_ms();
-	fd = harness_connect("127.0.0.1", c->f.port);
+	t0 = harness_now_ms();
+	fd = harness_connect("127.0.0.1", f->port);
 	assert_true(fd >= 0);
 	send_str(fd, "alice\n" PASSWORD "\nhello\n");
 	assert_true(fixture_expect(fd, "I got your message: hello\n", buf, sizeof(buf), 2000) > 0);
 	print_message("legitimate login and first answer in %lld ms among %d idle connections\n",
-		      now_ms() - t0, N);
+		      harness_now_ms() - t0, N);
 	close(fd);
 	for (int i = 0; i < N; i++)
 		close(fds[i]);
@@ -420,21 +385,21 @@ static void rewrite_users(struct fixture *f, const char *const pairs[])
 
 static void revoke_on_reload_ends_changed_users(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	static const char *const changed[] = {"alice", "a-new-password", "carol", "carol-pw", NULL};
-	int alice = fixture_login(c->f.port, "alice", PASSWORD);
-	int bob = fixture_login(c->f.port, "bob", "bob-pw");
-	int carol = fixture_login(c->f.port, "carol", "carol-pw");
+	int alice = fixture_login(f->port, "alice", PASSWORD);
+	int bob = fixture_login(f->port, "bob", "bob-pw");
+	int carol = fixture_login(f->port, "carol", "carol-pw");
 	char line[512];
 
 	assert_true(alice >= 0 && bob >= 0 && carol >= 0);
-	rewrite_users(&c->f, changed);
-	assert_int_equal(fixture_reload(&c->f), 0);
+	rewrite_users(f, changed);
+	assert_int_equal(fixture_reload(f), 0);
 	/* alice's password changed and bob was removed: their sessions end. */
 	(void)read_to_eof(alice);
 	(void)read_to_eof(bob);
 	for (int i = 0; i < 2; i++) {
-		assert_int_equal(fixture_log_wait(&c->f, "access revoked", line, sizeof(line)), 0);
+		assert_int_equal(fixture_log_wait(f, "access revoked", line, sizeof(line)), 0);
 		assert_true(strstr(line, "user=\"alice\"") != NULL ||
 			    strstr(line, "user=\"bob\"") != NULL);
 	}
@@ -476,7 +441,7 @@ static long long elapsed_us(int fd, const char *attempt)
  * interleaved, within 10 %. (No failure delay here, to see the hashing.) */
 /* One round: medians of N wrong-password and N unknown-user answers, taken
  * in alternation; returns whether they are within 10 % of each other. */
-static bool timing_round(struct ctx *c)
+static bool timing_round(struct fixture *f)
 {
 	enum { N = 50 };
 	long long wrong[N], unknown[N], mw, mu, diff;
@@ -484,7 +449,7 @@ static bool timing_round(struct ctx *c)
 
 	/* Two connections: one may try at most 100 times. */
 	for (int half = 0; half < 2; half++) {
-		fd = harness_connect("127.0.0.1", c->f.port);
+		fd = harness_connect("127.0.0.1", f->port);
 		expect_str(fd, "Username: ");
 		(void)elapsed_us(fd, "alice\nwarm-up\n");
 		for (int i = half * N / 2; i < (half + 1) * N / 2; i++) {
@@ -509,7 +474,7 @@ static bool timing_round(struct ctx *c)
  * which no round would pass. */
 static void unknown_user_costs_like_wrong_password(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	bool same = false;
 
 	if (getenv("SOCKGATE_TEST_WRAPPER") != NULL) {
@@ -517,7 +482,7 @@ static void unknown_user_costs_like_wrong_password(void **state)
 		skip();
 	}
 	for (int round = 0; round < 3 && !same; round++)
-		same = timing_round(c);
+		same = timing_round(f);
 	assert_true(same);
 }
 

@@ -27,21 +27,9 @@
 
 static const char *const users[] = {"alice", PASSWORD, "bob", "hunter2-bob", NULL};
 
-struct ctx {
-	struct fixture f;
-};
-
 static int start_with(void **state, const char *const upstream_args[], const char *extra)
 {
-	struct ctx *c = calloc(1, sizeof(*c));
-
-	assert_non_null(c);
-	*state = c;
-	assert_int_equal(fixture_init(&c->f, users), 0);
-	assert_int_equal(fixture_upstream(&c->f, upstream_args), 0);
-	assert_int_equal(fixture_simple_config(&c->f, extra), 0);
-	assert_int_equal(fixture_start(&c->f), 0);
-	return 0;
+	return fixture_test_setup(state, users, upstream_args, NULL, extra);
 }
 
 static int setup_message(void **state)
@@ -58,31 +46,16 @@ static int setup_echo(void **state)
 
 static int teardown(void **state)
 {
-	struct ctx *c = *state;
-
-	int rc = c->f.daemon.exited ? c->f.daemon.exit_code : fixture_stop(&c->f);
-	/* After the daemon, so that no session holds a connection to it. */
-	int up = fixture_stop_upstream(&c->f);
-	/* The password never reaches the log, whatever the test did. */
-	int leaked = c->f.log != NULL && logtap_contains(c->f.log, PASSWORD);
-
-	/* A clean exit after every test, of the daemon and of the upstream: under
-	 * ASan, or SOCKGATE_TEST_WRAPPER=valgrind, this also proves no leak and no
-	 * memory error happened anywhere in them (in the upstream's forked
-	 * connection processes the verdict goes unseen). */
-	fixture_teardown(&c->f, rc != 0 || up != 0 || leaked);
-	free(c);
-	assert_int_equal(rc, 0);
-	assert_int_equal(up, 0);
-	assert_false(leaked);
-	return 0;
+	/* The password never reaches the log, whatever the test did; the daemon
+	 * and the upstream exit cleanly. */
+	return fixture_test_teardown(state, PASSWORD);
 }
 
 static void login_and_relay(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	char line[1024];
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	int fd = harness_connect("127.0.0.1", f->port);
 
 	assert_true(fd >= 0);
 	expect_str(fd, "Username: ");
@@ -95,10 +68,10 @@ static void login_and_relay(void **state)
 	send_str(fd, "world\n");
 	expect_str(fd, "I got your message: world\n");
 	close(fd);
-	assert_int_equal(fixture_log_wait(&c->f, "login ok", line, sizeof(line)), 0);
+	assert_int_equal(fixture_log_wait(f, "login ok", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, "user=\"alice\""));
 	assert_non_null(strstr(line, "remote_addr=127.0.0.1"));
-	assert_int_equal(fixture_log_wait(&c->f, "session closed", line, sizeof(line)), 0);
+	assert_int_equal(fixture_log_wait(f, "session closed", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, "bytes_in=12"));
 	assert_non_null(strstr(line, "duration_ms="));
 }
@@ -117,7 +90,7 @@ static long long mono_ms(void)
  * the status at every one-second update; each must still be served. */
 static void notify_reader_stops_reading(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	struct sockaddr_un sun;
 	socklen_t sl;
 	int filler, fillers[256], fds[40];
@@ -127,8 +100,8 @@ static void notify_reader_stops_reading(void **state)
 	/* Fill the queue of the fixture's notify socket (abstract, "@name"). */
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	memcpy(sun.sun_path + 1, c->f.notify_path + 1, strlen(c->f.notify_path) - 1);
-	sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(c->f.notify_path));
+	memcpy(sun.sun_path + 1, f->notify_path + 1, strlen(f->notify_path) - 1);
+	sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(f->notify_path));
 	/* A sender stops at its own send buffer or at the receiver's queue
 	 * limit (net.unix.max_dgram_qlen), whichever comes first: fill from
 	 * fresh sockets until one cannot send even its first message. */
@@ -153,7 +126,7 @@ static void notify_reader_stops_reading(void **state)
 		long long next = mono_ms() + 100;
 
 		if (n < 40) {
-			fds[n] = fixture_login(c->f.port, "alice", PASSWORD);
+			fds[n] = fixture_login(f->port, "alice", PASSWORD);
 			assert_true(fds[n] >= 0);
 			n++;
 		}
@@ -172,9 +145,9 @@ static void notify_reader_stops_reading(void **state)
 
 static void wrong_then_right(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	char line[1024];
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	int fd = harness_connect("127.0.0.1", f->port);
 
 	expect_str(fd, "Username: ");
 	send_str(fd, "alice\n");
@@ -188,16 +161,16 @@ static void wrong_then_right(void **state)
 	send_str(fd, "ping\n");
 	expect_str(fd, "I got your message: ping\n");
 	close(fd);
-	assert_int_equal(fixture_log_wait(&c->f, "login failed", line, sizeof(line)), 0);
+	assert_int_equal(fixture_log_wait(f, "login failed", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, "user=\"alice\""));
 	assert_null(strstr(line, "not-the-password"));
-	assert_int_equal(fixture_log_wait(&c->f, "login ok", line, sizeof(line)), 0);
+	assert_int_equal(fixture_log_wait(f, "login ok", line, sizeof(line)), 0);
 }
 
 static void max_attempts_exhausted(void **state)
 {
-	struct ctx *c = *state;
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	struct fixture *f = *state;
+	int fd = harness_connect("127.0.0.1", f->port);
 	const char *rest;
 
 	/* The default is three attempts; pipeline them all. */
@@ -207,15 +180,15 @@ static void max_attempts_exhausted(void **state)
 	assert_non_null(strstr(rest, "incorrect"));
 	assert_null(strstr(rest, "logged in"));
 	close(fd);
-	assert_int_equal(fixture_log_wait(&c->f, "too many failed logins", NULL, 0), 0);
-	assert_int_equal(logtap_count(c->f.log, "login failed"), 3);
+	assert_int_equal(fixture_log_wait(f, "too many failed logins", NULL, 0), 0);
+	assert_int_equal(logtap_count(f->log, "login failed"), 3);
 }
 
 static void unknown_user(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	char line[1024];
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	int fd = harness_connect("127.0.0.1", f->port);
 
 	expect_str(fd, "Username: ");
 	send_str(fd, "mallory\n");
@@ -224,14 +197,14 @@ static void unknown_user(void **state)
 	/* Exactly what a wrong password gets. */
 	expect_str(fd, "Username or password is incorrect.\nUsername: ");
 	close(fd);
-	assert_int_equal(fixture_log_wait(&c->f, "login failed", line, sizeof(line)), 0);
+	assert_int_equal(fixture_log_wait(f, "login failed", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, "user=\"mallory\""));
 }
 
 static void grace_time_expired(void **state)
 {
-	struct ctx *c = *state;
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	struct fixture *f = *state;
+	int fd = harness_connect("127.0.0.1", f->port);
 	const char *rest;
 
 	expect_str(fd, "Username: ");
@@ -239,13 +212,13 @@ static void grace_time_expired(void **state)
 	rest = read_to_eof(fd);
 	assert_non_null(strstr(rest, "Login timed out."));
 	close(fd);
-	assert_int_equal(fixture_log_wait(&c->f, "login grace time expired", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(f, "login grace time expired", NULL, 0), 0);
 }
 
 static void upstream_down(void **state)
 {
-	struct ctx *c = *state;
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	struct fixture *f = *state;
+	int fd = harness_connect("127.0.0.1", f->port);
 	const char *rest;
 
 	expect_str(fd, "Username: ");
@@ -255,15 +228,15 @@ static void upstream_down(void **state)
 	assert_null(strstr(rest, "logged in"));
 	close(fd);
 	/* Both addresses were tried, in order. */
-	assert_int_equal(fixture_log_wait(&c->f, "upstream connect failed", NULL, 0), 0);
-	assert_int_equal(fixture_log_wait(&c->f, "upstream connect failed", NULL, 0), 0);
-	assert_int_equal(fixture_log_wait(&c->f, "no upstream reachable", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(f, "upstream connect failed", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(f, "upstream connect failed", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(f, "no upstream reachable", NULL, 0), 0);
 }
 
 static void pipelined_after_password(void **state)
 {
-	struct ctx *c = *state;
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	struct fixture *f = *state;
+	int fd = harness_connect("127.0.0.1", f->port);
 	char buf[4096];
 	const char *ok;
 
@@ -281,8 +254,8 @@ static void pipelined_after_password(void **state)
 
 static void crlf_lines(void **state)
 {
-	struct ctx *c = *state;
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	struct fixture *f = *state;
+	int fd = harness_connect("127.0.0.1", f->port);
 
 	expect_str(fd, "Username: ");
 	send_str(fd, "alice\r\n");
@@ -294,9 +267,9 @@ static void crlf_lines(void **state)
 
 static void one_byte_at_a_time(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	const char *in = "alice\r\n" PASSWORD "\n";
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	int fd = harness_connect("127.0.0.1", f->port);
 
 	expect_str(fd, "Username: ");
 	for (const char *p = in; *p != '\0'; p++)
@@ -307,10 +280,10 @@ static void one_byte_at_a_time(void **state)
 
 static void overlong_line(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	char big[400];
 	const char *rest;
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	int fd = harness_connect("127.0.0.1", f->port);
 
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
@@ -319,27 +292,27 @@ static void overlong_line(void **state)
 	rest = read_to_eof(fd);
 	assert_non_null(strstr(rest, "too long"));
 	close(fd);
-	assert_int_equal(fixture_log_wait(&c->f, "login line too long", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(f, "login line too long", NULL, 0), 0);
 }
 
 static void control_character(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	const char *rest;
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	int fd = harness_connect("127.0.0.1", f->port);
 
 	expect_str(fd, "Username: ");
 	assert_int_equal(harness_write_all(fd, "al\0ice\n", 7, T), 0);
 	rest = read_to_eof(fd);
 	assert_non_null(strstr(rest, "Invalid character"));
 	close(fd);
-	assert_int_equal(fixture_log_wait(&c->f, "control character", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(f, "control character", NULL, 0), 0);
 }
 
 static void half_close(void **state)
 {
-	struct ctx *c = *state;
-	int fd = fixture_login(c->f.port, "alice", PASSWORD);
+	struct fixture *f = *state;
+	int fd = fixture_login(f->port, "alice", PASSWORD);
 	const char *rest;
 
 	assert_true(fd >= 0);
@@ -349,16 +322,16 @@ static void half_close(void **state)
 	rest = read_to_eof(fd);
 	assert_string_equal(rest, "last words");
 	close(fd);
-	assert_int_equal(fixture_log_wait(&c->f, "session closed", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(f, "session closed", NULL, 0), 0);
 }
 
 static void bulk_100mib_each_way(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	size_t len = 100u << 20;
 	unsigned char *out = malloc(len), *in = malloc(len + 1);
 	uint64_t x = 0x9e3779b97f4a7c15ULL;
-	int fd = fixture_login(c->f.port, "alice", PASSWORD);
+	int fd = fixture_login(f->port, "alice", PASSWORD);
 
 	assert_true(fd >= 0);
 	assert_non_null(out);
@@ -380,7 +353,7 @@ static void bulk_100mib_each_way(void **state)
 
 static void concurrent_sessions(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	/* Under valgrind the password checks are slow enough to hit the grace time. */
 	const int n = (int)harness_scale(CONCURRENT, 20);
 	int fds[CONCURRENT];
@@ -391,7 +364,7 @@ static void concurrent_sessions(void **state)
 		char src[32];
 
 		harness_loopback_source((unsigned)i, src, sizeof(src));
-		fds[i] = harness_connect_from(src, "127.0.0.1", c->f.port);
+		fds[i] = harness_connect_from(src, "127.0.0.1", f->port);
 		assert_true(fds[i] >= 0);
 	}
 	/* All log in at once: the password checks overlap. */
@@ -413,37 +386,37 @@ static void concurrent_sessions(void **state)
 		close(fds[i]);
 	}
 	for (int i = 0; i < n; i++)
-		assert_int_equal(fixture_log_wait(&c->f, "session closed", NULL, 0), 0);
+		assert_int_equal(fixture_log_wait(f, "session closed", NULL, 0), 0);
 }
 
 static void reload_changed_credentials(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	static const char *const changed[] = {"alice", "new-alice-pw", "carol", "carol-pw", NULL};
-	int live = fixture_login(c->f.port, "alice", PASSWORD);
+	int live = fixture_login(f->port, "alice", PASSWORD);
 	int fd;
 
 	assert_true(live >= 0);
 	send_str(live, "before\n");
 	expect_str(live, "I got your message: before\n");
 
-	assert_int_equal(fixture_write_users(&c->f, changed), 0);
-	assert_int_equal(fixture_reload(&c->f), 0);
-	assert_int_equal(fixture_log_wait(&c->f, "configuration reloaded", NULL, 0), 0);
+	assert_int_equal(fixture_write_users(f, changed), 0);
+	assert_int_equal(fixture_reload(f), 0);
+	assert_int_equal(fixture_log_wait(f, "configuration reloaded", NULL, 0), 0);
 
 	/* The live session keeps relaying. */
 	send_str(live, "after\n");
 	expect_str(live, "I got your message: after\n");
 
 	/* The old password no longer works; the new one and the new user do. */
-	fd = harness_connect("127.0.0.1", c->f.port);
+	fd = harness_connect("127.0.0.1", f->port);
 	send_str(fd, "alice\n" PASSWORD "\n");
 	expect_str(fd, "incorrect");
 	close(fd);
-	fd = fixture_login(c->f.port, "alice", "new-alice-pw");
+	fd = fixture_login(f->port, "alice", "new-alice-pw");
 	assert_true(fd >= 0);
 	close(fd);
-	fd = fixture_login(c->f.port, "carol", "carol-pw");
+	fd = fixture_login(f->port, "carol", "carol-pw");
 	assert_true(fd >= 0);
 	close(fd);
 	close(live);
@@ -452,7 +425,7 @@ static void reload_changed_credentials(void **state)
 /* A user whose hash has another cost than the others can be told apart from
  * an unknown user by how long a wrong password takes: the daemon says so when
  * it loads such a file (and not for a file on one cost). */
-static void users_append_bcrypt(struct ctx *c, const char *user, const char *password)
+static void users_append_bcrypt(struct fixture *f, const char *user, const char *password)
 {
 	char setting[CRYPT_GENSALT_OUTPUT_SIZE];
 	struct crypt_data *cd = calloc(1, sizeof(*cd));
@@ -463,7 +436,7 @@ static void users_append_bcrypt(struct ctx *c, const char *user, const char *pas
 	assert_non_null(crypt_gensalt_rn("$2b$", 4, NULL, 0, setting, sizeof(setting)));
 	h = crypt_r(password, setting, cd);
 	assert_non_null(h);
-	fp = fopen(c->f.users, "a");
+	fp = fopen(f->users, "a");
 	assert_non_null(fp);
 	fprintf(fp, "%s:%s\n", user, h);
 	assert_int_equal(fclose(fp), 0);
@@ -472,41 +445,40 @@ static void users_append_bcrypt(struct ctx *c, const char *user, const char *pas
 
 static void reload_warns_of_mixed_hash_costs(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	char line[1024];
 	int fd;
 
-	assert_false(logtap_contains(c->f.log, "different hash methods or costs"));
-	users_append_bcrypt(c, "carol", "carol-pw");
-	assert_int_equal(fixture_reload(&c->f), 0);
-	assert_int_equal(
-		fixture_log_wait(&c->f, "different hash methods or costs", line, sizeof(line)), 0);
-	assert_non_null(strstr(line, c->f.users));
+	assert_false(logtap_contains(f->log, "different hash methods or costs"));
+	users_append_bcrypt(f, "carol", "carol-pw");
+	assert_int_equal(fixture_reload(f), 0);
+	assert_int_equal(fixture_log_wait(f, "different hash methods or costs", line, sizeof(line)),
+			 0);
+	assert_non_null(strstr(line, f->users));
 	assert_non_null(strstr(line, "have 2 different hash methods or costs"));
 	assert_non_null(strstr(line, "(2 of 3 users)"));
 	/* A warning, not a refusal: carol logs in. */
-	fd = fixture_login(c->f.port, "carol", "carol-pw");
+	fd = fixture_login(f->port, "carol", "carol-pw");
 	assert_true(fd >= 0);
 	close(fd);
 }
 
 static void reload_broken_config(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	char line[1024];
-	int live = fixture_login(c->f.port, "alice", PASSWORD);
+	int live = fixture_login(f->port, "alice", PASSWORD);
 	int fd;
 
 	assert_true(live >= 0);
-	assert_int_equal(fixture_write_config(&c->f, "gateways = ( { name = \"x\"; oops } );\n"),
-			 0);
-	assert_int_equal(fixture_reload(&c->f), 0);
-	assert_int_equal(fixture_log_wait(&c->f, "reload failed", line, sizeof(line)), 0);
+	assert_int_equal(fixture_write_config(f, "gateways = ( { name = \"x\"; oops } );\n"), 0);
+	assert_int_equal(fixture_reload(f), 0);
+	assert_int_equal(fixture_log_wait(f, "reload failed", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, "sockgate.conf:1"));
 	/* The old configuration still serves, old sessions and new ones. */
 	send_str(live, "still here\n");
 	expect_str(live, "I got your message: still here\n");
-	fd = fixture_login(c->f.port, "bob", "hunter2-bob");
+	fd = fixture_login(f->port, "bob", "hunter2-bob");
 	assert_true(fd >= 0);
 	close(fd);
 	close(live);
@@ -514,23 +486,23 @@ static void reload_broken_config(void **state)
 
 static void max_sessions_enforced(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	int a, b, d;
 	const char *rest;
 
-	a = harness_connect("127.0.0.1", c->f.port);
-	b = harness_connect("127.0.0.1", c->f.port);
+	a = harness_connect("127.0.0.1", f->port);
+	b = harness_connect("127.0.0.1", f->port);
 	expect_str(a, "Username: ");
 	expect_str(b, "Username: ");
-	d = harness_connect("127.0.0.1", c->f.port);
+	d = harness_connect("127.0.0.1", f->port);
 	rest = read_to_eof(d);
 	assert_non_null(strstr(rest, "Too many connections."));
 	close(d);
-	assert_int_equal(fixture_log_wait(&c->f, "max_sessions reached", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(f, "max_sessions reached", NULL, 0), 0);
 	/* A slot freed is a slot usable again. */
 	close(a);
-	assert_int_equal(fixture_log_wait(&c->f, "session closed", NULL, 0), 0);
-	d = fixture_login(c->f.port, "bob", "hunter2-bob");
+	assert_int_equal(fixture_log_wait(f, "session closed", NULL, 0), 0);
+	d = fixture_login(f->port, "bob", "hunter2-bob");
 	assert_true(d >= 0);
 	close(d);
 	close(b);
@@ -538,24 +510,24 @@ static void max_sessions_enforced(void **state)
 
 static void sigterm_closes_sessions(void **state)
 {
-	struct ctx *c = *state;
-	int live = fixture_login(c->f.port, "alice", PASSWORD);
+	struct fixture *f = *state;
+	int live = fixture_login(f->port, "alice", PASSWORD);
 	const char *rest;
 
 	assert_true(live >= 0);
-	assert_int_equal(fixture_stop(&c->f), 0);
+	assert_int_equal(fixture_stop(f), 0);
 	/* The password must never reach the log. */
-	assert_false(logtap_contains(c->f.log, PASSWORD));
+	assert_false(logtap_contains(f->log, PASSWORD));
 	rest = read_to_eof(live);
 	(void)rest;
 	close(live);
-	assert_int_equal(fixture_log_wait(&c->f, "stopping", NULL, 0), 0);
-	assert_int_equal(fixture_log_wait(&c->f, "reason=shutdown", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(f, "stopping", NULL, 0), 0);
+	assert_int_equal(fixture_log_wait(f, "reason=shutdown", NULL, 0), 0);
 }
 
 /* A real client program logs in through the gateway with the lines on its
  * stdin and must show the upstream's answer. */
-static void real_client(struct ctx *c, const char *const argv[])
+static void real_client(struct fixture *f, const char *const argv[])
 {
 	static const char input[] = "alice\n" PASSWORD "\nhello from a real client\n";
 	struct harness_proc p;
@@ -576,13 +548,13 @@ static void real_client(struct ctx *c, const char *const argv[])
 
 static void real_clients(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	char port[16], neg_port[16], tcp[64];
 
-	snprintf(port, sizeof(port), "%d", c->f.port);
+	snprintf(port, sizeof(port), "%d", f->port);
 	/* "-PORT": telnet opens with option negotiation, as it does on port 23. */
-	snprintf(neg_port, sizeof(neg_port), "-%d", c->f.port);
-	snprintf(tcp, sizeof(tcp), "TCP:127.0.0.1:%d", c->f.port);
+	snprintf(neg_port, sizeof(neg_port), "-%d", f->port);
+	snprintf(tcp, sizeof(tcp), "TCP:127.0.0.1:%d", f->port);
 	{
 		const char *const telnet[] = {"/usr/bin/telnet", "127.0.0.1", port, NULL};
 		const char *const telnet_neg[] = {"/usr/bin/telnet", "--", "127.0.0.1", neg_port,
@@ -590,13 +562,13 @@ static void real_clients(void **state)
 		const char *const nc[] = {"/usr/bin/nc", "127.0.0.1", port, NULL};
 		const char *const socat[] = {"/usr/bin/socat", "-", tcp, NULL};
 
-		real_client(c, telnet);
-		real_client(c, telnet_neg);
-		real_client(c, nc);
-		real_client(c, socat);
+		real_client(f, telnet);
+		real_client(f, telnet_neg);
+		real_client(f, nc);
+		real_client(f, socat);
 	}
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(fixture_log_wait(&c->f, "login ok", NULL, 0), 0);
+		assert_int_equal(fixture_log_wait(f, "login ok", NULL, 0), 0);
 }
 
 /* Runs `sockgate -t -c conf`; returns its exit code and stdout+stderr in out. */
@@ -623,34 +595,34 @@ static int check_config(const char *conf, char *out, size_t cap)
 
 static void check_mode(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	char out[4096], text[PATH_MAX + 256];
 
 	/* The running configuration is good. */
-	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 0);
+	assert_int_equal(check_config(f->conf, out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "ok"));
 	assert_null(strstr(out, "warning"));
 
 	/* Users on two hash costs: good, with a warning that says so. */
-	users_append_bcrypt(c, "carol", "carol-pw");
-	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 0);
+	users_append_bcrypt(f, "carol", "carol-pw");
+	assert_int_equal(check_config(f->conf, out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "ok"));
 	assert_non_null(strstr(out, "warning: gateway"));
 	assert_non_null(strstr(out, "have 2 different hash methods or costs"));
 
 	/* A syntax error: file and line. */
-	assert_int_equal(fixture_write_config(&c->f, "gateways = (\n  { name = \"x\" \n"), 0);
-	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 1);
-	assert_non_null(strstr(out, c->f.conf));
+	assert_int_equal(fixture_write_config(f, "gateways = (\n  { name = \"x\" \n"), 0);
+	assert_int_equal(check_config(f->conf, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, f->conf));
 	assert_non_null(strstr(out, "sockgate.conf:"));
 
 	/* A bad value: file, line and setting. */
 	snprintf(text, sizeof(text),
 		 "gateways = ( { name = \"t\"; upstream = \"127.0.0.1:1\";\n"
 		 "  credentials = \"%s\";\n  login = { max_attempts = 0; }; } );\n",
-		 c->f.users);
-	assert_int_equal(fixture_write_config(&c->f, text), 0);
-	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 1);
+		 f->users);
+	assert_int_equal(fixture_write_config(f, text), 0);
+	assert_int_equal(check_config(f->conf, out, sizeof(out)), 1);
 	assert_non_null(strstr(out, "sockgate.conf:3"));
 	assert_non_null(strstr(out, "max_attempts"));
 
@@ -659,23 +631,23 @@ static void check_mode(void **state)
 	snprintf(text, sizeof(text),
 		 "gateways = ( { name = \"t\"; upstream = \"127.0.0.1:1\";\n"
 		 "  credentials = \"%s\"; } );\n",
-		 c->f.users);
-	assert_int_equal(fixture_write_config(&c->f, text), 0);
+		 f->users);
+	assert_int_equal(fixture_write_config(f, text), 0);
 	{
-		FILE *f = fopen(c->f.users, "w");
+		FILE *fp = fopen(f->users, "w");
 
-		assert_non_null(f);
-		fputs("# users\nalice:plain-text-secret\n", f);
-		fclose(f);
+		assert_non_null(fp);
+		fputs("# users\nalice:plain-text-secret\n", fp);
+		fclose(fp);
 	}
-	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 1);
+	assert_int_equal(check_config(f->conf, out, sizeof(out)), 1);
 	assert_non_null(strstr(out, "users:2"));
 	assert_null(strstr(out, "plain-text-secret"));
 
 	/* A missing credentials file. */
-	unlink(c->f.users);
-	assert_int_equal(check_config(c->f.conf, out, sizeof(out)), 1);
-	assert_non_null(strstr(out, c->f.users));
+	unlink(f->users);
+	assert_int_equal(check_config(f->conf, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, f->users));
 }
 
 /* SIGTERM while hundreds of password checks are queued and every client has
@@ -684,18 +656,18 @@ static void check_mode(void **state)
  * teardown's clean exit is the assertion (under ASan: no use after free). */
 static void sigterm_during_password_storm(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	enum { N = 300 };
 	/* Under valgrind 30 checks queue up just as well: each takes far longer. */
 	const int n = (int)harness_scale(N, 30);
 	int fds[N];
 
 	for (int i = 0; i < n; i++) {
-		fds[i] = harness_connect("127.0.0.1", c->f.port);
+		fds[i] = harness_connect("127.0.0.1", f->port);
 		assert_true(fds[i] >= 0);
 		send_str(fds[i], "alice\nwrong1\nalice\nwrong2\nalice\n" PASSWORD "\n");
 	}
-	assert_int_equal(fixture_stop(&c->f), 0);
+	assert_int_equal(fixture_stop(f), 0);
 	for (int i = 0; i < n; i++)
 		close(fds[i]);
 }
@@ -705,7 +677,7 @@ static void sigterm_during_password_storm(void **state)
  * stopped while both happen), and the listener must not be freed under it. */
 static void reload_removes_listener_with_pending_event(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	char text[2 * PATH_MAX + 512], line[512];
 	int second_port, fd;
 	const char *p;
@@ -716,10 +688,10 @@ static void reload_removes_listener_with_pending_event(void **state)
 		 " credentials = \"%s\"; },\n"
 		 "  { name = \"b\"; listen = \"127.0.0.2:0\"; upstream = \"127.0.0.1:%d\";"
 		 " credentials = \"%s\"; } );\n",
-		 c->f.upstream_port, c->f.users, c->f.upstream_port, c->f.users);
-	assert_int_equal(fixture_write_config(&c->f, text), 0);
-	assert_int_equal(fixture_reload(&c->f), 0);
-	assert_int_equal(fixture_log_wait(&c->f, "listen=127.0.0.2:", line, sizeof(line)), 0);
+		 f->upstream_port, f->users, f->upstream_port, f->users);
+	assert_int_equal(fixture_write_config(f, text), 0);
+	assert_int_equal(fixture_reload(f), 0);
+	assert_int_equal(fixture_log_wait(f, "listen=127.0.0.2:", line, sizeof(line)), 0);
 	p = strstr(line, "127.0.0.2:") + strlen("127.0.0.2:");
 	second_port = atoi(p);
 	assert_true(second_port > 0);
@@ -729,19 +701,19 @@ static void reload_removes_listener_with_pending_event(void **state)
 		 "gateways = ( { name = \"a\"; listen = \"127.0.0.1:0\"; upstream = "
 		 "\"127.0.0.1:%d\";"
 		 " credentials = \"%s\"; } );\n",
-		 c->f.upstream_port, c->f.users);
-	assert_int_equal(fixture_write_config(&c->f, text), 0);
-	assert_int_equal(kill(c->f.daemon.pid, SIGSTOP), 0);
-	assert_int_equal(kill(c->f.daemon.pid, SIGHUP), 0);
+		 f->upstream_port, f->users);
+	assert_int_equal(fixture_write_config(f, text), 0);
+	assert_int_equal(kill(f->daemon.pid, SIGSTOP), 0);
+	assert_int_equal(kill(f->daemon.pid, SIGHUP), 0);
 	fd = harness_connect("127.0.0.2", second_port); /* queued in the backlog */
 	assert_true(fd >= 0);
-	assert_int_equal(kill(c->f.daemon.pid, SIGCONT), 0);
-	assert_int_equal(harness_notify_wait(c->f.notify_fd, "RELOADING=1", T), 0);
-	assert_int_equal(harness_notify_wait(c->f.notify_fd, "READY=1", T), 0);
-	assert_int_equal(fixture_log_wait(&c->f, "no longer listening on 127.0.0.2", NULL, 0), 0);
+	assert_int_equal(kill(f->daemon.pid, SIGCONT), 0);
+	assert_int_equal(harness_notify_wait(f->notify_fd, "RELOADING=1", T), 0);
+	assert_int_equal(harness_notify_wait(f->notify_fd, "READY=1", T), 0);
+	assert_int_equal(fixture_log_wait(f, "no longer listening on 127.0.0.2", NULL, 0), 0);
 	close(fd);
 	/* Gateway a still serves. */
-	fd = fixture_login(c->f.port, "alice", PASSWORD);
+	fd = fixture_login(f->port, "alice", PASSWORD);
 	assert_true(fd >= 0);
 	close(fd);
 }
@@ -770,22 +742,21 @@ static int request_reload(pid_t pid)
 
 static void reload_request_waits_for_outcome(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	char buf[4096];
 	int fd;
 
-	assert_int_equal(fixture_simple_config(&c->f, "login = { success_message = \"v2\\n\"; };"),
-			 0);
-	assert_int_equal(request_reload(c->f.daemon.pid), 0);
+	assert_int_equal(fixture_simple_config(f, "login = { success_message = \"v2\\n\"; };"), 0);
+	assert_int_equal(request_reload(f->daemon.pid), 0);
 	/* No waiting: when --reload returned, the new text is in use. */
-	fd = harness_connect("127.0.0.1", c->f.port);
+	fd = harness_connect("127.0.0.1", f->port);
 	send_str(fd, "alice\n" PASSWORD "\n");
 	assert_true(fixture_expect(fd, "v2\n", buf, sizeof(buf), T) > 0);
 	close(fd);
 	/* A bad configuration: --reload says so; the daemon keeps serving. */
-	assert_int_equal(fixture_write_config(&c->f, "gateways = oops;\n"), 0);
-	assert_int_equal(request_reload(c->f.daemon.pid), 1);
-	fd = harness_connect("127.0.0.1", c->f.port);
+	assert_int_equal(fixture_write_config(f, "gateways = oops;\n"), 0);
+	assert_int_equal(request_reload(f->daemon.pid), 1);
+	fd = harness_connect("127.0.0.1", f->port);
 	send_str(fd, "bob\nhunter2-bob\n");
 	assert_true(fixture_expect(fd, "v2\n", buf, sizeof(buf), T) > 0);
 	close(fd);
@@ -794,17 +765,17 @@ static void reload_request_waits_for_outcome(void **state)
 /* authenticate = false: a plain relay, straight through, no prompt. */
 static void plain_relay_without_login(void **state)
 {
-	struct ctx *c = *state;
+	struct fixture *f = *state;
 	char line[1024];
-	int fd = harness_connect("127.0.0.1", c->f.port);
+	int fd = harness_connect("127.0.0.1", f->port);
 
 	send_str(fd, "no login here\n");
 	expect_str(fd, "I got your message: no login here\n");
 	close(fd);
-	assert_int_equal(fixture_log_wait(&c->f, "session closed", line, sizeof(line)), 0);
+	assert_int_equal(fixture_log_wait(f, "session closed", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, "upstream=127.0.0.1:"));
 	assert_null(strstr(line, "user="));
-	assert_false(logtap_contains(c->f.log, "login ok"));
+	assert_false(logtap_contains(f->log, "login ok"));
 }
 
 static int setup_plain(void **state)
@@ -820,13 +791,13 @@ static int setup_grace(void **state)
 /* Two upstream addresses where nothing listens (ports that were just free). */
 static int setup_down(void **state)
 {
-	struct ctx *c = calloc(1, sizeof(*c));
+	struct fixture *f = calloc(1, sizeof(*f));
 	char text[PATH_MAX + 512];
 	int p1, p2, l1, l2;
 
-	assert_non_null(c);
-	*state = c;
-	assert_int_equal(fixture_init(&c->f, users), 0);
+	assert_non_null(f);
+	*state = f;
+	assert_int_equal(fixture_init(f, users), 0);
 	l1 = harness_listen("127.0.0.1", &p1);
 	l2 = harness_listen("127.0.0.1", &p2);
 	assert_true(l1 >= 0 && l2 >= 0);
@@ -835,9 +806,9 @@ static int setup_down(void **state)
 	snprintf(text, sizeof(text),
 		 "gateways = ( { name = \"down\"; listen = \"127.0.0.1:0\";"
 		 " upstream = ( \"127.0.0.1:%d\", \"127.0.0.1:%d\" ); credentials = \"%s\"; } );\n",
-		 p1, p2, c->f.users);
-	assert_int_equal(fixture_write_config(&c->f, text), 0);
-	assert_int_equal(fixture_start(&c->f), 0);
+		 p1, p2, f->users);
+	assert_int_equal(fixture_write_config(f, text), 0);
+	assert_int_equal(fixture_start(f), 0);
 	return 0;
 }
 

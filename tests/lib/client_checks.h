@@ -5,6 +5,7 @@
 #ifndef SOCKGATE_CLIENT_CHECKS_H
 #define SOCKGATE_CLIENT_CHECKS_H
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 
@@ -34,6 +35,41 @@ static inline const char *read_to_eof(int fd)
 	assert_true(n >= 0);
 	buf[n] = '\0';
 	return buf;
+}
+
+/* A connection to 127.0.0.1:port from the loopback address src (another "host"), or the test
+ * fails. */
+static inline int connect_from(const char *src, int port)
+{
+	int fd = harness_connect_from(src, "127.0.0.1", port);
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* cmocka setup: a struct fixture in *state, with fixture_setup()'s daemon running. */
+static inline int fixture_test_setup(void **state, const char *const users[],
+				     const char *const upstream_args[], const char *top,
+				     const char *extra)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	*state = f;
+	assert_int_equal(fixture_setup(f, users, upstream_args, top, extra), 0);
+	return 0;
+}
+
+/* cmocka teardown of fixture_test_setup(): fixture_finish() must find everything clean (secret
+ * never logged, clean exits). */
+static inline int fixture_test_teardown(void **state, const char *secret)
+{
+	struct fixture *f = *state;
+	int rc = fixture_finish(f, secret);
+
+	free(f);
+	assert_int_equal(rc, 0);
+	return 0;
 }
 
 #endif

@@ -286,3 +286,25 @@ fail:
 	close(fd);
 	return -1;
 }
+
+int fixture_setup(struct fixture *f, const char *const users[], const char *const upstream_args[],
+		  const char *top, const char *extra)
+{
+	if (fixture_init(f, users) < 0 || fixture_upstream(f, upstream_args) < 0 ||
+	    fixture_config(f, top, extra) < 0 || fixture_start(f) < 0)
+		return -1;
+	return 0;
+}
+
+int fixture_finish(struct fixture *f, const char *secret)
+{
+	int rc = f->daemon.exited ? f->daemon.exit_code : fixture_stop(f);
+	/* After the daemon, so that no session holds a connection to it. */
+	int up = fixture_stop_upstream(f);
+	int leaked = secret != NULL && f->log != NULL && logtap_contains(f->log, secret);
+
+	if (leaked)
+		fprintf(stderr, "fixture: the secret reached the daemon's log\n");
+	fixture_teardown(f, rc != 0 || up != 0 || leaked);
+	return rc == 0 && up == 0 && !leaked ? 0 : -1;
+}

@@ -63,6 +63,17 @@ int fixture_stop_upstream(struct fixture *f);
  * directory. */
 void fixture_teardown(struct fixture *f, int dump);
 
+/* The usual start of an integration test: the directory with users, a sockgate-server upstream
+ * with upstream_args (NULL-ended; NULL for none), the configuration fixture_config(top, extra)
+ * writes, and the daemon started. Returns 0, or -1 at the first step that failed. */
+int fixture_setup(struct fixture *f, const char *const users[], const char *const upstream_args[],
+		  const char *top, const char *extra);
+/* The usual end: stops the daemon (unless it exited) and then the upstream, checks that secret
+ * (may be NULL) never reached the daemon's log, and tears down, dumping the logs if anything was
+ * wrong. Returns 0 when both exited cleanly and nothing leaked: under ASan or valgrind
+ * (SOCKGATE_TEST_WRAPPER) a clean exit also proves no leak and no memory error. */
+int fixture_finish(struct fixture *f, const char *secret);
+
 /* Reads from fd until the bytes received (kept in buf, NUL-terminated) contain
  * text. Returns the total received, or -1 on timeout/EOF (buf holds what came). */
 ssize_t fixture_expect(int fd, const char *text, char *buf, size_t cap, int timeout_ms);

@@ -640,6 +640,14 @@ static int sockaddr_fill(struct sockaddr_storage *ss, socklen_t *len, const char
 	return -1;
 }
 
+long long harness_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void harness_bin_path(const char *name, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s", SOCKGATE_BIN_DIR, name);

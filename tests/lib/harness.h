@@ -35,6 +35,9 @@ const char *const *harness_wrapper(void);
  * errors in it (its report went to the program's stderr). 0 without a wrapper. */
 int harness_wrapper_failed(int exit_code);
 
+/* Milliseconds on CLOCK_MONOTONIC. */
+long long harness_now_ms(void);
+
 /* A generous default for one wait: sanitizer builds on a loaded machine are slow, valgrind
  * (SOCKGATE_TEST_SCALE=small) even more. Not a constant expression. */
 #define HARNESS_TIMEOUT_MS ((int)harness_scale(15000, 60000))

@@ -220,11 +220,10 @@ static int start(void **state, const char *top, const char *extra, bool echo)
 static int teardown(void **state)
 {
 	struct ctx *c = *state;
-	int rc = c->f.daemon.exited ? c->f.daemon.exit_code : fixture_stop(&c->f);
+	int rc = fixture_finish(&c->f, PASSWORD);
 
 	if (c->echo_on)
 		echo_stop(&c->echo);
-	fixture_teardown(&c->f, rc != 0);
 	free(c);
 	assert_int_equal(rc, 0);
 	return 0;

@@ -725,7 +725,7 @@ static void test_load_too_large(void **state)
 	snprintf(path, sizeof(path), "%s/big.conf", t->path);
 	write_file(path, data, len);
 	assert_null(config_load(path, &err));
-	assert_non_null(strstr(err.msg, "big.conf: larger than 1048576 bytes"));
+	assert_non_null(strstr(err.msg, "big.conf: larger than 1 MiB"));
 
 	/* The same limit holds for text handed over in memory. */
 	free(data);
@@ -734,7 +734,7 @@ static void test_load_too_large(void **state)
 	memset(data, '\n', len);
 	data[len] = '\0';
 	assert_null(config_parse("mem", data, &err));
-	assert_string_equal(err.msg, "mem: larger than 1048576 bytes; not a configuration file");
+	assert_string_equal(err.msg, "mem: larger than 1 MiB; not a configuration file");
 	free(data);
 }
 
