@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include "fixture.h"
 
 #ifndef SGBENCH_PATH
@@ -193,5 +195,5 @@ int main(void)
 		cmocka_unit_test(test_forking_upstream),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return test_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include "client_checks.h"
 #include "fixture.h"
 
@@ -309,7 +311,8 @@ static void slowloris_legit_user_gets_in(void **state)
 	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
 	if (rl.rlim_max < N + 100) {
 		free(fds);
-		skip();
+		test_skip("the descriptor limit (%llu) is below %d",
+			  (unsigned long long)rl.rlim_max, N + 100);
 	}
 	rl.rlim_cur = rl.rlim_max;
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
@@ -478,8 +481,7 @@ static void unknown_user_costs_like_wrong_password(void **state)
 	bool same = false;
 
 	if (getenv("SOCKGATE_TEST_WRAPPER") != NULL) {
-		print_message("skipped under a wrapper: it distorts timing\n");
-		skip();
+		test_skip("under a wrapper: it distorts timing");
 	}
 	for (int round = 0; round < 3 && !same; round++)
 		same = timing_round(f);
@@ -505,5 +507,5 @@ int main(void)
 						setup_timing, teardown),
 	};
 
-	return cmocka_run_group_tests_name("defences", tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests_name("defences", tests, NULL, NULL));
 }

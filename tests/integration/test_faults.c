@@ -29,6 +29,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include "client_checks.h"
 #include "fixture.h"
 #include "flows.h"
@@ -1179,9 +1181,8 @@ static void descriptor_exhaustion(void **state)
 	long long cpu0, cpu1, t0, t1;
 
 	if (access(limit[0], X_OK) != 0) {
-		print_message("skipping: no %s\n", limit[0]);
 		c->settled = true;
-		skip();
+		test_skip("no %s", limit[0]);
 	}
 	assert_int_equal(fixture_upstream(&c->f, echo), 0);
 	write_simple(c, "");
@@ -1400,5 +1401,5 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]);
-	return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests_name("faults", tests, NULL, NULL));
 }

@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include "client_checks.h"
 #include "fixture.h"
 
@@ -855,5 +857,5 @@ int main(void)
 	};
 
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests_name("gateway", tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests_name("gateway", tests, NULL, NULL));
 }

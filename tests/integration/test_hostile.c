@@ -29,6 +29,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include "client_checks.h"
 #include "fixture.h"
 
@@ -501,7 +503,7 @@ static void a_unix_socket_from_systemd_is_refused(void **state)
 
 	(void)state;
 	if (access(argv[0], X_OK) != 0)
-		skip();
+		test_skip("no %s", argv[0]);
 	assert_int_equal(fixture_init(&f, users), 0);
 	f.upstream_port = 9;
 	assert_int_equal(fixture_simple_config(&f, ""), 0);
@@ -558,5 +560,5 @@ int main(void)
 		cmocka_unit_test(a_unix_socket_from_systemd_is_refused),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include <crypt.h>
 
 #include "credentials.h"
@@ -898,5 +900,5 @@ int main(void)
 	};
 #undef T
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

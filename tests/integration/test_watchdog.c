@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include "client_checks.h"
 #include "fault.h"
 #include "fixture.h"
@@ -146,7 +148,7 @@ int main(void)
 
 	if (!fault_enabled()) {
 		fprintf(stderr, "test_watchdog: skipped: built without -DSOCKGATE_FAULTS=ON\n");
-		return 77;
+		return TEST_EXIT_SKIPPED;
 	}
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

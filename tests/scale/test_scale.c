@@ -34,6 +34,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include "client_checks.h"
 #include "fixture.h"
 #include "flows.h"
@@ -539,5 +541,5 @@ int main(void)
 						teardown),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

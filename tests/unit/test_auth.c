@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testmain.h"
 #include <crypt.h>
 
 #include "auth.h"
@@ -492,5 +494,5 @@ int main(void)
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&fake.cond, &attr);
 	pthread_condattr_destroy(&attr);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
@@ -935,5 +937,5 @@ int main(void)
 		cmocka_unit_test(test_out_of_memory),
 	};
 
-	return cmocka_run_group_tests(tests, group_setup, NULL);
+	return test_exit(cmocka_run_group_tests(tests, group_setup, NULL));
 }

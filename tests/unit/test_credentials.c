@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include "credentials.h"
 
 /* Fixed vectors: sha-crypt from Drepper's specification, bcrypt from Openwall's
@@ -496,7 +498,7 @@ static void test_load_owner(void **state)
 	struct credentials *c;
 
 	if (geteuid() != 0)
-		skip();
+		test_skip("not root: the ownership checks need files of other owners");
 	file_write(f->path, "alice:" H_Y "\n", 0600);
 	assert_int_equal(chown(f->path, 12345, 12345), 0);
 	load_expect(f->path, 0, "owned by uid 12345; expected root or uid 0");
@@ -766,5 +768,5 @@ int main(void)
 		cmocka_unit_test(test_settings_equal_costs),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include "hash_memory.h"
 
 #define REGION  (2 * HASH_MEMORY_MIN_BYTES)
@@ -201,5 +203,5 @@ int main(void)
 
 	/* Page faults count pages: no transparent huge pages (THP "always"). */
 	(void)prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -8,6 +8,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include "line.h"
 
 struct line_case {
@@ -199,5 +201,5 @@ int main(void)
 
 	memset(long255, 'a', 255);
 	memset(long256, 'a', 256);
-	return cmocka_run_group_tests_name("line", tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests_name("line", tests, NULL, NULL));
 }

@@ -7,6 +7,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -372,5 +374,5 @@ int main(void)
 		cmocka_unit_test(test_addr_keys),
 	};
 
-	return cmocka_run_group_tests_name("net", tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests_name("net", tests, NULL, NULL));
 }

@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "testmain.h"
+
 #include "penalty.h"
 
 static struct sockaddr_storage addr(const char *text)
@@ -276,5 +278,5 @@ int main(void)
 		cmocka_unit_test(full_table),
 	};
 
-	return cmocka_run_group_tests_name("penalty", tests, NULL, NULL);
+	return test_exit(cmocka_run_group_tests_name("penalty", tests, NULL, NULL));
 }

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testmain.h"
 #include <crypt.h>
 
 #include "auth.h"
@@ -474,5 +476,5 @@ int main(void)
 		cmocka_unit_test(relaying_is_reported_to_the_checks),
 	};
 
-	return cmocka_run_group_tests_name("session", tests, env_setup, env_teardown);
+	return test_exit(cmocka_run_group_tests_name("session", tests, env_setup, env_teardown));
 }
