@@ -52,6 +52,8 @@ log "building this tree ($head_desc) and $base_rev ($base_sha), Release"
 cmake -S "$repo" -B "$repo/build-bench" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$repo/build-bench" -j"$(nproc)" --target sockgate sockgate-passwd sgbench >/dev/null
 git -C "$repo" worktree add --detach "$work/base-src" "$base_rev" >/dev/null 2>&1
+# The base's sources live in a fresh directory each time: a fresh cache too.
+rm -rf "$repo/build-bench-base"
 cmake -S "$work/base-src" -B "$repo/build-bench-base" -DCMAKE_BUILD_TYPE=Release \
 	-DBUILD_TESTING=OFF >/dev/null
 cmake --build "$repo/build-bench-base" -j"$(nproc)" --target sockgate >/dev/null
