@@ -1,6 +1,7 @@
-/* sockgate-client: an interactive line client for sockgate-server and the gateway. It shows
- * whatever the server sends the moment it arrives and sends what the user types line by line,
- * hiding the line typed after a password prompt. It knows nothing else of any protocol. */
+/* sockgate-client: an interactive line client for sockgate-server and the gateway, in plain
+ * text or over TLS (--tls, the server's certificate and name verified). It shows whatever the
+ * server sends the moment it arrives and sends what the user types line by line, hiding the line
+ * typed after a password prompt. It knows nothing else of any protocol. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -17,6 +18,8 @@
 
 #include "errbuf.h"
 #include "net.h"
+#include "tls.h"
+#include "transport.h"
 
 #define PROG                  "sockgate-client"
 
@@ -24,6 +27,8 @@
 #define CLIENT_MAX_PROMPT_LEN 255
 #define CLIENT_MAX_TIMEOUT_S  86400
 #define CLIENT_DEFAULT_PROMPT "Password: "
+/* The TLS handshake's own limit when no -t is given. */
+#define CLIENT_HANDSHAKE_MS 30000
 
 enum {
 	EXIT_USAGE = 2,
@@ -40,11 +45,17 @@ struct client_config {
 	char port[NET_PORTLEN];
 	const char *prompt;
 	int timeout_ms; /* 0: no timeout of our own */
+	bool tls;
+	const char *ca;         /* NULL: the system's trusted CAs */
+	const char *servername; /* NULL: HOST */
+	const char *cert, *key; /* a client certificate, or NULL */
+	bool insecure;          /* no verification at all: asked for by name */
 };
 
 struct client {
 	int sock;
-	int tty; /* stdin is a terminal: the password prompt turns echo off */
+	struct transport conn; /* over sock: plain TCP or TLS */
+	int tty;               /* stdin is a terminal: the password prompt turns echo off */
 	int stdin_eof;
 	int shut_wr;
 	/* Typed input not sent yet; only whole lines leave before stdin ends. It is read with
@@ -64,14 +75,23 @@ static volatile sig_atomic_t tty_echo_off;
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: " PROG " [-P PROMPT] [-t SECONDS] HOST PORT\n"
-		   "       " PROG " -h | -V\n"
-		   "\n"
-		   "  -P, --password-prompt PROMPT  hide the line typed after PROMPT\n"
-		   "                                (default \"" CLIENT_DEFAULT_PROMPT "\")\n"
-		   "  -t, --timeout SECONDS         give up connecting after SECONDS\n"
-		   "  -h, --help                    show this help\n"
-		   "  -V, --version                 show the version\n");
+	fprintf(f,
+		"usage: " PROG " [-P PROMPT] [-t SECONDS] [--tls [--ca FILE] [--servername NAME]\n"
+		"                       [--cert FILE --key FILE] [--insecure]] HOST PORT\n"
+		"       " PROG " -h | -V\n"
+		"\n"
+		"  -P, --password-prompt PROMPT  hide the line typed after PROMPT\n"
+		"                                (default \"" CLIENT_DEFAULT_PROMPT "\")\n"
+		"  -t, --timeout SECONDS         give up connecting after SECONDS\n"
+		"      --tls                     speak TLS; the server's certificate must be\n"
+		"                                valid for its name (HOST or --servername)\n"
+		"      --ca FILE                 trust these CAs (PEM), not the system's\n"
+		"      --servername NAME         the name to ask for (SNI) and to verify\n"
+		"      --cert FILE --key FILE    a client certificate and its key (PEM)\n"
+		"      --insecure                verify nothing: anyone in the middle reads\n"
+		"                                the password\n"
+		"  -h, --help                    show this help\n"
+		"  -V, --version                 show the version\n");
 }
 
 static long long now_ms(void)
@@ -180,6 +200,12 @@ static int client_parse_args(int argc, char **argv, struct client_config *cfg)
 	static const struct option longopts[] = {
 		{"password-prompt", required_argument, NULL, 'P'},
 		{"timeout", required_argument, NULL, 't'},
+		{"tls", no_argument, NULL, 'T'},
+		{"ca", required_argument, NULL, 'A'},
+		{"servername", required_argument, NULL, 'N'},
+		{"cert", required_argument, NULL, 'C'},
+		{"key", required_argument, NULL, 'K'},
+		{"insecure", no_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -211,6 +237,24 @@ static int client_parse_args(int argc, char **argv, struct client_config *cfg)
 				return -1;
 			}
 			break;
+		case 'T':
+			cfg->tls = true;
+			break;
+		case 'A':
+			cfg->ca = optarg;
+			break;
+		case 'N':
+			cfg->servername = optarg;
+			break;
+		case 'C':
+			cfg->cert = optarg;
+			break;
+		case 'K':
+			cfg->key = optarg;
+			break;
+		case 'I':
+			cfg->insecure = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -221,6 +265,21 @@ static int client_parse_args(int argc, char **argv, struct client_config *cfg)
 			usage(stderr);
 			return -1;
 		}
+	}
+	if (!cfg->tls && (cfg->ca != NULL || cfg->servername != NULL || cfg->cert != NULL ||
+			  cfg->key != NULL || cfg->insecure)) {
+		fprintf(stderr,
+			PROG ": --ca, --servername, --cert, --key and --insecure go with --tls\n");
+		return -1;
+	}
+	if ((cfg->cert == NULL) != (cfg->key == NULL)) {
+		fprintf(stderr, PROG ": a client certificate needs both --cert and --key\n");
+		return -1;
+	}
+	if (cfg->insecure && (cfg->ca != NULL || cfg->servername != NULL)) {
+		fprintf(stderr, PROG ": --insecure verifies nothing: --ca and --servername would "
+				     "be ignored\n");
+		return -1;
 	}
 	if (argc - optind != 2) {
 		fprintf(stderr, PROG ": expected HOST and PORT\n");
@@ -362,7 +421,7 @@ static int client_from_server(struct client *c, const struct client_config *cfg)
 	size_t plen = strlen(cfg->prompt);
 	ssize_t n;
 
-	n = read(c->sock, buf, sizeof(buf));
+	n = transport_recv(&c->conn, buf, sizeof(buf));
 	if (n < 0) {
 		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
 			return CLIENT_CONTINUE;
@@ -432,7 +491,7 @@ static int client_to_server(struct client *c)
 	size_t len = client_sendable(c);
 	ssize_t n;
 
-	n = send(c->sock, c->in, len, MSG_NOSIGNAL);
+	n = transport_send(&c->conn, c->in, len);
 	if (n < 0) {
 		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
 			return CLIENT_CONTINUE;
@@ -452,6 +511,68 @@ static int client_to_server(struct client *c)
 	return CLIENT_CONTINUE;
 }
 
+/* TLS over the connected socket: the handshake, with the server's certificate and name
+ * verified unless --insecure. Returns 0, or -1 having said why. */
+static int client_start_tls(struct client *c, const struct client_config *cfg)
+{
+	struct tls_client_settings set = {
+		.ca = cfg->ca,
+		.verify = !cfg->insecure,
+		.certificate = cfg->cert,
+		.key = cfg->key,
+		.key_owner = getuid(),
+	};
+	int wait_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : CLIENT_HANDSHAKE_MS;
+	long long deadline = now_ms() + wait_ms;
+	struct tls_context *ctx;
+	struct errbuf err;
+	int rc = -1;
+
+	ctx = tls_client_context(&set, &err);
+	if (ctx == NULL) {
+		fprintf(stderr, PROG ": %s\n", err.msg);
+		return -1;
+	}
+	c->conn.ops = NULL;
+	if (transport_tls_client(&c->conn, c->sock, ctx,
+				 cfg->insecure             ? NULL
+				 : cfg->servername != NULL ? cfg->servername
+							   : cfg->host,
+				 &err) < 0) {
+		fprintf(stderr, PROG ": %s\n", err.msg);
+		c->sock = -1;
+		goto out;
+	}
+	for (;;) {
+		struct pollfd pfd = {.fd = c->sock};
+		long long left = deadline - now_ms();
+
+		switch (tls_handshake(&c->conn, &err)) {
+		case TLS_DONE:
+			rc = 0;
+			goto out;
+		case TLS_WANT_READ:
+			pfd.events = POLLIN;
+			break;
+		case TLS_WANT_WRITE:
+			pfd.events = POLLOUT;
+			break;
+		case TLS_FAILED:
+			fprintf(stderr, PROG ": TLS handshake with %s port %s failed: %s\n",
+				cfg->host, cfg->port, err.msg);
+			goto out;
+		}
+		if (left <= 0 || (poll(&pfd, 1, (int)left) == 0 && now_ms() >= deadline)) {
+			fprintf(stderr, PROG ": TLS handshake with %s port %s timed out\n",
+				cfg->host, cfg->port);
+			goto out;
+		}
+	}
+out:
+	tls_context_unref(ctx); /* the connection keeps what it needs */
+	return rc;
+}
+
 static int client_run(struct client *c, const struct client_config *cfg)
 {
 	struct pollfd pfd[2];
@@ -463,7 +584,7 @@ static int client_run(struct client *c, const struct client_config *cfg)
 		if (c->stdin_eof && c->in_len == 0 && !c->shut_wr) {
 			/* Nothing more to say: half-close and keep printing until the server
 			 * closes. ENOTCONN after a reset shows up on the next read. */
-			shutdown(c->sock, SHUT_WR);
+			(void)transport_shutdown(&c->conn);
 			c->shut_wr = 1;
 		}
 		pfd[0].fd = c->sock;
@@ -472,13 +593,14 @@ static int client_run(struct client *c, const struct client_config *cfg)
 		pfd[1].events = POLLIN;
 		if (c->stdin_eof || c->in_len == sizeof(c->in))
 			pfd[1].fd = -1;
-		if (poll(pfd, 2, -1) < 0) {
+		if (poll(pfd, 2, transport_pending(&c->conn) ? 0 : -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			fprintf(stderr, PROG ": poll: %s\n", strerror(errno));
 			return CLIENT_ERROR;
 		}
-		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))
+		/* TLS: records already read wait inside, and poll() cannot see them. */
+		if ((pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) || transport_pending(&c->conn))
 			rc = client_from_server(c, cfg);
 		if (rc == CLIENT_CONTINUE && (pfd[0].revents & POLLOUT))
 			rc = client_to_server(c);
@@ -505,10 +627,15 @@ int main(int argc, char **argv)
 	c.sock = client_connect(&cfg);
 	if (c.sock < 0)
 		return EXIT_FAILURE;
+	transport_tcp(&c.conn, c.sock);
+	if (cfg.tls && client_start_tls(&c, &cfg) < 0) {
+		transport_close(&c.conn);
+		return EXIT_FAILURE;
+	}
 	rc = client_run(&c, &cfg);
 	tty_restore();
 	/* Input that was never sent may hold a password. */
 	explicit_bzero(c.in, sizeof(c.in));
-	close(c.sock);
+	transport_close(&c.conn);
 	return rc == CLIENT_DONE ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -46,12 +46,16 @@ enum option_type {
 	OPT_GROUPS,    /* ( { ... }, ... ) parsed with sub; offset2 is the count */
 	OPT_BOOL,      /* true or false */
 	OPT_CIDRS,     /* "ADDRESS[/BITS]" or a list of them; offset2 is the count */
+	OPT_ENUM,      /* one of names[], stored as its index (unsigned); def is an index */
 	OPT_N_TYPES
 };
 
 enum option_flags {
 	OPT_REQUIRED = 1 << 0,
 	OPT_PASSIVE = 1 << 1, /* OPT_ADDRS for bind(): allows "*" and port 0 */
+	/* OPT_GROUP that turns a feature on: absent, it is not loaded at all (no
+	 * defaults, no required settings); present, the bool at offset2 is set. */
+	OPT_OPTIONAL = 1 << 2,
 };
 
 struct section;
@@ -69,6 +73,7 @@ struct option {
 	size_t offset2;            /* count (lists) or resolved path (OPT_PATH) */
 	size_t elem_size;          /* OPT_GROUPS: one element of the array */
 	const struct section *sub; /* OPT_GROUP, OPT_GROUPS */
+	const char *const *names;  /* OPT_ENUM: the values, NULL-terminated */
 };
 
 struct section {
@@ -115,7 +120,61 @@ static const struct option timeouts_options[] = {
 	{ .name = NULL },
 };
 
+static const char *const tls_versions[] = { "1.2", "1.3", NULL };
+static const char *const verify_modes[] = { "none", "optional", "required", NULL };
+
+static const struct option tls_options[] = {
+	{ .name = "certificate", .type = OPT_PATH, .flags = OPT_REQUIRED, .min = 1,
+	  .max = CONFIG_MAX_PATH - 1, FIELD(struct config_tls, certificate),
+	  .offset2 = offsetof(struct config_tls, certificate_path) },
+	{ .name = "key", .type = OPT_PATH, .flags = OPT_REQUIRED, .min = 1,
+	  .max = CONFIG_MAX_PATH - 1, FIELD(struct config_tls, key),
+	  .offset2 = offsetof(struct config_tls, key_path) },
+	{ .name = "min_version", .type = OPT_ENUM, .names = tls_versions, .def = CONFIG_TLS_1_2,
+	  FIELD(struct config_tls, min_version) },
+	{ .name = "ciphers", .type = OPT_STRING, .min = 1, .max = CONFIG_MAX_TEXT,
+	  .def_str = CONFIG_TLS_CIPHERS, FIELD(struct config_tls, ciphers) },
+	{ .name = "ciphersuites", .type = OPT_STRING, .min = 1, .max = CONFIG_MAX_TEXT,
+	  FIELD(struct config_tls, ciphersuites) },
+	{ .name = "client_ca", .type = OPT_PATH, .min = 1, .max = CONFIG_MAX_PATH - 1,
+	  FIELD(struct config_tls, client_ca),
+	  .offset2 = offsetof(struct config_tls, client_ca_path) },
+	{ .name = "verify_client", .type = OPT_ENUM, .names = verify_modes,
+	  .def = CONFIG_VERIFY_NONE, FIELD(struct config_tls, verify_client) },
+	{ .name = "session_tickets", .type = OPT_BOOL, .def = 1,
+	  FIELD(struct config_tls, session_tickets) },
+	{ .name = "ticket_rotation", .type = OPT_DURATION, .min = 1 * MS_PER_S,
+	  .max = 86400 * MS_PER_S, .def = 3600 * MS_PER_S,
+	  FIELD(struct config_tls, ticket_rotation_ms) },
+	{ .name = "ktls", .type = OPT_BOOL, .def = 1, FIELD(struct config_tls, ktls) },
+	{ .name = NULL },
+};
+
+static const struct option upstream_tls_options[] = {
+	{ .name = "ca", .type = OPT_PATH, .min = 1, .max = CONFIG_MAX_PATH - 1,
+	  FIELD(struct config_upstream_tls, ca),
+	  .offset2 = offsetof(struct config_upstream_tls, ca_path) },
+	{ .name = "server_name", .type = OPT_STRING, .min = 1, .max = 253,
+	  FIELD(struct config_upstream_tls, server_name) },
+	{ .name = "verify", .type = OPT_BOOL, .def = 1, FIELD(struct config_upstream_tls, verify) },
+	{ .name = "certificate", .type = OPT_PATH, .min = 1, .max = CONFIG_MAX_PATH - 1,
+	  FIELD(struct config_upstream_tls, certificate),
+	  .offset2 = offsetof(struct config_upstream_tls, certificate_path) },
+	{ .name = "key", .type = OPT_PATH, .min = 1, .max = CONFIG_MAX_PATH - 1,
+	  FIELD(struct config_upstream_tls, key),
+	  .offset2 = offsetof(struct config_upstream_tls, key_path) },
+	{ .name = "min_version", .type = OPT_ENUM, .names = tls_versions, .def = CONFIG_TLS_1_2,
+	  FIELD(struct config_upstream_tls, min_version) },
+	{ .name = "ktls", .type = OPT_BOOL, .def = 1, FIELD(struct config_upstream_tls, ktls) },
+	{ .name = NULL },
+};
+
+static int finish_tls(struct loader *ld, const config_setting_t *s, void *base);
+static int finish_upstream_tls(struct loader *ld, const config_setting_t *s, void *base);
 static const struct section login_section = { .options = login_options };
+static const struct section tls_section = { .options = tls_options, .finish = finish_tls };
+static const struct section upstream_tls_section = { .options = upstream_tls_options,
+						     .finish = finish_upstream_tls };
 static const struct section timeouts_section = { .options = timeouts_options };
 
 static const struct option gateway_options[] = {
@@ -136,6 +195,13 @@ static const struct option gateway_options[] = {
 	{ .name = "timeouts", .type = OPT_GROUP, .offset = 0, .sub = &timeouts_section },
 	{ .name = "max_sessions", .type = OPT_UINT, .min = 1, .max = 1000000, .def = 9000,
 	  FIELD(struct config_gateway, max_sessions) },
+	{ .name = "tls", .type = OPT_GROUP, .flags = OPT_OPTIONAL,
+	  .offset = offsetof(struct config_gateway, tls),
+	  .offset2 = offsetof(struct config_gateway, tls.enabled), .sub = &tls_section },
+	{ .name = "upstream_tls", .type = OPT_GROUP, .flags = OPT_OPTIONAL,
+	  .offset = offsetof(struct config_gateway, upstream_tls),
+	  .offset2 = offsetof(struct config_gateway, upstream_tls.enabled),
+	  .sub = &upstream_tls_section },
 	{ .name = NULL },
 };
 
@@ -666,6 +732,27 @@ static int load_bool(struct loader *ld, const struct option *o, const config_set
 	return 0;
 }
 
+static int load_enum(struct loader *ld, const struct option *o, const config_setting_t *s,
+		     void *base)
+{
+	char allowed[256] = "";
+	const char *v;
+
+	for (unsigned i = 0; o->names[i] != NULL; i++)
+		snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s\"%s\"",
+			 i == 0                    ? ""
+			 : o->names[i + 1] == NULL ? " or "
+						   : ", ",
+			 o->names[i]);
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return cf_error(ld, s, "must be %s, not %s", allowed, type_name(s));
+	v = config_setting_get_string(s);
+	for (unsigned i = 0; o->names[i] != NULL; i++)
+		if (strcmp(v, o->names[i]) == 0)
+			return store_uint(ld, s, o, base, i);
+	return cf_error(ld, s, "must be %s, not \"%.64s\"", allowed, v);
+}
+
 static int set_default_bool(struct loader *ld, const struct option *o,
 			    const config_setting_t *where, void *base)
 {
@@ -733,6 +820,33 @@ static int finish_penalties(struct loader *ld, const config_setting_t *s, void *
 	return 0;
 }
 
+/* A client certificate is checked against client_ca: one without the other
+ * means nothing. */
+static int finish_tls(struct loader *ld, const config_setting_t *s, void *base)
+{
+	const struct config_tls *t = base;
+
+	if (t->verify_client != CONFIG_VERIFY_NONE && t->client_ca == NULL)
+		return cf_error(ld, s,
+				"verify_client = \"%s\" needs client_ca, the CAs that "
+				"sign the clients' certificates",
+				verify_modes[t->verify_client]);
+	if (t->client_ca != NULL && t->verify_client == CONFIG_VERIFY_NONE)
+		return cf_error(ld, s,
+				"client_ca is set but verify_client is \"none\": set it to "
+				"\"optional\" or \"required\"");
+	return 0;
+}
+
+static int finish_upstream_tls(struct loader *ld, const config_setting_t *s, void *base)
+{
+	const struct config_upstream_tls *t = base;
+
+	if ((t->certificate == NULL) != (t->key == NULL))
+		return cf_error(ld, s, "a client certificate needs both certificate and key");
+	return 0;
+}
+
 /* ---- groups ---- */
 
 static int load_section(struct loader *ld, const struct section *sec, const config_setting_t *group,
@@ -744,6 +858,8 @@ static int load_group(struct loader *ld, const struct option *o, const config_se
 {
 	if (!config_setting_is_group(s))
 		return cf_error(ld, s, "must be a group { ... }, not %s", type_name(s));
+	if (o->flags & OPT_OPTIONAL)
+		*(bool *)field_at(base, o->offset2) = true;
 	return load_section(ld, o->sub, s, s, NULL, field_at(base, o->offset));
 }
 
@@ -751,6 +867,8 @@ static int load_group(struct loader *ld, const struct option *o, const config_se
 static int set_default_group(struct loader *ld, const struct option *o,
 			     const config_setting_t *where, void *base)
 {
+	if (o->flags & OPT_OPTIONAL)
+		return 0; /* off: nothing to default */
 	return load_section(ld, o->sub, NULL, where, o->name, field_at(base, o->offset));
 }
 
@@ -829,6 +947,7 @@ static const struct option_handler handlers[OPT_N_TYPES] = {
 	[OPT_GROUPS] = { "a list of groups ( { ... } )", load_groups, NULL, release_groups },
 	[OPT_BOOL] = { "true or false", load_bool, set_default_bool, NULL },
 	[OPT_CIDRS] = { "\"ADDRESS/BITS\" or a list of them", load_cidrs, NULL, release_cidrs },
+	[OPT_ENUM] = { "one of its names", load_enum, set_default_number, NULL },
 	/* clang-format on */
 };
 
@@ -1072,6 +1191,15 @@ unsigned config_warnings(const struct config *cfg, config_warn_fn *warn, void *a
 				    "gateway %s: login.grace_time = 0: a connection may sit at the "
 				    "prompt for ever",
 				    g->name);
+		for (size_t j = 0; j < g->n_listen && !g->tls.enabled; j++) {
+			if (net_sockaddr_is_loopback((const struct sockaddr *)&g->listen[j].ss))
+				continue;
+			n += warn_f(warn, arg,
+				    "gateway %s: passwords cross the network in clear on %s: add a "
+				    "tls group",
+				    g->name, g->listen[j].text);
+			break;
+		}
 	}
 	return n;
 }

@@ -19,6 +19,11 @@
 #define CONFIG_MAX_FILE_SIZE (1024 * 1024)
 /* Longest prompt or message, in bytes. */
 #define CONFIG_MAX_TEXT 1024
+/* The TLS 1.2 ciphers when none are set: ECDHE key exchange and AEADs only. */
+#define CONFIG_TLS_CIPHERS                                                                         \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                               \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                               \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 /* One resolved socket address with the text it came from ("127.0.0.1:8080"). */
 struct config_addr {
@@ -39,6 +44,45 @@ struct config_login {
 	unsigned max_empty_lines;  /* empty username lines before the connection is closed */
 };
 
+enum config_tls_version {
+	CONFIG_TLS_1_2 = 0,
+	CONFIG_TLS_1_3,
+};
+
+enum config_verify_client {
+	CONFIG_VERIFY_NONE = 0,
+	CONFIG_VERIFY_OPTIONAL, /* a certificate is checked if the client sends one */
+	CONFIG_VERIFY_REQUIRED, /* no valid certificate, no prompt */
+};
+
+/* TLS on the gateway's listeners. Paths: as written, and resolved as the
+ * credentials path is. */
+struct config_tls {
+	bool enabled;                         /* the group is there: the listeners speak only TLS */
+	char *certificate, *certificate_path; /* PEM: the leaf, then the chain */
+	char *key, *key_path;                 /* PEM; the credentials file's checks */
+	unsigned min_version;                 /* enum config_tls_version */
+	char *ciphers;                        /* TLS 1.2, OpenSSL's syntax */
+	char *ciphersuites;                   /* TLS 1.3; NULL: OpenSSL's */
+	char *client_ca, *client_ca_path;     /* NULL: no client certificates */
+	unsigned verify_client;               /* enum config_verify_client */
+	bool session_tickets;
+	unsigned ticket_rotation_ms; /* a new ticket key this often; 2 old ones still read */
+	bool ktls;                   /* ask OpenSSL for kernel TLS */
+};
+
+/* TLS to the upstream. */
+struct config_upstream_tls {
+	bool enabled;
+	char *ca, *ca_path; /* NULL: the system's trusted CAs */
+	char *server_name;  /* SNI and the name verified; NULL: the host */
+	bool verify;
+	char *certificate, *certificate_path; /* a client certificate, or NULL */
+	char *key, *key_path;
+	unsigned min_version; /* enum config_tls_version */
+	bool ktls;
+};
+
 struct config_gateway {
 	char *name; /* unique; also the FileDescriptorName= of its sockets */
 	int line;   /* where it starts in the file, for messages */
@@ -54,6 +98,8 @@ struct config_gateway {
 	uint64_t idle_timeout_ms;    /* relayed session without traffic; 0 = none;
 				      * 64 bits: up to a year does not fit in 32 */
 	unsigned max_sessions;       /* open sessions of this gateway, all states */
+	struct config_tls tls;
+	struct config_upstream_tls upstream_tls;
 };
 
 /* Brute-force defences, per source (netblock); see penalty.h. */

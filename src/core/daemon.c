@@ -117,6 +117,35 @@ static void daemon_warn_log(const char *msg, void *arg)
 	log_msg(LOG_WARNING, "%s", msg);
 }
 
+/* Certificates that expire within two weeks, or have: a renewal that did not
+ * happen. */
+#define DAEMON_CERT_WARN_DAYS 14
+
+static void daemon_warn_certificates(struct gateway **gws, size_t n, bool to_stderr)
+{
+	for (size_t i = 0; i < n; i++) {
+		long days;
+		char subject[256], msg[PATH_MAX + 512];
+
+		if (gws[i]->tls == NULL)
+			continue;
+		days = tls_context_days_left(gws[i]->tls);
+		if (days >= DAEMON_CERT_WARN_DAYS)
+			continue;
+		tls_context_subject(gws[i]->tls, subject, sizeof(subject));
+		snprintf(msg, sizeof(msg), "gateway %s: the TLS certificate %s (%s) %s %ld day%s",
+			 gws[i]->cfg->name, gws[i]->cfg->tls.certificate_path, subject,
+			 days < 0 ? "expired" : "expires in", days < 0 ? -days : days,
+			 (days == 1 || days == -1) ? "" : "s");
+		if (days < 0)
+			strncat(msg, " ago", sizeof(msg) - strlen(msg) - 1);
+		if (to_stderr)
+			daemon_warn_stderr(msg, NULL);
+		else
+			daemon_warn_log(msg, NULL);
+	}
+}
+
 /* Settings that work against each other (config_warnings()), and, for the
  * running daemon, sessions its descriptors cannot hold. */
 static void daemon_warn_config(const struct config *cfg, bool to_stderr)
@@ -445,6 +474,7 @@ static int daemon_reload(struct daemon *d)
 	log_event(LOG_NOTICE, LOG_EV_RELOADED, "configuration reloaded",
 		  LOG_FIELDS({"SOCKGATE_CONFIG", d->config_path}));
 	daemon_warn_mixed_costs(d->gws, d->n_gws, false);
+	daemon_warn_certificates(d->gws, d->n_gws, false);
 	daemon_warn_config(d->config, false);
 	if (cfg->revoke_on_reload)
 		daemon_revoke(d);
@@ -679,6 +709,7 @@ int daemon_run(const char *config_path)
 				     {"SOCKGATE_WORKERS", workers}));
 	}
 	daemon_warn_mixed_costs(d.gws, d.n_gws, false);
+	daemon_warn_certificates(d.gws, d.n_gws, false);
 	daemon_warn_config(d.config, false);
 	notify_ready(d.status);
 	if (loop_run(d.loop) < 0) {
@@ -709,6 +740,7 @@ int daemon_check(const char *config_path)
 		return 1;
 	}
 	daemon_warn_mixed_costs(gws, cfg->n_gateways, true);
+	daemon_warn_certificates(gws, cfg->n_gateways, true);
 	daemon_warn_config(cfg, true);
 	printf("sockgate: configuration %s ok (%zu gateway%s)\n", config_path, cfg->n_gateways,
 	       cfg->n_gateways == 1 ? "" : "s");

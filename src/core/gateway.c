@@ -1,7 +1,59 @@
 /* gateway: live gateways and their counters (see gateway.h). */
 #include "gateway.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+
+/* The TLS contexts of cfg; errors say which gateway. */
+static int gateway_load_tls(struct gateway *gw, const struct config_gateway *cfg, uid_t owner_uid,
+			    const struct gateway *prev, struct errbuf *err)
+{
+	const struct config_tls *t = &cfg->tls;
+	const struct config_upstream_tls *u = &cfg->upstream_tls;
+	struct errbuf why;
+
+	if (t->enabled) {
+		struct tls_server_settings set = {
+			.certificate = t->certificate_path,
+			.key = t->key_path,
+			.key_owner = owner_uid,
+			.tls13_only = t->min_version == CONFIG_TLS_1_3,
+			.ciphers = t->ciphers,
+			.ciphersuites = t->ciphersuites,
+			.client_ca = t->client_ca_path,
+			.verify_client = (enum tls_verify)t->verify_client,
+			.tickets = t->session_tickets,
+			.ticket_rotation_ms = t->ticket_rotation_ms,
+			.ktls = t->ktls,
+		};
+
+		gw->tls = tls_server_context(&set, &why);
+		if (gw->tls == NULL)
+			return errbuf_set(err, "gateway \"%s\": tls: %s", cfg->name, why.msg);
+		if (prev != NULL && prev->tls != NULL)
+			tls_context_keep_tickets(gw->tls, prev->tls);
+	}
+	if (u->enabled) {
+		struct tls_client_settings set = {
+			.ca = u->ca_path,
+			.verify = u->verify,
+			.certificate = u->certificate_path,
+			.key = u->key_path,
+			.key_owner = owner_uid,
+			.tls13_only = u->min_version == CONFIG_TLS_1_3,
+			.ktls = u->ktls,
+		};
+
+		gw->upstream_tls = tls_client_context(&set, &why);
+		if (gw->upstream_tls == NULL) {
+			tls_context_unref(gw->tls);
+			gw->tls = NULL;
+			return errbuf_set(err, "gateway \"%s\": upstream_tls: %s", cfg->name,
+					  why.msg);
+		}
+	}
+	return 0;
+}
 
 struct gateway *gateway_create(struct config *config, const struct config_gateway *cfg,
 			       uid_t owner_uid, const struct gateway *prev, struct errbuf *err)
@@ -19,6 +71,11 @@ struct gateway *gateway_create(struct config *config, const struct config_gatewa
 			return NULL;
 		}
 	}
+	if (gateway_load_tls(gw, cfg, owner_uid, prev, err) < 0) {
+		credentials_unref(gw->creds);
+		free(gw);
+		return NULL;
+	}
 	if (prev != NULL) {
 		gw->counters = prev->counters;
 		__atomic_add_fetch(&gw->counters->refs, 1, __ATOMIC_RELAXED);
@@ -28,6 +85,8 @@ struct gateway *gateway_create(struct config *config, const struct config_gatewa
 			gw->counters->creds_now = credentials_slot_create(gw->creds);
 		if (gw->counters == NULL || gw->counters->creds_now == NULL) {
 			free(gw->counters);
+			tls_context_unref(gw->tls);
+			tls_context_unref(gw->upstream_tls);
 			credentials_unref(gw->creds);
 			free(gw);
 			errbuf_set(err, "out of memory");
@@ -56,6 +115,8 @@ void gateway_unref(struct gateway *gw)
 		free(gw->counters);
 	}
 	credentials_unref(gw->creds);
+	tls_context_unref(gw->tls);
+	tls_context_unref(gw->upstream_tls);
 	config_unref(gw->config);
 	free(gw);
 }

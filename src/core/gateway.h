@@ -12,6 +12,7 @@
 #include "config.h"
 #include "credentials.h"
 #include "errbuf.h"
+#include "tls.h"
 
 /* What the gateways of one name share across reloads. */
 struct gateway_counters {
@@ -27,14 +28,17 @@ struct gateway {
 	int refs;
 	struct config *config; /* a reference: cfg points into it */
 	const struct config_gateway *cfg;
-	struct credentials *creds; /* NULL if the gateway does not authenticate */
+	struct credentials *creds;        /* NULL if the gateway does not authenticate */
+	struct tls_context *tls;          /* the listeners' TLS, or NULL */
+	struct tls_context *upstream_tls; /* TLS to the upstream, or NULL */
 	struct gateway_counters *counters;
 };
 
 /* Builds the gateway for cfg (a gateway of config), loading its credentials
- * file (owner check against owner_uid). prev, if not NULL, is the gateway of the
- * same name being replaced: its counters carry over, and its credentials stay
- * in force until gateway_publish(). */
+ * file and its TLS certificates and keys (owner checks against owner_uid). prev,
+ * if not NULL, is the gateway of the same name being replaced: its counters and
+ * TLS ticket keys carry over, and its credentials stay in force until
+ * gateway_publish(). */
 struct gateway *gateway_create(struct config *config, const struct config_gateway *cfg,
 			       uid_t owner_uid, const struct gateway *prev, struct errbuf *err);
 

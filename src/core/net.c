@@ -478,6 +478,18 @@ bool net_sockaddr_is_any(const struct sockaddr *sa)
 	return false;
 }
 
+bool net_sockaddr_is_loopback(const struct sockaddr *sa)
+{
+	uint8_t key[NET_ADDR_KEY_LEN];
+	static const uint8_t v6_loopback[16] = {[15] = 1};
+
+	if (!net_addr_key(sa, key))
+		return false;
+	if (key[0] == AF_INET)
+		return key[1] == 127;
+	return memcmp(key + 1, v6_loopback, 16) == 0;
+}
+
 bool net_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b)
 {
 	const struct sockaddr_in6 *a6 = (const void *)a, *b6 = (const void *)b;

@@ -103,6 +103,8 @@ bool net_cidr_contains(const struct net_cidr *c, const uint8_t key[NET_ADDR_KEY_
 bool net_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
 /* The address is the wildcard (0.0.0.0 or ::). */
 bool net_sockaddr_is_any(const struct sockaddr *sa);
+/* The address is on the loopback (127.0.0.0/8, ::1, or IPv4-mapped 127/8). */
+bool net_sockaddr_is_loopback(const struct sockaddr *sa);
 
 /* write() until all of buf is written or an error other than EINTR occurs.
  * For blocking descriptors. Returns 0 or -1 with errno set. */

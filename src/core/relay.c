@@ -117,8 +117,9 @@ enum relay_status relay_pump(struct relay_dir *d, struct transport *src, bool *s
 		/* A short read emptied the socket: the next byte brings a new edge,
 		 * so skip the recv() that would only say EAGAIN. Not when an event
 		 * reported a hang-up (the EOF behind the data brings no further edge)
-		 * or urgent data (recv() stops short at the urgent mark). */
-		if ((size_t)n < scratch_len && !src_drain)
+		 * or urgent data (recv() stops short at the urgent mark), nor when the
+		 * transport holds more than the socket does (TLS). */
+		if ((size_t)n < scratch_len && !src_drain && !transport_pending(src))
 			*src_readable = false;
 		w = 0;
 		if (*dst_writable) {
@@ -143,8 +144,12 @@ enum relay_status relay_pump(struct relay_dir *d, struct transport *src, bool *s
 	if (d->eof && d->len == 0) {
 		if (!d->shut) {
 			/* Half-close: the peer sees EOF and may still answer. */
-			if (transport_shutdown(dst) < 0)
-				return RELAY_DST_ERROR;
+			if (transport_shutdown(dst) < 0) {
+				if (errno != EAGAIN)
+					return RELAY_DST_ERROR;
+				*dst_writable = false; /* TLS: close_notify waits for room */
+				return RELAY_BLOCKED;
+			}
 			d->shut = true;
 		}
 		return RELAY_FINISHED;

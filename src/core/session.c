@@ -16,6 +16,7 @@
 #include "login.h"
 #include "net.h"
 #include "relay.h"
+#include "tls.h"
 #include "transport.h"
 #include "upstream.h"
 
@@ -80,12 +81,16 @@ struct session {
 		struct sockaddr_in6 in6;
 	} peer;
 	const char *close_reason;
+	char *close_detail; /* close_reason when it had to be made: freed with s */
 	unsigned holds;
 	unsigned short linger_reads;
 	enum session_state state : 8;
 	bool counted_login;
-	bool connected;         /* the upstream accepted */
-	uint32_t source_ticket; /* in the penalty table's per-source login count */
+	bool connected;          /* the upstream accepted (and its TLS is up) */
+	bool upstream_handshake; /* the upstream's TLS handshake is under way */
+	bool raw_drain;          /* the client's TLS never started: drain the socket */
+	bool tls_up;             /* the client's TLS handshake is done */
+	uint32_t source_ticket;  /* in the penalty table's per-source login count */
 };
 
 static void session_client_cb(struct loop_io *io, uint32_t events);
@@ -97,12 +102,18 @@ static void session_close(struct session *s, const char *reason);
 static void session_penalise(struct session *s, enum penalty_event ev, const char *why);
 static void session_login_abandoned(struct session *s, const char *why);
 static void session_yield(struct session *s);
+static void session_begin(struct session *s);
+static void session_handshake(struct session *s);
+static void session_grace_timeout(struct loop_timer *t);
+static void session_connected(struct session *s);
+static void session_upstream_failed(struct session *s, const char *what);
 
 /* The state as logs name it: a login in progress by its step. */
 static const char *session_state_text(const struct session *s)
 {
 	static const char *const names[] = {
 		[SESSION_NEW] = "new",
+		[SESSION_HANDSHAKE] = "handshake",
 		[SESSION_LOGIN] = "login",
 		[SESSION_VERIFYING] = "verifying",
 		[SESSION_CONNECTING] = "connecting",
@@ -129,6 +140,26 @@ static const struct config_gateway *session_cfg(const struct session *s)
 static bool session_logging_in(const struct session *s)
 {
 	return s->state == SESSION_LOGIN;
+}
+
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384 resumed ktls=send", or NULL without TLS;
+ * subject gets the client certificate's subject, or "". */
+static const char *session_tls_text(const struct session *s, char *buf, size_t len, char *subject,
+				    size_t subject_len)
+{
+	struct tls_info info;
+
+	subject[0] = '\0';
+	if (!s->tls_up || !tls_describe(&s->client, &info))
+		return NULL;
+	snprintf(buf, len, "%s %s%s ktls=%s", info.version, info.cipher,
+		 info.resumed ? " resumed" : "",
+		 info.ktls_send && info.ktls_recv ? "both"
+		 : info.ktls_send                 ? "send"
+		 : info.ktls_recv                 ? "recv"
+						  : "none");
+	snprintf(subject, subject_len, "%s", info.subject);
+	return buf;
 }
 
 /* ---- the set ------------------------------------------------------------ */
@@ -211,6 +242,7 @@ static void session_free(struct session *s)
 		free(s->login);
 	}
 	free(s->user);
+	free(s->close_detail);
 	gateway_unref(s->gw);
 	free(s);
 }
@@ -264,7 +296,8 @@ static bool session_log_unauthenticated(const struct session *s, enum lograte_ki
 
 static void session_log_closed(const struct session *s, const char *reason)
 {
-	char addr[NET_ADDRSTRLEN], port[8], in[24], out[24], dur[24];
+	char addr[NET_ADDRSTRLEN], port[8], in[24], out[24], dur[24], tls[128], subject[256];
+	const char *tls_text;
 
 	if (s->user == NULL && !s->connected && !session_log_unauthenticated(s, LOGRATE_CLOSED))
 		return;
@@ -273,12 +306,15 @@ static void session_log_closed(const struct session *s, const char *reason)
 	snprintf(out, sizeof(out), "%llu", (unsigned long long)s->down.bytes);
 	snprintf(dur, sizeof(dur), "%llu",
 		 (unsigned long long)(loop_now_ms(session_loop(s)) - s->started_ms));
+	tls_text = session_tls_text(s, tls, sizeof(tls), subject, sizeof(subject));
 	log_event(LOG_INFO, LOG_EV_SESSION_CLOSED, "session closed",
 		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
 			     {"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", s->user},
 			     {"UPSTREAM", s->connected ? s->choice.current->text : NULL},
 			     {"SOCKGATE_STATE", session_state_text(s)}, {"REASON", reason},
-			     {"BYTES_IN", in}, {"BYTES_OUT", out}, {"DURATION_MS", dur}));
+			     {"BYTES_IN", in}, {"BYTES_OUT", out}, {"DURATION_MS", dur},
+			     {"SOCKGATE_TLS", tls_text},
+			     {"SOCKGATE_TLS_SUBJECT", subject[0] != '\0' ? subject : NULL}));
 }
 
 /* Stops watching a side and closes it. */
@@ -411,11 +447,17 @@ static void session_drain(struct session *s)
 			return;
 	}
 	if (!s->down.shut) {
-		(void)transport_shutdown(&s->client);
+		if (s->raw_drain)
+			(void)shutdown(s->client.fd, SHUT_WR);
+		else
+			(void)transport_shutdown(&s->client);
 		s->down.shut = true;
 	}
 	while (s->c.rd) {
-		ssize_t n = transport_recv(&s->client, buf, sizeof(buf));
+		/* A client that never finished its TLS handshake is read as bytes,
+		 * to its end: so the close is a FIN, not a reset. */
+		ssize_t n = s->raw_drain ? recv(s->client.fd, buf, sizeof(buf), 0)
+					 : transport_recv(&s->client, buf, sizeof(buf));
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -457,11 +499,42 @@ static void session_start_task(struct loop_task *t)
 	 * (telnet's Interrupt) is relayed in line, not dropped. */
 	(void)net_set_nodelay(s->client.fd);
 	(void)net_set_oobinline(s->client.fd);
+	if (s->gw->tls != NULL) {
+		struct errbuf err;
+		int fd = s->client.fd;
+
+		s->client.ops = NULL; /* the TLS transport takes the socket over */
+		if (transport_tls_server(&s->client, fd, s->gw->tls, &err) < 0) {
+			session_close(s, "out of memory");
+			return;
+		}
+	}
 	if (loop_io_add(set->env.loop, &s->client_io, s->client.fd, SESSION_EVENTS,
 			session_client_cb, s) < 0) {
 		session_close(s, "cannot register socket");
 		return;
 	}
+	/* The grace time covers the handshake too. */
+	if (cfg->login.grace_time_ms > 0 &&
+	    loop_timer_arm(set->env.loop, &s->timer, cfg->login.grace_time_ms,
+			   session_grace_timeout, s) < 0) {
+		session_close(s, "out of memory");
+		return;
+	}
+	if (s->gw->tls != NULL) {
+		session_enter(s, SESSION_HANDSHAKE);
+		session_handshake(s);
+		return;
+	}
+	session_begin(s);
+}
+
+/* The connection is ready for its first words: the prompt, or for a plain
+ * relay the upstream. */
+static void session_begin(struct session *s)
+{
+	const struct config_gateway *cfg = session_cfg(s);
+
 	if (!cfg->authenticate) {
 		/* A plain relay: straight to the upstream. */
 		session_enter(s, SESSION_CONNECTING);
@@ -474,17 +547,51 @@ static void session_start_task(struct loop_task *t)
 		session_close(s, "out of memory");
 		return;
 	}
-	if (cfg->login.grace_time_ms > 0 &&
-	    loop_timer_arm(set->env.loop, &s->timer, cfg->login.grace_time_ms,
-			   session_grace_timeout, s) < 0) {
-		session_close(s, "out of memory");
-		return;
-	}
 	session_enter(s, SESSION_LOGIN);
 	if (session_send(s, login_first_prompt(&cfg->login)) < 0) {
 		session_client_write_failed(s);
 		return;
 	}
+	/* TLS: lines that came with the end of the handshake were there before
+	 * it ended (in the socket, or inside the TLS layer), and no new event
+	 * will say so. */
+	if (s->tls_up)
+		session_login_input(s);
+}
+
+/* The client's TLS handshake, as far as the socket allows. A failure counts
+ * against the source as a failed login (a handshake flood is penalised). */
+static void session_handshake(struct session *s)
+{
+	char reason[ERRBUF_LEN + 32];
+	struct errbuf why;
+	bool silent;
+
+	switch (tls_handshake(&s->client, &why)) {
+	case TLS_DONE:
+		s->tls_up = true;
+		s->c.rd = s->c.wr = true;
+		session_begin(s);
+		return;
+	case TLS_WANT_READ:
+	case TLS_WANT_WRITE:
+		return; /* the next event comes back here */
+	case TLS_FAILED:
+		break;
+	}
+	snprintf(reason, sizeof(reason), "TLS handshake failed: %s", why.msg);
+	/* A peer that left without a word (a balancer's TCP check) is no failed
+	 * login, only an abandoned connection. */
+	silent = strcmp(why.msg, "the peer closed before the handshake") == 0;
+	session_penalise(s, silent ? PENALTY_NOAUTH : PENALTY_AUTHFAIL,
+			 silent ? "client closed before the TLS handshake"
+				: "failed TLS handshake");
+	free(s->close_detail);
+	s->close_detail = strdup(reason);
+	/* Whatever the client sent is read to its end first, so it gets a FIN,
+	 * not a reset. */
+	s->raw_drain = true;
+	session_finish(s, NULL, s->close_detail != NULL ? s->close_detail : "TLS handshake failed");
 }
 
 void session_start(struct session *s, struct session_set *set, uint32_t source_ticket)
@@ -504,7 +611,8 @@ void session_start(struct session *s, struct session_set *set, uint32_t source_t
 static void session_log_login(const struct session *s, enum log_event ev, const char *user,
 			      const char *reason)
 {
-	char addr[NET_ADDRSTRLEN], port[8], attempt[12];
+	char addr[NET_ADDRSTRLEN], port[8], attempt[12], tls[128], subject[256];
+	const char *tls_text = session_tls_text(s, tls, sizeof(tls), subject, sizeof(subject));
 
 	session_log_fields(s, addr, port, sizeof(addr));
 	snprintf(attempt, sizeof(attempt), "%u",
@@ -515,7 +623,9 @@ static void session_log_login(const struct session *s, enum log_event ev, const 
 		   * client typed as its user name can then never pose as it. */
 		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
 			     {"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", user},
-			     {"SOCKGATE_ATTEMPT", attempt}, {"REASON", reason}));
+			     {"SOCKGATE_ATTEMPT", attempt}, {"REASON", reason},
+			     {"SOCKGATE_TLS", tls_text},
+			     {"SOCKGATE_TLS_SUBJECT", subject[0] != '\0' ? subject : NULL}));
 }
 
 /* Adds a penalty to the client's source; logs when that starts a refusal. */
@@ -854,6 +964,53 @@ static void session_connect_next(struct session *s)
 		       "no upstream reachable");
 }
 
+/* The upstream's TLS handshake, as far as the socket allows; the connect
+ * timeout covers it. A failure tries the next upstream. */
+static void session_upstream_handshake(struct session *s)
+{
+	char what[ERRBUF_LEN + 8];
+	struct errbuf why;
+
+	switch (tls_handshake(&s->upstream, &why)) {
+	case TLS_DONE:
+		s->upstream_handshake = false;
+		s->u.rd = s->u.wr = true;
+		session_connected(s);
+		return;
+	case TLS_WANT_READ:
+	case TLS_WANT_WRITE:
+		return;
+	case TLS_FAILED:
+		break;
+	}
+	s->upstream_handshake = false;
+	snprintf(what, sizeof(what), "TLS: %s", why.msg);
+	session_upstream_failed(s, what);
+}
+
+/* TCP is up: TLS over it, to the name upstream_tls.server_name gives, or the
+ * host the upstream address was written with. */
+static void session_upstream_tls(struct session *s)
+{
+	const struct config_upstream_tls *u = &session_cfg(s)->upstream_tls;
+	char host[NET_HOSTLEN], port[NET_PORTLEN];
+	struct errbuf err;
+	int fd = s->upstream.fd;
+
+	if (u->server_name != NULL)
+		snprintf(host, sizeof(host), "%s", u->server_name);
+	else if (net_split_hostport(s->choice.current->text, 0, host, port, &err) < 0)
+		snprintf(host, sizeof(host), "%s", s->choice.current->resolved);
+	s->upstream.ops = NULL; /* the TLS transport takes the socket over */
+	if (transport_tls_client(&s->upstream, fd, s->gw->upstream_tls, host, &err) < 0) {
+		loop_io_del(session_loop(s), &s->upstream_io);
+		session_upstream_failed(s, err.msg);
+		return;
+	}
+	s->upstream_handshake = true;
+	session_upstream_handshake(s);
+}
+
 static void session_connected(struct session *s)
 {
 	const struct config_gateway *cfg = session_cfg(s);
@@ -973,7 +1130,11 @@ static void session_client_cb(struct loop_io *io, uint32_t events)
 	struct session *s = io->arg;
 
 	session_note(&s->c, events);
+	transport_ready(&s->client, &s->c.rd, &s->c.wr);
 	switch (s->state) {
+	case SESSION_HANDSHAKE:
+		session_handshake(s);
+		return;
 	case SESSION_LOGIN:
 		/* A reset: nobody is left to answer, so lines that came with it
 		 * start no password check. */
@@ -1016,6 +1177,11 @@ static void session_upstream_cb(struct loop_io *io, uint32_t events)
 	struct session *s = io->arg;
 
 	session_note(&s->u, events);
+	transport_ready(&s->upstream, &s->u.rd, &s->u.wr);
+	if (s->state == SESSION_CONNECTING && s->upstream_handshake) {
+		session_upstream_handshake(s);
+		return;
+	}
 	if (s->state == SESSION_CONNECTING) {
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
@@ -1026,6 +1192,10 @@ static void session_upstream_cb(struct loop_io *io, uint32_t events)
 
 			snprintf(what, sizeof(what), "connect: %s", strerror(errno));
 			session_upstream_failed(s, what);
+			return;
+		}
+		if (s->gw->upstream_tls != NULL) {
+			session_upstream_tls(s);
 			return;
 		}
 		session_connected(s);

@@ -1,10 +1,9 @@
 /* session: one client connection from accept to close, as an explicit state
- * machine: LOGIN (the dialogue's steps, login.h) -> VERIFYING -> CONNECTING ->
- * RELAYING, with DRAINING (a final message, then a lingering close) and CLOSED.
- * Every state change goes through session_enter(); every end goes through
- * session_close(), which writes the session's one summary log line. A session
- * lives on one event loop's thread, in that loop's session set; idle, it holds
- * no buffer. */
+ * machine: HANDSHAKE (with TLS) -> LOGIN (the dialogue's steps, login.h) ->
+ * VERIFYING -> CONNECTING -> RELAYING, with DRAINING (a final message, then a lingering close) and
+ * CLOSED. Every state change goes through session_enter(); every end goes through session_close(),
+ * which writes the session's one summary log line. A session lives on one event loop's thread, in
+ * that loop's session set; idle, it holds no buffer. */
 #ifndef SOCKGATE_SESSION_H
 #define SOCKGATE_SESSION_H
 
@@ -22,6 +21,7 @@
 
 enum session_state {
 	SESSION_NEW = 0,
+	SESSION_HANDSHAKE, /* TLS, before the first prompt */
 	SESSION_LOGIN,
 	SESSION_VERIFYING,
 	SESSION_CONNECTING,

@@ -20,8 +20,15 @@ struct transport_ops {
 	ssize_t (*recv)(struct transport *t, void *buf, size_t len);
 	ssize_t (*send)(struct transport *t, const void *buf, size_t len);
 	/* No more bytes will be sent: the peer sees the end of the stream, and may
-	 * still answer. 0 or -1 with errno. */
+	 * still answer. 0, or -1 with errno (EAGAIN: try again once writable). */
 	int (*shutdown)(struct transport *t);
+	/* Bytes (or the end) already taken off the socket and waiting inside: a
+	 * short read does not prove the socket empty then. NULL: never. */
+	bool (*pending)(const struct transport *t);
+	/* After an event: what the socket's readiness means for the transport's
+	 * calls (TLS may need to write to read on, or read to write on). NULL:
+	 * the same. */
+	void (*ready)(struct transport *t, bool *readable, bool *writable);
 	/* Releases everything, the descriptor included. */
 	void (*close)(struct transport *t);
 };
@@ -53,6 +60,17 @@ static inline ssize_t transport_send(struct transport *t, const void *buf, size_
 static inline int transport_shutdown(struct transport *t)
 {
 	return t->ops->shutdown(t);
+}
+
+static inline bool transport_pending(const struct transport *t)
+{
+	return t->ops->pending != NULL && t->ops->pending(t);
+}
+
+static inline void transport_ready(struct transport *t, bool *readable, bool *writable)
+{
+	if (t->ops != NULL && t->ops->ready != NULL)
+		t->ops->ready(t, readable, writable);
 }
 
 /* Closes t if it is open; it reads as not open afterwards. */

@@ -250,7 +250,9 @@ ssize_t fixture_expect(int fd, const char *text, char *buf, size_t cap, int time
 			return -1;
 		if (poll(&p, 1, timeout_ms) <= 0)
 			return -1;
-		n = recv(fd, buf + len, cap - len - 1, MSG_DONTWAIT);
+		/* read(), not recv(): fd may be a client program's pipe. poll() said
+		 * there is something, so it does not block. */
+		n = read(fd, buf + len, cap - len - 1);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		if (n <= 0)

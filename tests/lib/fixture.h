@@ -74,7 +74,7 @@ int fixture_setup(struct fixture *f, const char *const users[], const char *cons
  * (SOCKGATE_TEST_WRAPPER) a clean exit also proves no leak and no memory error. */
 int fixture_finish(struct fixture *f, const char *secret);
 
-/* Reads from fd until the bytes received (kept in buf, NUL-terminated) contain
+/* Reads from fd (a socket or a pipe) until the bytes received (kept in buf, NUL-terminated) contain
  * text. Returns the total received, or -1 on timeout/EOF (buf holds what came). */
 ssize_t fixture_expect(int fd, const char *text, char *buf, size_t cap, int timeout_ms);
 /* Connects to port and logs in; on success returns the socket positioned right
