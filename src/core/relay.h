@@ -40,6 +40,14 @@ enum relay_status relay_pump(struct relay_dir *d, struct transport *src, bool *s
 			     bool src_drain, struct transport *dst, bool *dst_writable,
 			     char *scratch, size_t scratch_len, size_t budget);
 
+/* The same without copying the bytes through user space: src -> pipe -> dst with
+ * splice(2), for a direction whose destination the kernel encrypts (kTLS) and
+ * whose source is a plain socket. pipe is a pipe of the loop's, empty between
+ * calls: what dst does not take is read back out of it into d's buffer. */
+enum relay_status relay_splice(struct relay_dir *d, struct transport *src, bool *src_readable,
+			       bool src_drain, struct transport *dst, bool *dst_writable,
+			       const int pipe[2], size_t pipe_len, size_t budget);
+
 /* Writes pending bytes to dst. 0 when nothing is pending any more, 1 when some
  * remain (dst is full), -1 on error. */
 int relay_flush(struct relay_dir *d, struct transport *dst, bool *dst_writable);

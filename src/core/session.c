@@ -5,12 +5,14 @@
 #include "session.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "login.h"
@@ -42,6 +44,8 @@ struct session_set {
 	unsigned count;       /* atomic: open sessions */
 	unsigned logging_in;  /* atomic: of those, not yet relaying */
 	char *scratch;        /* the relay's read buffer, shared by the sessions */
+	int pipe[2];          /* splice()'s, for kTLS directions; made when first needed */
+	size_t pipe_len;
 };
 
 /* Edge-triggered readiness of one side's socket: set by events, cleared when
@@ -86,11 +90,12 @@ struct session {
 	unsigned short linger_reads;
 	enum session_state state : 8;
 	bool counted_login;
-	bool connected;          /* the upstream accepted (and its TLS is up) */
-	bool upstream_handshake; /* the upstream's TLS handshake is under way */
-	bool raw_drain;          /* the client's TLS never started: drain the socket */
-	bool tls_up;             /* the client's TLS handshake is done */
-	uint32_t source_ticket;  /* in the penalty table's per-source login count */
+	bool connected;              /* the upstream accepted (and its TLS is up) */
+	bool upstream_handshake;     /* the upstream's TLS handshake is under way */
+	bool raw_drain;              /* the client's TLS never started: drain the socket */
+	bool tls_up;                 /* the client's TLS handshake is done */
+	bool splice_up, splice_down; /* the kernel encrypts: relay with splice() */
+	uint32_t source_ticket;      /* in the penalty table's per-source login count */
 };
 
 static void session_client_cb(struct loop_io *io, uint32_t events);
@@ -107,6 +112,7 @@ static void session_handshake(struct session *s);
 static void session_grace_timeout(struct loop_timer *t);
 static void session_connected(struct session *s);
 static void session_upstream_failed(struct session *s, const char *what);
+static void session_choose_splice(struct session *s);
 
 /* The state as logs name it: a login in progress by its step. */
 static const char *session_state_text(const struct session *s)
@@ -152,12 +158,13 @@ static const char *session_tls_text(const struct session *s, char *buf, size_t l
 	subject[0] = '\0';
 	if (!s->tls_up || !tls_describe(&s->client, &info))
 		return NULL;
-	snprintf(buf, len, "%s %s%s ktls=%s", info.version, info.cipher,
+	snprintf(buf, len, "%s %s%s ktls=%s%s", info.version, info.cipher,
 		 info.resumed ? " resumed" : "",
 		 info.ktls_send && info.ktls_recv ? "both"
 		 : info.ktls_send                 ? "send"
 		 : info.ktls_recv                 ? "recv"
-						  : "none");
+						  : "none",
+		 s->splice_down ? " splice" : "");
 	snprintf(subject, subject_len, "%s", info.subject);
 	return buf;
 }
@@ -176,6 +183,7 @@ struct session_set *session_set_create(const struct session_env *env, struct err
 		return NULL;
 	}
 	set->env = *env;
+	set->pipe[0] = set->pipe[1] = -1;
 	return set;
 }
 
@@ -183,8 +191,31 @@ void session_set_free(struct session_set *set)
 {
 	if (set == NULL)
 		return;
+	if (set->pipe[0] >= 0) {
+		close(set->pipe[0]);
+		close(set->pipe[1]);
+	}
 	free(set->scratch);
 	free(set);
+}
+
+/* The loop's pipe for splice(), as large as the relay's reads where the system
+ * allows; false if there is none to be had (then the bytes are copied). */
+static bool session_set_pipe(struct session_set *set)
+{
+	int sz;
+
+	if (set->pipe[0] >= 0)
+		return true;
+	if (pipe2(set->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+		set->pipe[0] = set->pipe[1] = -1;
+		return false;
+	}
+	sz = fcntl(set->pipe[1], F_SETPIPE_SZ, (int)set->env.scratch_len);
+	if (sz < 0)
+		sz = fcntl(set->pipe[1], F_GETPIPE_SZ);
+	set->pipe_len = sz > 0 ? (size_t)sz : 65536;
+	return true;
 }
 
 unsigned session_set_count(const struct session_set *set)
@@ -1011,6 +1042,22 @@ static void session_upstream_tls(struct session *s)
 	session_upstream_handshake(s);
 }
 
+/* A direction whose destination the kernel encrypts (kTLS send) and whose
+ * source is a plain socket needs no copy through user space: splice(). A TLS
+ * source is always read through OpenSSL, which receives the records the
+ * kernel decrypts, alerts and key updates included. */
+static void session_choose_splice(struct session *s)
+{
+	struct tls_info client, upstream;
+	bool client_tls = tls_describe(&s->client, &client);
+	bool upstream_tls = tls_describe(&s->upstream, &upstream);
+
+	s->splice_down = client_tls && client.ktls_send && !upstream_tls;
+	s->splice_up = upstream_tls && upstream.ktls_send && !client_tls;
+	if ((s->splice_down || s->splice_up) && !session_set_pipe(s->set))
+		s->splice_down = s->splice_up = false;
+}
+
 static void session_connected(struct session *s)
 {
 	const struct config_gateway *cfg = session_cfg(s);
@@ -1020,6 +1067,7 @@ static void session_connected(struct session *s)
 	s->connected = true;
 	(void)net_set_nodelay(s->upstream.fd);
 	(void)net_set_oobinline(s->upstream.fd);
+	session_choose_splice(s);
 	session_enter(s, SESSION_RELAYING);
 	if (cfg->authenticate && session_send(s, cfg->login.success_message) < 0) {
 		session_client_write_failed(s);
@@ -1079,8 +1127,11 @@ static void session_relay(struct session *s)
 	uint64_t moved = s->up.bytes + s->down.bytes;
 	enum relay_status up, down;
 
-	up = relay_pump(&s->up, &s->client, &s->c.rd, s->c.drain, &s->upstream, &s->u.wr,
-			set->scratch, set->env.scratch_len, SESSION_RELAY_BUDGET);
+	up = s->splice_up
+		     ? relay_splice(&s->up, &s->client, &s->c.rd, s->c.drain, &s->upstream,
+				    &s->u.wr, set->pipe, set->pipe_len, SESSION_RELAY_BUDGET)
+		     : relay_pump(&s->up, &s->client, &s->c.rd, s->c.drain, &s->upstream, &s->u.wr,
+				  set->scratch, set->env.scratch_len, SESSION_RELAY_BUDGET);
 	if (up == RELAY_SRC_ERROR || up == RELAY_DST_ERROR) {
 		int e = errno;
 
@@ -1095,8 +1146,12 @@ static void session_relay(struct session *s)
 		session_close(s, session_errno_reason(e, up == RELAY_SRC_ERROR));
 		return;
 	}
-	down = relay_pump(&s->down, &s->upstream, &s->u.rd, s->u.drain, &s->client, &s->c.wr,
-			  set->scratch, set->env.scratch_len, SESSION_RELAY_BUDGET);
+	down = s->splice_down
+		       ? relay_splice(&s->down, &s->upstream, &s->u.rd, s->u.drain, &s->client,
+				      &s->c.wr, set->pipe, set->pipe_len, SESSION_RELAY_BUDGET)
+		       : relay_pump(&s->down, &s->upstream, &s->u.rd, s->u.drain, &s->client,
+				    &s->c.wr, set->scratch, set->env.scratch_len,
+				    SESSION_RELAY_BUDGET);
 	if (down == RELAY_SRC_ERROR || down == RELAY_DST_ERROR) {
 		session_close(s, session_errno_reason(errno, down == RELAY_DST_ERROR));
 		return;
