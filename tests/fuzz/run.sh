@@ -19,7 +19,7 @@ build=$(cd "$1" && pwd)
 seconds=$2
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-targets=(credentials line config)
+targets=(credentials line config tls)
 
 # Kept when something fails: the reproducers live here.
 work=$(mktemp -d "${TMPDIR:-/tmp}/sockgate-fuzz.XXXXXX")
