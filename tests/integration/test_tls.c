@@ -146,7 +146,8 @@ static int group_teardown(void **state)
 /* ---- the gateway ------------------------------------------------------------ */
 
 /* A TLS gateway in front of an echo upstream; extra goes into the tls group. */
-static void start_tls(struct fixture *f, const char *tls_extra, const char *gw_extra)
+static void start_tls_top(struct fixture *f, const char *top, const char *tls_extra,
+			  const char *gw_extra)
 {
 	static const char *const echo[] = {"--echo", NULL};
 	char text[2048], crt[128], key[128];
@@ -159,8 +160,13 @@ static void start_tls(struct fixture *f, const char *tls_extra, const char *gw_e
 		 "tls = { certificate = \"%s\"; key = \"%s\"; %s };\n"
 		 "login = { failure_delay = 0; };\n%s",
 		 crt, key, tls_extra, gw_extra);
-	assert_int_equal(fixture_config(f, NULL, text), 0);
+	assert_int_equal(fixture_config(f, top, text), 0);
 	assert_int_equal(fixture_start(f), 0);
+}
+
+static void start_tls(struct fixture *f, const char *tls_extra, const char *gw_extra)
+{
+	start_tls_top(f, NULL, tls_extra, gw_extra);
 }
 
 static int setup_plain(void **state)
@@ -377,27 +383,74 @@ static void plain_text_is_refused_cleanly(void **state)
 	assert_non_null(strstr(line, "plain text sent to a TLS port"));
 }
 
-/* A second connection resumes the first one's session from its ticket. */
-static void sessions_resume(void **state)
+/* One s_client connection; with save, its session goes to sess, else it
+ * offers the one in sess. Returns true if the server resumed it. */
+static bool s_client_session(struct fixture *f, const char *sess, bool save)
 {
-	struct fixture *f = *state;
-	char target[64], ca[128], sess[PATH_MAX + 16], out[16384];
+	char target[64], ca[128], out[16384];
 	struct harness_proc p;
-	const char *first[] = {OPENSSL, "s_client",  "-connect", target, "-CAfile",
-			       ca,      "-sess_out", sess,       NULL};
-	const char *again[] = {OPENSSL, "s_client", "-connect", target, "-CAfile",
-			       ca,      "-sess_in", sess,       NULL};
+	const char *argv[] = {OPENSSL,
+			      "s_client",
+			      "-connect",
+			      target,
+			      "-CAfile",
+			      ca,
+			      save ? "-sess_out" : "-sess_in",
+			      sess,
+			      NULL};
+	bool reused;
 
 	port_text(f, target, sizeof(target));
 	pki_path(ca, sizeof(ca), "ca.pem");
+	spawn_client(&p, argv);
+	assert_true(fixture_expect(p.out_fd, "Username: ", out, sizeof(out), T) > 0);
+	reused = strstr(out, "Reused, TLSv1.3") != NULL;
+	harness_cleanup(&p);
+	return reused;
+}
+
+/* A second connection resumes the first one's session from its ticket, and
+ * still does after a reload: the ticket keys outlive it. */
+static void sessions_resume(void **state)
+{
+	struct fixture *f = *state;
+	char sess[PATH_MAX + 16], line[4096];
+
 	snprintf(sess, sizeof(sess), "%s/session.pem", f->dir);
-	spawn_client(&p, first);
-	assert_true(fixture_expect(p.out_fd, "Username: ", out, sizeof(out), T) > 0);
-	harness_cleanup(&p);
-	spawn_client(&p, again);
-	assert_true(fixture_expect(p.out_fd, "Username: ", out, sizeof(out), T) > 0);
-	assert_non_null(strstr(out, "Reused, TLSv1.3"));
-	harness_cleanup(&p);
+	assert_false(s_client_session(f, sess, true));
+	assert_true(s_client_session(f, sess, false));
+	assert_int_equal(fixture_reload(f), 0);
+	assert_int_equal(fixture_log_wait(f, "configuration reloaded", line, sizeof(line)), 0);
+	assert_true(s_client_session(f, sess, false));
+}
+
+static int setup_fast_rotation(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	*state = f;
+	/* The probes leave at the prompt: no penalty for that here. */
+	start_tls_top(f, "penalties = { enabled = false; };", "ticket_rotation = 1;", "");
+	return 0;
+}
+
+/* The ticket keys rotate every second and a key is forgotten after three
+ * rotations: a ticket resumes at first, then stops (the wait is bounded). */
+static void ticket_keys_rotate(void **state)
+{
+	struct fixture *f = *state;
+	char sess[PATH_MAX + 16];
+	long long deadline = harness_now_ms() + 15000;
+	bool reused;
+
+	snprintf(sess, sizeof(sess), "%s/session.pem", f->dir);
+	assert_false(s_client_session(f, sess, true));
+	assert_true(s_client_session(f, sess, false));
+	do {
+		reused = s_client_session(f, sess, false);
+	} while (reused && harness_now_ms() < deadline);
+	assert_false(reused);
 }
 
 static void send_all_tls(struct transport *t, const char *text, long long deadline)
@@ -759,6 +812,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(plain_text_is_refused_cleanly, setup_plain,
 						teardown),
 		cmocka_unit_test_setup_teardown(sessions_resume, setup_plain, teardown),
+		cmocka_unit_test_setup_teardown(ticket_keys_rotate, setup_fast_rotation, teardown),
 		cmocka_unit_test_setup_teardown(half_close_crosses_tls, setup_plain, teardown),
 		cmocka_unit_test_setup_teardown(a_required_client_certificate_is_enforced,
 						setup_required, teardown),
