@@ -55,6 +55,7 @@ struct sgb_opts {
 	double settle;        /* idle: seconds between the last session and the sample */
 	double timeout;       /* overall limit */
 	bool verify;
+	bool resume; /* tlshandshakes: resume a primed session */
 	/* serve, forkrelay */
 	const char *listen_spec;
 	const char *upstream_spec;
@@ -163,5 +164,7 @@ int sgb_mode_idle(const struct sgb_opts *o);
 int sgb_mode_storm(const struct sgb_opts *o);
 int sgb_mode_serve(const struct sgb_opts *o);
 int sgb_mode_forkrelay(const struct sgb_opts *o);
+/* tlsbulk, tlshandshakes, tlsidle (sgb_tls.c) */
+int sgb_mode_tls(const struct sgb_opts *o);
 
 #endif

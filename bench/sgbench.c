@@ -39,6 +39,7 @@ enum {
 	OPT_UPSTREAM,
 	OPT_SALT,
 	OPT_ITERATIONS,
+	OPT_RESUME,
 };
 
 static void usage(FILE *f)
@@ -57,6 +58,12 @@ static void usage(FILE *f)
 		"  storm      paced ping-pong on --conns sessions, then again during a login "
 		"storm\n"
 		"             of --concurrency connections (needs --login)\n"
+		"modes against a relay that terminates TLS (the certificate is not verified):\n"
+		"  tlsbulk        the pattern through TLS to the checking sink, --conns threads\n"
+		"  tlshandshakes  connect, handshake, close on --concurrency threads "
+		"(--resume:\n"
+		"                 resume a primed TLS 1.3 ticket)\n"
+		"  tlsidle        open --sessions TLS sessions, sample --pid's memory\n"
 		"servers:\n"
 		"  serve      the upstream: --listen HOST:PORT [--threads N | --fork]; echo or\n"
 		"             sink per connection, chosen by its first line; --fork: a process\n"
@@ -86,6 +93,7 @@ static void usage(FILE *f)
 		"  --settle S           idle: wait before sampling (default 1)\n"
 		"  --timeout S          overall limit (default 300)\n"
 		"  --no-verify          do not check the bytes (measures the checking's cost)\n"
+		"  --resume             tlshandshakes: resumed handshakes, not full ones\n"
 		"  --user-prompt TEXT, --pass-prompt TEXT, --success TEXT\n"
 		"                       what the login waits for (default \"Username: \",\n"
 		"                       \"Password: \", \"You are now logged in.\\n\")\n");
@@ -207,6 +215,7 @@ int main(int argc, char **argv)
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
 		{"fork", no_argument, NULL, OPT_FORK},
+		{"resume", no_argument, NULL, OPT_RESUME},
 		{"user-prompt", required_argument, NULL, OPT_USER_PROMPT},
 		{"pass-prompt", required_argument, NULL, OPT_PASS_PROMPT},
 		{"success", required_argument, NULL, OPT_SUCCESS},
@@ -285,6 +294,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_FORK:
 			o.fork = true;
+			break;
+		case OPT_RESUME:
+			o.resume = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -424,6 +436,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		return sgb_mode_storm(&o);
+	}
+	if (strcmp(o.mode, "tlsbulk") == 0 || strcmp(o.mode, "tlshandshakes") == 0 ||
+	    strcmp(o.mode, "tlsidle") == 0) {
+		if (strcmp(o.mode, "tlsidle") == 0 && o.pid <= 0) {
+			fprintf(stderr, "sgbench: tlsidle needs --pid PID of the relay\n");
+			return 2;
+		}
+		return sgb_mode_tls(&o);
 	}
 	fprintf(stderr, "sgbench: unknown mode \"%s\"\n", o.mode);
 	usage(stderr);
