@@ -156,6 +156,19 @@ for test, (title, _, unit, higher, extra) in TESTS.items():
         if not ok:
             failures.append(f"{title}: sockgate/HAProxy {med:.2f}")
 
+print("## Reading\n")
+print("- Two vCPUs carry the generator (which encrypts and decrypts as much as the relay), "
+      "the upstream and the relay: every figure is a share of the same two CPUs, and the "
+      "relay's CPU per GB or per handshake says more than its rate alone.\n"
+      "- HAProxy runs with `nbthread 2` and its defaults, among them `tune.bufsize` 16 KiB "
+      "(at most 16 KiB per read); sockgate reads up to `relay_buffer` (256 KiB) per wakeup. "
+      "stunnel runs a thread per connection, hence its memory per session.\n"
+      "- sockgate's handshake rows include what its sessions do after the handshake (the "
+      "username prompt, then the client's close); HAProxy and stunnel connect to the "
+      "upstream instead. Resumed handshakes resume a TLS 1.3 ticket (with a fresh ECDHE "
+      "exchange, as OpenSSL does by default).\n"
+      "- stunnel 5.68 crashed (SIGSEGV) each time it was stopped after an idle run; its "
+      "figures are taken before, and bench/tls.sh logs it.\n")
 print("## Floors (issue 16)\n")
 print("| floor | measured | verdict |")
 print("|---|---|---|")

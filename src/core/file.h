@@ -1,4 +1,4 @@
-/* file: reads a whole small file (configuration, credentials, and next keys and
+/* file: reads a whole small file (configuration, credentials, keys and
  * certificates) into memory. Only a regular file is read; opening a FIFO planted
  * in its place cannot block; and no more than max_bytes are read even if the
  * file grows meanwhile. Symlinks are followed: credential directories use them,

@@ -1110,8 +1110,22 @@ static void session_yield(struct session *s)
 	loop_defer(session_loop(s), &s->task, session_yield_task, s);
 }
 
-static const char *session_errno_reason(int e, bool client)
+static const char *session_errno_reason(struct session *s, int e, bool client)
 {
+	if (e == EPROTO) {
+		/* A TLS side broke the protocol: OpenSSL's words say how. */
+		const char *why = tls_error_reason(client ? &s->client : &s->upstream);
+		char text[160];
+
+		snprintf(text, sizeof(text), "%s TLS error: %s", client ? "client" : "upstream",
+			 why != NULL ? why : "protocol error");
+		/* A reason already made may be in use by now: keep it. */
+		if (s->close_detail == NULL)
+			s->close_detail = strdup(text);
+		return s->close_detail != NULL ? s->close_detail
+		       : client                ? "client TLS error"
+					       : "upstream TLS error";
+	}
 	if (e == ECONNRESET || e == EPIPE)
 		return client ? "client reset" : "upstream reset";
 	if (e == ETIMEDOUT)
@@ -1143,7 +1157,7 @@ static void session_relay(struct session *s)
 					 &s->c.wr, set->scratch, set->env.scratch_len,
 					 SESSION_RELAY_BUDGET);
 		}
-		session_close(s, session_errno_reason(e, up == RELAY_SRC_ERROR));
+		session_close(s, session_errno_reason(s, e, up == RELAY_SRC_ERROR));
 		return;
 	}
 	down = s->splice_down
@@ -1153,7 +1167,7 @@ static void session_relay(struct session *s)
 				    &s->c.wr, set->scratch, set->env.scratch_len,
 				    SESSION_RELAY_BUDGET);
 	if (down == RELAY_SRC_ERROR || down == RELAY_DST_ERROR) {
-		session_close(s, session_errno_reason(errno, down == RELAY_DST_ERROR));
+		session_close(s, session_errno_reason(s, errno, down == RELAY_DST_ERROR));
 		return;
 	}
 	s->active_ms = loop_now_ms(set->env.loop);

@@ -65,6 +65,7 @@ struct tls_conn {
 	bool eof;              /* the end came behind bytes already returned */
 	int error;             /* an errno that came behind bytes already returned */
 	bool shut;             /* close_notify sent */
+	const char *reason;    /* OpenSSL's words for the last EPROTO (static) */
 };
 
 static uint64_t tls_clock_ms(void)
@@ -465,8 +466,13 @@ static int tls_errno(struct tls_conn *c, int ret, bool reading)
 		ERR_clear_error();
 		return saved != 0 ? saved : reading ? 0 : EPIPE;
 	default:
+		/* A bad record, a failed MAC, a fatal alert: the peer is no TLS
+		 * peer now. Its words stay for the log. */
+		c->reason = ERR_peek_last_error() != 0
+				    ? ERR_reason_error_string(ERR_peek_last_error())
+				    : NULL;
 		ERR_clear_error();
-		return EPROTO; /* a bad record, a failed MAC: the peer is no TLS peer now */
+		return EPROTO;
 	}
 }
 
@@ -601,6 +607,11 @@ static const struct transport_ops tls_ops = {
 	.ready = tls_ready,
 	.close = tls_close,
 };
+
+const char *tls_error_reason(const struct transport *t)
+{
+	return transport_is_tls(t) ? tls_conn_of(t)->reason : NULL;
+}
 
 bool transport_is_tls(const struct transport *t)
 {

@@ -96,4 +96,9 @@ struct tls_info {
 bool tls_describe(const struct transport *t, struct tls_info *info);
 bool transport_is_tls(const struct transport *t);
 
+/* After a receive or send failed with EPROTO: OpenSSL's reason, such as
+ * "decryption failed or bad record mac", or NULL (no TLS, or none known).
+ * The string is static. */
+const char *tls_error_reason(const struct transport *t);
+
 #endif

@@ -4,13 +4,17 @@
  * enforced and its subject logged; a reload puts a renewed certificate in force for
  * new clients while a session goes on, and a bad new pair is refused; plain text on
  * the TLS port is refused cleanly; resumption works; the half-close crosses TLS both
- * ways; TLS to the upstream (openssl s_server) with its certificate verified. The
+ * ways; nothing of the login or the session is readable on the wire; a forged
+ * record ends its session with the reason; TLS to the upstream (openssl
+ * s_server) with its certificate verified. The
  * certificates are made by the openssl command for each run: a CA, a server
  * certificate it signed, a renewed one, another CA, a client CA and a client. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -366,6 +370,25 @@ static void tls_1_1_is_refused(void **state)
 	assert_non_null(strstr(line, "unsupported protocol"));
 }
 
+/* A TLS 1.2 client that offers only what the default list leaves out (RSA key
+ * exchange, CBC): no shared cipher, said so in the log. */
+static void no_shared_cipher_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	char target[64], line[1024];
+	struct harness_proc p;
+	const char *argv[] = {OPENSSL,   "s_client", "-connect",   target,
+			      "-tls1_2", "-cipher",  "AES128-SHA", NULL};
+
+	port_text(f, target, sizeof(target));
+	assert_int_equal(harness_spawn(&p, argv, NULL, HARNESS_STDIN_NULL), 0);
+	assert_int_equal(harness_wait_exit(&p, T), 0);
+	assert_int_not_equal(p.exit_code, 0);
+	harness_cleanup(&p);
+	assert_int_equal(fixture_log_wait(f, "TLS handshake failed", line, sizeof(line)), 0);
+	assert_non_null(strstr(line, "no shared cipher"));
+}
+
 /* Plain text on the TLS port: no prompt, no reset, a reason in the log. */
 static void plain_text_is_refused_cleanly(void **state)
 {
@@ -473,31 +496,43 @@ static void send_all_tls(struct transport *t, const char *text, long long deadli
 /* The client ends its sending side with close_notify: the upstream sees the end,
  * and everything it sends afterwards still reaches the client, then the end
  * (the upstream's FIN becomes close_notify). */
-static void half_close_crosses_tls(void **state)
+/* A TLS connection to the gateway through the core's own transport (so a test
+ * can reach under it), the handshake done, the login sent. Returns the
+ * socket; the caller closes t and unrefs *ctx. */
+static int tls_connect_and_log_in(struct fixture *f, struct transport *t, struct tls_context **ctx,
+				  long long deadline)
 {
-	struct fixture *f = *state;
 	struct tls_client_settings set = {.verify = false};
-	struct tls_context *ctx = tls_client_context(&set, &(struct errbuf){""});
-	struct transport t;
 	struct errbuf err;
-	char got[65536];
-	size_t n = 0;
 	int fd = harness_connect("127.0.0.1", f->port), flags;
-	long long deadline = harness_now_ms() + T;
 	enum tls_progress pr;
-	bool shut = false;
 
-	assert_non_null(ctx);
+	*ctx = tls_client_context(&set, &(struct errbuf){""});
+	assert_non_null(*ctx);
 	assert_true(fd >= 0);
 	flags = fcntl(fd, F_GETFL);
 	assert_int_equal(fcntl(fd, F_SETFL, flags | O_NONBLOCK), 0);
-	assert_int_equal(transport_tls_client(&t, fd, ctx, NULL, &err), 0);
-	while ((pr = tls_handshake(&t, &err)) != TLS_DONE) {
+	assert_int_equal(transport_tls_client(t, fd, *ctx, NULL, &err), 0);
+	while ((pr = tls_handshake(t, &err)) != TLS_DONE) {
 		assert_int_not_equal(pr, TLS_FAILED);
 		assert_true(harness_now_ms() < deadline);
 		poll(&(struct pollfd){fd, pr == TLS_WANT_READ ? POLLIN : POLLOUT, 0}, 1, 100);
 	}
-	send_all_tls(&t, "alice\n" PASSWORD "\n", deadline);
+	send_all_tls(t, "alice\n" PASSWORD "\n", deadline);
+	return fd;
+}
+
+static void half_close_crosses_tls(void **state)
+{
+	struct fixture *f = *state;
+	struct tls_context *ctx;
+	struct transport t;
+	char got[65536];
+	size_t n = 0;
+	long long deadline = harness_now_ms() + T;
+	int fd = tls_connect_and_log_in(f, &t, &ctx, deadline);
+	bool shut = false;
+
 	for (;;) {
 		ssize_t k = transport_recv(&t, got + n, sizeof(got) - 1 - n);
 
@@ -525,6 +560,151 @@ static void half_close_crosses_tls(void **state)
 	assert_non_null(strstr(got, "You are now logged in.\nlast words\n"));
 	transport_close(&t);
 	tls_context_unref(ctx);
+}
+
+/* ---- the wire ------------------------------------------------------------------- */
+
+/* A tap between one client and the gateway: it relays both ways and keeps
+ * every byte that crossed, as an eavesdropper on the network would. */
+struct wire_tap {
+	int listen_fd, port, gateway_port;
+	pthread_t thread;
+	char seen[2][1 << 16]; /* [0] client to gateway, [1] back */
+	size_t len[2];
+};
+
+static void *wire_tap_run(void *arg)
+{
+	struct wire_tap *w = arg;
+	int side[2], open_dirs = 2;
+	long long deadline = harness_now_ms() + T;
+	bool done[2] = {false, false};
+
+	side[0] = accept(w->listen_fd, NULL, NULL);
+	side[1] = harness_connect("127.0.0.1", w->gateway_port);
+	if (side[0] < 0 || side[1] < 0)
+		return NULL;
+	while (open_dirs > 0 && harness_now_ms() < deadline) {
+		struct pollfd pfd[2] = {{side[0], done[0] ? 0 : POLLIN, 0},
+					{side[1], done[1] ? 0 : POLLIN, 0}};
+
+		if (poll(pfd, 2, 100) <= 0)
+			continue;
+		for (int d = 0; d < 2; d++) {
+			char buf[4096];
+			ssize_t n;
+
+			if (done[d] || pfd[d].revents == 0)
+				continue;
+			n = read(side[d], buf, sizeof(buf));
+			if (n <= 0) {
+				done[d] = true;
+				open_dirs--;
+				shutdown(side[1 - d], SHUT_WR);
+				continue;
+			}
+			if (w->len[d] + (size_t)n <= sizeof(w->seen[d])) {
+				memcpy(w->seen[d] + w->len[d], buf, (size_t)n);
+				w->len[d] += (size_t)n;
+			}
+			if (write(side[1 - d], buf, (size_t)n) != n)
+				done[d] = true;
+		}
+	}
+	close(side[0]);
+	close(side[1]);
+	return NULL;
+}
+
+static void wire_tap_start(struct wire_tap *w, int gateway_port)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+
+	memset(w, 0, sizeof(*w));
+	w->gateway_port = gateway_port;
+	w->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(w->listen_fd >= 0);
+	assert_int_equal(bind(w->listen_fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(w->listen_fd, 1), 0);
+	assert_int_equal(getsockname(w->listen_fd, (struct sockaddr *)&sin, &len), 0);
+	w->port = ntohs(sin.sin_port);
+	assert_int_equal(pthread_create(&w->thread, NULL, wire_tap_run, w), 0);
+}
+
+static bool wire_shows(const struct wire_tap *w, const char *text)
+{
+	return memmem(w->seen[0], w->len[0], text, strlen(text)) != NULL ||
+	       memmem(w->seen[1], w->len[1], text, strlen(text)) != NULL;
+}
+
+/* The login and a session through TLS, watched on the wire: none of the user
+ * name, the password, the prompts or the relayed bytes can be read there. */
+static void nothing_is_readable_on_the_wire(void **state)
+{
+	struct fixture *f = *state;
+	static struct wire_tap w;
+	char target[64], ca[128], buf[4096];
+	struct harness_proc p;
+	const char *argv[] = {OPENSSL,   "s_client", "-quiet",      "-connect",  target,
+			      "-CAfile", ca,         "-servername", "localhost", NULL};
+	static const char *const secrets[] = {
+		"alice", PASSWORD, "Username", "Password", "logged in", "private-marker-7",
+	};
+
+	wire_tap_start(&w, f->port);
+	snprintf(target, sizeof(target), "127.0.0.1:%d", w.port);
+	pki_path(ca, sizeof(ca), "ca.pem");
+	spawn_client(&p, argv);
+	send_str(p.in_fd, "alice\n" PASSWORD "\nprivate-marker-7\n");
+	assert_true(fixture_expect(p.out_fd, "private-marker-7\n", buf, sizeof(buf), T) > 0);
+	harness_cleanup(&p);
+	assert_int_equal(pthread_join(w.thread, NULL), 0);
+	close(w.listen_fd);
+	/* Not vacuous: the tap carried the handshake and the session. */
+	assert_true(w.len[0] > 300 && w.len[1] > 300);
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+		if (wire_shows(&w, secrets[i]))
+			fail_msg("\"%s\" crossed the wire in clear", secrets[i]);
+	}
+}
+
+/* After the login, a record that is no record of this session (a forged MAC):
+ * the session ends with OpenSSL's reason, and the gateway goes on serving. */
+static void a_corrupt_record_ends_the_session_with_its_reason(void **state)
+{
+	struct fixture *f = *state;
+	struct tls_context *ctx;
+	struct transport t;
+	char got[4096] = "", line[4096], sess[PATH_MAX + 16];
+	size_t n = 0;
+	long long deadline = harness_now_ms() + T;
+	int fd = tls_connect_and_log_in(f, &t, &ctx, deadline);
+	/* application_data, TLS 1.2 on the wire, 32 bytes of nonsense. */
+	static const char forged[] = "\x17\x03\x03\x00\x20"
+				     "0123456789abcdef0123456789abcdef";
+
+	while (strstr(got, "logged in.\n") == NULL) {
+		ssize_t k = transport_recv(&t, got + n, sizeof(got) - 1 - n);
+
+		if (k > 0) {
+			n += (size_t)k;
+			got[n] = '\0';
+			continue;
+		}
+		assert_true(k < 0 && errno == EAGAIN);
+		assert_true(harness_now_ms() < deadline);
+		poll(&(struct pollfd){fd, POLLIN, 0}, 1, 100);
+	}
+	assert_int_equal(write(fd, forged, sizeof(forged) - 1), (ssize_t)sizeof(forged) - 1);
+	assert_int_equal(fixture_log_wait(f, "session closed", line, sizeof(line)), 0);
+	assert_non_null(strstr(line, "reason=\"client TLS error: "));
+	assert_non_null(strstr(line, "bad record mac"));
+	transport_close(&t);
+	tls_context_unref(ctx);
+	/* The next client is served as ever (it gets its prompt). */
+	snprintf(sess, sizeof(sess), "%s/session.pem", f->dir);
+	(void)s_client_session(f, sess, true);
 }
 
 /* ---- client certificates --------------------------------------------------- */
@@ -809,11 +989,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(a_client_with_another_ca_fails, setup_plain,
 						teardown),
 		cmocka_unit_test_setup_teardown(tls_1_1_is_refused, setup_plain, teardown),
+		cmocka_unit_test_setup_teardown(no_shared_cipher_is_refused, setup_plain, teardown),
 		cmocka_unit_test_setup_teardown(plain_text_is_refused_cleanly, setup_plain,
 						teardown),
 		cmocka_unit_test_setup_teardown(sessions_resume, setup_plain, teardown),
 		cmocka_unit_test_setup_teardown(ticket_keys_rotate, setup_fast_rotation, teardown),
 		cmocka_unit_test_setup_teardown(half_close_crosses_tls, setup_plain, teardown),
+		cmocka_unit_test_setup_teardown(nothing_is_readable_on_the_wire, setup_plain,
+						teardown),
+		cmocka_unit_test_setup_teardown(a_corrupt_record_ends_the_session_with_its_reason,
+						setup_plain, teardown),
 		cmocka_unit_test_setup_teardown(a_required_client_certificate_is_enforced,
 						setup_required, teardown),
 		cmocka_unit_test_setup_teardown(a_reload_renews_the_certificate, setup_renewable,

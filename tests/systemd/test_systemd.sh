@@ -387,6 +387,60 @@ for id in $ID_LISTENING $ID_RELOADED $ID_LOGIN_OK $ID_SESSION_CLOSED $ID_STOPPIN
 done
 ok "journalctl -x explains sockgate's events (catalog installed)"
 
+echo "== h. TLS under the hardened unit: the key handed over by LoadCredential=, a renewal by reload"
+# The service's dynamic user cannot read a root-only key in /etc: systemd
+# copies it into $CREDENTIALS_DIRECTORY, where a relative path finds it. The
+# certificate is public and read from /etc, so a renewal that keeps the key
+# (certbot --reuse-key) needs only a reload.
+g install -d -m 0700 /etc/sockgate/tls
+g openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+	-subj /CN=localhost/O=first -addext subjectAltName=DNS:localhost \
+	-keyout /etc/sockgate/tls/key.pem -out /etc/sockgate/tls/cert.pem 2>/dev/null ||
+	fail "openssl could not make a certificate in the guest"
+g chmod 0755 /etc/sockgate/tls
+g chmod 0644 /etc/sockgate/tls/cert.pem
+g mkdir -p /etc/systemd/system/sockgate.service.d
+printf '[Service]\nLoadCredential=tls-key:/etc/sockgate/tls/key.pem\n' |
+	g install -m 0644 /dev/stdin /etc/systemd/system/sockgate.service.d/tls.conf
+g systemctl daemon-reload
+write_config "" ""
+g sed -i 's|^);$|  , { name = "tls"; listen = "127.0.0.1:2325"; upstream = "127.0.0.1:8080"; credentials = "users";\n      tls = { certificate = "/etc/sockgate/tls/cert.pem"; key = "tls-key"; }; }\n);|' /etc/sockgate.conf
+g timeout 60 systemctl start sockgate || fail "systemctl start sockgate with a tls gateway failed"
+# The address is not in the certificate: sockgate-client refuses the server.
+out=$(printf 'alice\n%s\n' "$PW" | g timeout 20 sockgate-client --tls --ca /etc/sockgate/tls/cert.pem \
+	127.0.0.1 2325 2>&1) && fail "sockgate-client accepted a certificate for another name: $out"
+[[ $out == *"certificate verify failed"* ]] || fail "no verification failure for a wrong name; got: $out"
+tls_login() {
+	printf 'alice\n%s\n%s\n' "$PW" "$1" | g timeout 20 sockgate-client --tls \
+		--ca /etc/sockgate/tls/cert.pem --servername localhost 127.0.0.1 2325 2>&1
+}
+out=$(tls_login over-tls) || fail "sockgate-client --tls failed: $out"
+[[ $out == *"[up1] I got your message: over-tls"* ]] || fail "no relay over TLS; got: $out"
+inv=$(g systemctl show -P InvocationID sockgate)
+poll_until 10 has_entries _SYSTEMD_INVOCATION_ID="$inv" MESSAGE_ID=$ID_LOGIN_OK SOCKGATE_GATEWAY=tls ||
+	fail "no login-ok event for the tls gateway"
+tls_field=$(journal _SYSTEMD_INVOCATION_ID="$inv" MESSAGE_ID=$ID_LOGIN_OK SOCKGATE_GATEWAY=tls |
+	field_values SOCKGATE_TLS | tail -n 1)
+[[ $tls_field == TLSv1.3\ * ]] || fail "SOCKGATE_TLS is \"$tls_field\", expected TLSv1.3 ..."
+ok "logged in over TLS with the key from \$CREDENTIALS_DIRECTORY; SOCKGATE_TLS=\"$tls_field\""
+subject_seen() {
+	g sh -c 'openssl s_client -connect 127.0.0.1:2325 -servername localhost </dev/null 2>/dev/null |
+		openssl x509 -noout -subject'
+}
+[[ $(subject_seen) == *"O = first"* ]] || fail "the first certificate is not served: $(subject_seen)"
+g openssl req -x509 -new -key /etc/sockgate/tls/key.pem -days 30 -subj /CN=localhost/O=renewed \
+	-addext subjectAltName=DNS:localhost -out /etc/sockgate/tls/cert.pem.new 2>/dev/null ||
+	fail "openssl could not renew the certificate"
+g chmod 0644 /etc/sockgate/tls/cert.pem.new
+g mv /etc/sockgate/tls/cert.pem.new /etc/sockgate/tls/cert.pem
+g timeout 60 systemctl reload sockgate || fail "systemctl reload sockgate failed"
+[[ $(subject_seen) == *"O = renewed"* ]] || fail "after the reload: $(subject_seen), not the renewed one"
+[[ $(g systemctl show -P InvocationID sockgate) == "$inv" ]] || fail "the reload restarted sockgate"
+out=$(tls_login after-renewal) || fail "sockgate-client --tls after the renewal failed: $out"
+[[ $out == *"[up1] I got your message: after-renewal"* ]] || fail "no relay after the renewal; got: $out"
+ok "systemctl reload serves the renewed certificate"
+g timeout 60 systemctl stop sockgate || fail "systemctl stop sockgate failed"
+
 guest_stop
 ok "the guest powered off"
 echo "PASS"
