@@ -29,14 +29,16 @@ struct auth_pool {
 	bool stopping, background;
 	unsigned n_threads;
 	struct auth_thread *threads;
-	bool fault_hang;     /* a thread is to block (fault.h) */
-	uint64_t relayed_ms; /* atomic: the last auth_pool_note_relaying(), 0 never */
+	bool fault_hang;            /* a thread is to block (fault.h) */
+	struct totp_replay *replay; /* codes used (the daemon's: it outlives reloads) */
+	uint64_t relayed_ms;        /* atomic: the last auth_pool_note_relaying(), 0 never */
 };
 
 static void auth_complete(struct auth_job *job, enum auth_result result)
 {
 	job->result = result;
 	explicit_bzero(job->password, sizeof(job->password));
+	explicit_bzero(job->code, sizeof(job->code));
 	loop_post(job->reply_loop, &job->task, job->done, job->arg);
 }
 
@@ -105,25 +107,45 @@ static bool auth_same_answer(const struct credentials *was, const struct credent
 	return !credentials_has_user(was, user) && !credentials_has_user(now, user);
 }
 
-static enum auth_result auth_check(const struct auth_job *job)
+/* A code is good once: the first login that shows it takes it. */
+static enum auth_result auth_claim_code(struct auth_pool *pool, struct auth_job *job,
+					const struct credentials_verdict *v, time_t now)
+{
+	if (pool->replay == NULL ||
+	    totp_replay_claim(pool->replay, v->totp_key, v->totp_step, v->totp_period, now))
+		return AUTH_OK;
+	job->denial = "verification code already used";
+	return AUTH_DENIED;
+}
+
+static enum auth_result auth_check(struct auth_pool *pool, struct auth_job *job)
 {
 	struct credentials *creds = credentials_slot_get(job->slot), *now;
+	struct credentials_request req = {
+		.user = job->user,
+		.password = job->password,
+		.code = job->with_code ? job->code : NULL,
+		.totp_window = job->totp_window,
+	};
 
 	for (unsigned i = 0;; i++) {
-		enum credentials_result r;
+		struct credentials_verdict v;
 
 		if (creds == NULL)
 			return AUTH_NO_CREDENTIALS;
+		req.now = time(NULL);
 		hash_memory_begin();
-		r = credentials_verify(creds, job->user, job->password);
+		credentials_check(creds, &req, &v);
 		hash_memory_end();
 		now = credentials_slot_get(job->slot);
 		if (now == creds || auth_same_answer(creds, now, job->user)) {
 			credentials_unref(now);
 			credentials_unref(creds);
-			return r == CREDENTIALS_OK       ? AUTH_OK
-			       : r == CREDENTIALS_DENIED ? AUTH_DENIED
-							 : AUTH_ERROR;
+			job->denial = credentials_denial_text(v.why);
+			if (v.result == CREDENTIALS_OK)
+				return job->with_code ? auth_claim_code(pool, job, &v, req.now)
+						      : AUTH_OK;
+			return v.result == CREDENTIALS_DENIED ? AUTH_DENIED : AUTH_ERROR;
 		}
 		credentials_unref(creds);
 		creds = now;
@@ -195,7 +217,7 @@ static void *auth_thread(void *arg)
 		pthread_mutex_unlock(&pool->lock);
 
 		__atomic_store_n(&self->busy_since_ms, loop_clock_ms(), __ATOMIC_RELAXED);
-		auth_complete(job, auth_check(job));
+		auth_complete(job, auth_check(pool, job));
 		__atomic_store_n(&self->busy_since_ms, 0, __ATOMIC_RELAXED);
 
 		pthread_mutex_lock(&pool->lock);
@@ -250,6 +272,7 @@ struct auth_pool *auth_pool_create(const struct auth_pool_settings *settings, st
 	pthread_condattr_destroy(&attr);
 	pool->max_queue = settings->max_queue;
 	pool->background = settings->background;
+	pool->replay = settings->replay;
 	/* Signals belong to the main thread's signalfd. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -17,6 +17,10 @@
 #include "credentials.h"
 #include "errbuf.h"
 #include "loop.h"
+#include "totp.h"
+
+/* Bytes of a verification code line that are kept: longer is wrong anyway. */
+#define AUTH_MAX_CODE 16
 
 struct auth_pool;
 
@@ -40,17 +44,24 @@ struct auth_job {
 	loop_task_fn *done; /* runs on reply_loop with task->arg == arg */
 	void *arg;
 	enum auth_result result;
+	const char *denial; /* why AUTH_DENIED, for the log: "bad credentials", ... */
 	char user[CREDENTIALS_MAX_USER + 1];
 	/* Wiped by the pool after use. One byte more than is checked, so that an
 	 * overlong password is seen as one (credentials_verify()). */
 	char password[CREDENTIALS_MAX_PASSWORD + 2];
+	/* The second factor, if the gateway asks for one: the code as typed
+	 * (one byte more than is kept marks it overlong), wiped after use. */
+	bool with_code;
+	unsigned totp_window;
+	char code[AUTH_MAX_CODE + 2];
 };
 
 struct auth_pool_settings {
-	unsigned threads;          /* checks at once; 0 means one per CPU */
-	unsigned threads_relaying; /* checks at once while sessions relay; 0: see below */
-	unsigned max_queue;        /* jobs waiting (not running) at most */
-	bool background;           /* run the checks at SCHED_BATCH, nice 19 */
+	unsigned threads;           /* checks at once; 0 means one per CPU */
+	unsigned threads_relaying;  /* checks at once while sessions relay; 0: see below */
+	unsigned max_queue;         /* jobs waiting (not running) at most */
+	bool background;            /* run the checks at SCHED_BATCH, nice 19 */
+	struct totp_replay *replay; /* codes already used; NULL: no replay check */
 };
 
 /* How long after the last relayed byte sessions count as relaying. */
@@ -67,11 +78,12 @@ void auth_pool_note_relaying(struct auth_pool *pool, uint64_t now_ms);
 /* The checks that may run at once at now_ms (loop_clock_ms()). */
 unsigned auth_pool_allowed(struct auth_pool *pool, uint64_t now_ms);
 
-/* Queues job (fill user, password, slot, reply_loop, done, arg first). The
- * password is checked against the slot's credentials when the check starts; if
- * a reload changed the user's entry before it ended, it is checked again
- * against the new one. Returns 0, or -1 if the queue is full or the pool is
- * stopping; then the job is untouched. */
+/* Queues job (fill user, password, code, slot, reply_loop, done, arg first).
+ * The password (and code) is checked against the slot's credentials when the
+ * check starts; if a reload changed the user's entry before it ended, it is
+ * checked again against the new one. A code that passes is claimed in the
+ * replay table: a second login with it is denied. Returns 0, or -1 if the queue is full or the pool
+ * is stopping; then the job is untouched. */
 int auth_pool_submit(struct auth_pool *pool, struct auth_job *job);
 
 /* Jobs waiting and running, for status lines. */

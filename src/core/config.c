@@ -89,6 +89,9 @@ static int finish_gateway(struct loader *ld, const config_setting_t *s, void *ba
 
 /* The tables read best one setting per row. */
 /* clang-format off */
+static const char *const second_factors[] = { "none", "totp", NULL };
+static const char *const auth_backends[] = { "file", "pam", NULL };
+
 static const struct option login_options[] = {
 	{ .name = "username_prompt", .type = OPT_STRING, .min = 1, .max = CONFIG_MAX_TEXT,
 	  .def_str = "Username: ", FIELD(struct config_login, username_prompt) },
@@ -108,6 +111,12 @@ static const struct option login_options[] = {
 	  .def = 1 * MS_PER_S, FIELD(struct config_login, failure_delay_ms) },
 	{ .name = "max_empty_lines", .type = OPT_UINT, .min = 1, .max = 1000, .def = 5,
 	  FIELD(struct config_login, max_empty_lines) },
+	{ .name = "second_factor", .type = OPT_ENUM, .names = second_factors,
+	  .def = CONFIG_FACTOR_NONE, FIELD(struct config_login, second_factor) },
+	{ .name = "code_prompt", .type = OPT_STRING, .min = 1, .max = CONFIG_MAX_TEXT,
+	  .def_str = "Verification code: ", FIELD(struct config_login, code_prompt) },
+	{ .name = "totp_window", .type = OPT_UINT, .min = 0, .max = 10, .def = 1,
+	  FIELD(struct config_login, totp_window) },
 	{ .name = NULL },
 };
 
@@ -117,6 +126,8 @@ static const struct option timeouts_options[] = {
 	  .def = 5 * MS_PER_S, FIELD(struct config_gateway, connect_timeout_ms) },
 	{ .name = "idle", .type = OPT_DURATION, .min = 0, .max = 31536000 * MS_PER_S, .def = 0,
 	  FIELD(struct config_gateway, idle_timeout_ms) },
+	{ .name = "session", .type = OPT_DURATION, .min = 0, .max = 31536000 * MS_PER_S,
+	  .def = 0, FIELD(struct config_gateway, session_timeout_ms) },
 	{ .name = NULL },
 };
 
@@ -187,6 +198,13 @@ static const struct option gateway_options[] = {
 	  .offset2 = offsetof(struct config_gateway, n_upstream) },
 	{ .name = "authenticate", .type = OPT_BOOL, .def = 1,
 	  FIELD(struct config_gateway, authenticate) },
+	{ .name = "auth", .type = OPT_ENUM, .names = auth_backends, .def = CONFIG_AUTH_FILE,
+	  FIELD(struct config_gateway, auth) },
+	{ .name = "pam_service", .type = OPT_STRING, .min = 1, .max = 64,
+	  .def_str = "sockgate", FIELD(struct config_gateway, pam_service) },
+	{ .name = "pam_config_dir", .type = OPT_PATH, .min = 1, .max = CONFIG_MAX_PATH - 1,
+	  FIELD(struct config_gateway, pam_config_dir),
+	  .offset2 = offsetof(struct config_gateway, pam_config_dir_path) },
 	{ .name = "credentials", .type = OPT_PATH, .min = 1,
 	  .max = CONFIG_MAX_PATH - 1, FIELD(struct config_gateway, credentials),
 	  .offset2 = offsetof(struct config_gateway, credentials_path) },
@@ -195,6 +213,8 @@ static const struct option gateway_options[] = {
 	{ .name = "timeouts", .type = OPT_GROUP, .offset = 0, .sub = &timeouts_section },
 	{ .name = "max_sessions", .type = OPT_UINT, .min = 1, .max = 1000000, .def = 9000,
 	  FIELD(struct config_gateway, max_sessions) },
+	{ .name = "max_sessions_per_user", .type = OPT_UINT, .min = 0, .max = 1000000, .def = 0,
+	  FIELD(struct config_gateway, max_sessions_per_user) },
 	{ .name = "tls", .type = OPT_GROUP, .flags = OPT_OPTIONAL,
 	  .offset = offsetof(struct config_gateway, tls),
 	  .offset2 = offsetof(struct config_gateway, tls.enabled), .sub = &tls_section },
@@ -1113,10 +1133,23 @@ static int finish_gateway(struct loader *ld, const config_setting_t *s, void *ba
 	size_t idx = (size_t)(gw - ld->cfg->gateways);
 
 	gw->line = (int)config_setting_source_line(s);
-	/* Required unless the gateway only relays. */
-	if (gw->authenticate && gw->credentials == NULL)
+	/* Required unless the gateway only relays, or asks PAM. */
+	if (gw->authenticate && gw->auth == CONFIG_AUTH_FILE && gw->credentials == NULL)
 		return cf_error(ld, s, "missing required setting 'credentials' (a file name)%s",
-				"; or authenticate = false; for a relay without login");
+				"; or auth = \"pam\"; or authenticate = false; for a relay "
+				"without login");
+	if (gw->auth == CONFIG_AUTH_PAM && gw->credentials != NULL)
+		return cf_error(ld, config_setting_get_member(s, "credentials"),
+				"a gateway with auth = \"pam\" takes its users from PAM, not "
+				"from a credentials file: remove one of them");
+	if (gw->auth == CONFIG_AUTH_PAM && gw->login.second_factor != CONFIG_FACTOR_NONE)
+		return cf_error(ld, s,
+				"login.second_factor applies to the credentials file; with auth "
+				"= \"pam\", put the second factor in the PAM stack (pam_oath)");
+	if (strchr(gw->pam_service, '/') != NULL || strcmp(gw->pam_service, ".") == 0 ||
+	    strcmp(gw->pam_service, "..") == 0)
+		return cf_error(ld, config_setting_get_member(s, "pam_service"),
+				"pam_service is a service name, not a path");
 	for (size_t i = 0; i < idx; i++) {
 		const struct config_gateway *o = &ld->cfg->gateways[i];
 

@@ -42,6 +42,20 @@ struct config_login {
 	unsigned failure_delay_ms; /* before a failure answer, randomised 0.5x..1.5x */
 	unsigned grace_time_ms;    /* to complete the login; 0 = none */
 	unsigned max_empty_lines;  /* empty username lines before the connection is closed */
+	unsigned second_factor;    /* enum config_second_factor */
+	char *code_prompt;         /* asked after the password, with a second factor */
+	unsigned totp_window;      /* time steps accepted either side of now */
+};
+
+enum config_second_factor {
+	CONFIG_FACTOR_NONE = 0,
+	CONFIG_FACTOR_TOTP,
+};
+
+/* Where a gateway's users and their passwords come from. */
+enum config_auth {
+	CONFIG_AUTH_FILE = 0, /* the credentials file */
+	CONFIG_AUTH_PAM,      /* a PAM service: its conversation is the dialogue */
 };
 
 enum config_tls_version {
@@ -90,14 +104,20 @@ struct config_gateway {
 	size_t n_listen;
 	struct config_addr *upstream; /* tried in order until one connects */
 	size_t n_upstream;
-	bool authenticate;      /* false: a plain relay, no login (benchmarks, trusted nets) */
+	bool authenticate;    /* false: a plain relay, no login (benchmarks, trusted nets) */
+	unsigned auth;        /* enum config_auth */
+	char *pam_service;    /* auth = pam: the service (/etc/pam.d/NAME) */
+	char *pam_config_dir; /* as written; NULL: PAM's own (/etc/pam.d) */
+	char *pam_config_dir_path;
 	char *credentials;      /* as written; NULL without authenticate */
 	char *credentials_path; /* resolved: $CREDENTIALS_DIRECTORY/x for relative paths */
 	struct config_login login;
-	unsigned connect_timeout_ms; /* per upstream address; 0 = kernel default */
-	uint64_t idle_timeout_ms;    /* relayed session without traffic; 0 = none;
-				      * 64 bits: up to a year does not fit in 32 */
-	unsigned max_sessions;       /* open sessions of this gateway, all states */
+	unsigned connect_timeout_ms;    /* per upstream address; 0 = kernel default */
+	uint64_t idle_timeout_ms;       /* relayed session without traffic; 0 = none;
+					 * 64 bits: up to a year does not fit in 32 */
+	uint64_t session_timeout_ms;    /* a logged-in session's whole life; 0 = none */
+	unsigned max_sessions;          /* open sessions of this gateway, all states */
+	unsigned max_sessions_per_user; /* logged-in sessions of one user; 0 = no limit */
 	struct config_tls tls;
 	struct config_upstream_tls upstream_tls;
 };

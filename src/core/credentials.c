@@ -13,9 +13,13 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "file.h"
+#include "totp.h"
 
 /* crypt(3)'s base-64 alphabet: every strong method writes its parameters, salt
  * and checksum with these characters only. */
@@ -23,10 +27,19 @@ static const char crypt_alphabet[] =
 	"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 struct credentials_entry {
-	const char *user; /* both point into credentials.text */
-	const char *hash;
+	const char *user; /* user, hash, fields and groups point into credentials.text */
+	const char *hash; /* without the '!' of a locked account */
 	size_t hash_len;
+	const char *fields; /* everything after "user:", for comparisons across reloads */
+	size_t fields_len;
+	const char *groups; /* "a,b", or NULL */
+	size_t groups_len;
 	unsigned line;
+	bool locked;
+	int64_t expires_day;      /* refused from this day (days since 1970-01-01 UTC), or
+				     CREDENTIALS_NEVER */
+	struct totp_params *totp; /* NULL: no second factor enrolled */
+	unsigned char totp_key[TOTP_REPLAY_KEY_LEN]; /* names user and secret for replays */
 };
 
 struct credentials {
@@ -39,7 +52,8 @@ struct credentials {
 	size_t dummy_len;
 	size_t settings; /* distinct hash methods and costs among the entries */
 	const struct credentials_entry **setting_of; /* the earliest entry of each */
-	size_t dummy_peers; /* entries with the method and cost the dummy has */
+	size_t dummy_peers;            /* entries with the method and cost the dummy has */
+	struct totp_params dummy_totp; /* checked for users without a secret: the same cost */
 };
 
 /* The methods the header promises. checksum_len is the length of the encoded
@@ -212,8 +226,8 @@ static const struct hash_method *hash_check(const char *hash, size_t len, char *
 	}
 	if (hash[0] == '!' || hash[0] == '*') {
 		snprintf(why, why_size,
-			 "is a locked-account marker ('!' or '*'), which is "
-			 "not supported (delete the line to disable the user)");
+			 "is a locked-account marker ('!' or '*') without a hash "
+			 "(sockgate-passwd -L locks an account and keeps its hash)");
 		return NULL;
 	}
 	if (len >= CRYPT_OUTPUT_SIZE) {
@@ -254,6 +268,15 @@ static const struct hash_method *hash_check(const char *hash, size_t len, char *
 	else
 		snprintf(why, why_size, "is a %s hash libxcrypt cannot check", m->name);
 	return NULL;
+}
+
+static void entry_free(struct credentials_entry *e)
+{
+	if (e->totp != NULL) {
+		explicit_bzero(e->totp, sizeof(*e->totp));
+		free(e->totp);
+		e->totp = NULL;
+	}
 }
 
 static int entry_cmp(const void *a, const void *b)
@@ -406,6 +429,9 @@ static int dummy_make(struct credentials *c, const char *name, struct errbuf *er
 	size_t off, len;
 	const char *src;
 
+	totp_params_default(&c->dummy_totp);
+	if (totp_secret_generate(&c->dummy_totp, err) < 0)
+		return -1;
 	if (c->count > 0) {
 		model = dummy_source(c);
 		if (model == NULL)
@@ -459,16 +485,203 @@ static int settings_check(const struct credentials *c, const char *name, struct 
 	return rc;
 }
 
-/* Splits one line (without '\n', NUL-terminated in place) into an entry.
- * Returns 1 for an entry, 0 for a blank or comment line, -1 on error. */
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+ * days_from_civil), so no time zone or locale takes part. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	int64_t era;
+	unsigned yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = (unsigned)(y - era * 400);
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+int credentials_parse_date(const char *s, size_t len, int64_t *day)
+{
+	static const unsigned mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	unsigned y = 0, m, d;
+
+	if (len != 10 || s[4] != '-' || s[7] != '-')
+		return -1;
+	for (size_t i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return -1;
+	for (size_t i = 0; i < 4; i++)
+		y = y * 10 + (unsigned)(s[i] - '0');
+	m = (unsigned)(s[5] - '0') * 10 + (unsigned)(s[6] - '0');
+	d = (unsigned)(s[8] - '0') * 10 + (unsigned)(s[9] - '0');
+	if (y < 1970 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1] ||
+	    (m == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))))
+		return -1;
+	*day = days_from_civil(y, m, d);
+	return 0;
+}
+
+static bool group_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '_' || c == '-';
+}
+
+const char *credentials_groups_problem(const char *s, size_t len)
+{
+	size_t n = 0, start = 0;
+
+	if (len == 0)
+		return "an empty group list";
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && s[i] != ',') {
+			if (!group_char(s[i]))
+				return "a group name with a character other than A-Z a-z 0-9 . _ -";
+			continue;
+		}
+		if (i == start)
+			return "an empty group name";
+		if (i - start > CREDENTIALS_MAX_GROUP)
+			return "a group name longer than 64 characters";
+		for (size_t j = 0; j < start; j++) {
+			size_t k = j;
+
+			while (k < start && s[k] != ',')
+				k++;
+			if (k - j == i - start && memcmp(s + j, s + start, i - start) == 0)
+				return "a group named twice";
+			j = k;
+		}
+		if (++n > CREDENTIALS_MAX_GROUPS)
+			return "more than 64 groups";
+		start = i + 1;
+	}
+	return NULL;
+}
+
+/* The key that names this user and secret in the replay table. */
+static int totp_key_make(struct credentials_entry *e)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	unsigned int n = 0;
+	int ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+		 EVP_DigestUpdate(md, e->user, strlen(e->user) + 1) == 1 &&
+		 EVP_DigestUpdate(md, e->totp->secret, e->totp->secret_len) == 1 &&
+		 EVP_DigestFinal_ex(md, e->totp_key, &n) == 1 && n == TOTP_REPLAY_KEY_LEN;
+
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : -1;
+}
+
+/* One "name=value" field after the hash. */
+static int field_parse(struct credentials_entry *e, const char *f, size_t len, unsigned *seen,
+		       char *why, size_t why_size)
+{
+	static const char *const names[] = {"expires",  "groups",      "totp",
+					    "totp_alg", "totp_digits", "totp_period"};
+	const char *eq = memchr(f, '=', len), *v;
+	size_t nlen, vlen, k;
+	struct errbuf err;
+
+	if (eq == NULL) {
+		snprintf(why, why_size, "a field after the hash is not NAME=VALUE");
+		return -1;
+	}
+	nlen = (size_t)(eq - f);
+	v = eq + 1;
+	vlen = len - nlen - 1;
+	for (k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+		if (strlen(names[k]) == nlen && memcmp(f, names[k], nlen) == 0)
+			break;
+	if (k == sizeof(names) / sizeof(names[0])) {
+		snprintf(why, why_size,
+			 "unknown field \"%.*s\" (known: expires, groups, totp, totp_alg, "
+			 "totp_digits, totp_period)",
+			 (int)(nlen < 32 ? nlen : 32), f);
+		return -1;
+	}
+	if (*seen & (1u << k)) {
+		snprintf(why, why_size, "field \"%s\" given twice", names[k]);
+		return -1;
+	}
+	*seen |= 1u << k;
+	if (k >= 2 && e->totp == NULL) {
+		e->totp = calloc(1, sizeof(*e->totp));
+		if (e->totp == NULL) {
+			snprintf(why, why_size, "out of memory");
+			return -1;
+		}
+		totp_params_default(e->totp);
+	}
+	switch (k) {
+	case 0:
+		if (credentials_parse_date(v, vlen, &e->expires_day) < 0) {
+			snprintf(why, why_size, "expires is not a date YYYY-MM-DD");
+			return -1;
+		}
+		return 0;
+	case 1: {
+		const char *problem = credentials_groups_problem(v, vlen);
+
+		if (problem != NULL) {
+			snprintf(why, why_size, "groups: %s", problem);
+			return -1;
+		}
+		e->groups = v;
+		e->groups_len = vlen;
+		return 0;
+	}
+	case 2:
+		if (totp_secret_decode(v, vlen, e->totp, &err) < 0) {
+			snprintf(why, why_size, "totp: %.150s", err.msg);
+			return -1;
+		}
+		return 0;
+	case 3:
+		if (totp_alg_parse(v, vlen, &e->totp->alg) < 0) {
+			snprintf(why, why_size, "totp_alg is not SHA1, SHA256 or SHA512");
+			return -1;
+		}
+		return 0;
+	case 4:
+		if (vlen != 1 || v[0] < '6' || v[0] > '8') {
+			snprintf(why, why_size, "totp_digits is not 6, 7 or 8");
+			return -1;
+		}
+		e->totp->digits = (unsigned)(v[0] - '0');
+		return 0;
+	default: {
+		unsigned period = 0;
+
+		for (size_t i = 0; i < vlen && i < 4; i++)
+			period = v[i] >= '0' && v[i] <= '9' ? period * 10 + (unsigned)(v[i] - '0')
+							    : 1000;
+		if (vlen == 0 || vlen > 3 || period < CREDENTIALS_TOTP_PERIOD_MIN ||
+		    period > CREDENTIALS_TOTP_PERIOD_MAX) {
+			snprintf(why, why_size, "totp_period is not %d to %d seconds",
+				 CREDENTIALS_TOTP_PERIOD_MIN, CREDENTIALS_TOTP_PERIOD_MAX);
+			return -1;
+		}
+		e->totp->period = period;
+		return 0;
+	}
+	}
+}
+
+/* Splits one line (without '\n', NUL-terminated in place) into an entry:
+ * "user:hash" and optional ":name=value" fields. Returns 1 for an entry, 0
+ * for a blank or comment line, -1 on error. */
 static int line_parse(char *line, size_t len, unsigned lineno, const char *name,
 		      struct credentials_entry *out, struct errbuf *err)
 {
 	const char *problem;
-	char why[160];
-	char *colon;
+	char why[200];
+	char *colon, *end, *f;
+	unsigned seen = 0;
 	size_t i;
 
+	memset(out, 0, sizeof(*out));
+	out->expires_day = CREDENTIALS_NEVER;
 	if (len > 0 && line[len - 1] == '\r')
 		line[--len] = '\0';
 	if (memchr(line, '\0', len) != NULL)
@@ -487,15 +700,44 @@ static int line_parse(char *line, size_t len, unsigned lineno, const char *name,
 	if (problem != NULL)
 		return errbuf_set(err, "%s:%u: %s", name, lineno, problem);
 	*colon = '\0';
+	end = line + len;
 	out->user = line;
-	out->hash = colon + 1;
-	out->hash_len = len - (size_t)(colon + 1 - line);
+	out->fields = colon + 1;
+	out->fields_len = (size_t)(end - out->fields);
 	out->line = lineno;
+	out->hash = colon + 1;
+	/* A locked account: shadow(5)'s '!' before a hash that stays valid, so
+	 * unlocking gives the password back. */
+	if (out->hash < end && out->hash[0] == '!' && out->hash + 1 < end && out->hash[1] == '$') {
+		out->locked = true;
+		out->hash++;
+	}
+	f = memchr(out->hash, ':', (size_t)(end - out->hash));
+	out->hash_len = (size_t)((f != NULL ? f : end) - out->hash);
+	/* crypt wants the hash as a string; fields is compared by length. */
+	if (f != NULL)
+		*f = '\0';
 	if (hash_check(out->hash, out->hash_len, why, sizeof(why)) == NULL)
 		return errbuf_set(err,
 				  "%s:%u: user \"%s\": password field %s; set the password "
 				  "with sockgate-passwd (yescrypt, bcrypt or sha512-crypt)",
 				  name, lineno, out->user, why);
+	while (f != NULL) {
+		char *next = memchr(f + 1, ':', (size_t)(end - f - 1));
+		size_t flen = (size_t)((next != NULL ? next : end) - f - 1);
+
+		if (field_parse(out, f + 1, flen, &seen, why, sizeof(why)) < 0)
+			return errbuf_set(err, "%s:%u: user \"%s\": %s", name, lineno, out->user,
+					  why);
+		f = next;
+	}
+	if (out->totp != NULL && out->totp->secret_len == 0)
+		return errbuf_set(err,
+				  "%s:%u: user \"%s\": totp_alg, totp_digits or totp_period "
+				  "without a totp secret",
+				  name, lineno, out->user);
+	if (out->totp != NULL && totp_key_make(out) < 0)
+		return errbuf_set(err, "%s:%u: cannot hash the TOTP secret", name, lineno);
 	return 1;
 }
 
@@ -551,6 +793,8 @@ struct credentials *credentials_parse(const char *name, const char *text, size_t
 		rc = line_parse(line, llen, lineno, name, &c->entries[c->count], err);
 		if (rc > 0)
 			c->count++;
+		else
+			entry_free(&c->entries[c->count]);
 	}
 	/* Every entry collected so far precedes a failing line, so a duplicate among
 	 * them is the earlier problem and is what gets reported. */
@@ -620,6 +864,8 @@ void credentials_unref(struct credentials *c)
 		explicit_bzero(c->text, c->text_size);
 		free(c->text);
 	}
+	for (size_t i = 0; i < c->count; i++)
+		entry_free(&c->entries[i]);
 	free(c->entries);
 	free(c->setting_of);
 	explicit_bzero(c, sizeof(*c));
@@ -665,8 +911,62 @@ bool credentials_unchanged(const struct credentials *old_c, const struct credent
 		return false;
 	a = entry_find(old_c, user);
 	b = entry_find(new_c, user);
-	return a != NULL && b != NULL && a->hash_len == b->hash_len &&
-	       memcmp(a->hash, b->hash, a->hash_len) == 0;
+	return a != NULL && b != NULL && a->fields_len == b->fields_len &&
+	       memcmp(a->fields, b->fields, a->fields_len) == 0;
+}
+
+static bool entry_expired(const struct credentials_entry *e, time_t now)
+{
+	return (int64_t)(now / 86400) >= e->expires_day;
+}
+
+const char *credentials_revoked(const struct credentials *old_c, const struct credentials *new_c,
+				const char *user, time_t now)
+{
+	const struct credentials_entry *a = old_c != NULL ? entry_find(old_c, user) : NULL;
+	const struct credentials_entry *b = new_c != NULL ? entry_find(new_c, user) : NULL;
+
+	if (a == NULL || b == NULL)
+		return "user removed";
+	if (a->hash_len != b->hash_len || memcmp(a->hash, b->hash, a->hash_len) != 0)
+		return "password changed";
+	if (b->locked)
+		return "account locked";
+	if (entry_expired(b, now))
+		return "account expired";
+	if (a->totp != NULL &&
+	    (b->totp == NULL || memcmp(a->totp_key, b->totp_key, TOTP_REPLAY_KEY_LEN) != 0))
+		return b->totp == NULL ? "second factor removed" : "second factor changed";
+	return NULL;
+}
+
+bool credentials_user_info(const struct credentials *c, const char *user,
+			   struct credentials_info *info)
+{
+	const struct credentials_entry *e = c != NULL && user != NULL ? entry_find(c, user) : NULL;
+
+	memset(info, 0, sizeof(*info));
+	if (e == NULL)
+		return false;
+	info->locked = e->locked;
+	info->expires_day = e->expires_day;
+	info->has_totp = e->totp != NULL;
+	if (e->totp != NULL) {
+		info->totp_alg = e->totp->alg;
+		info->totp_digits = e->totp->digits;
+		info->totp_period = e->totp->period;
+	}
+	info->groups = e->groups;
+	info->groups_len = e->groups_len;
+	return true;
+}
+
+size_t credentials_user_at(const struct credentials *c, size_t i, const char **user)
+{
+	if (c == NULL || i >= c->count)
+		return 0;
+	*user = c->entries[i].user;
+	return c->entries[i].line;
 }
 
 int credentials_memcmp_ct(const void *a, const void *b, size_t len)
@@ -679,59 +979,125 @@ int credentials_memcmp_ct(const void *a, const void *b, size_t len)
 	return diff != 0;
 }
 
-enum credentials_result credentials_verify(const struct credentials *c, const char *user,
-					   const char *password)
+/* crypt_r against the user's hash, or the dummy's for an unknown user. True
+ * only for the user's own hash and the right password. */
+static bool password_matches(const struct credentials *c, const struct credentials_entry *e,
+			     const char *password, bool lengths_ok, enum credentials_result *result)
 {
-	const struct credentials_entry *e = NULL;
-	enum credentials_result result = CREDENTIALS_ERROR;
+	const char *expected = e != NULL ? e->hash : c->dummy;
+	size_t expected_len = e != NULL ? e->hash_len : c->dummy_len, plen, out_len;
 	struct crypt_data *data;
-	const char *expected;
-	size_t expected_len, ulen, plen, out_len;
-	bool lengths_ok;
+	bool match = false;
 	char *out;
 	int diff;
 
-	if (c == NULL || user == NULL || password == NULL)
-		return CREDENTIALS_ERROR;
-	ulen = strnlen(user, CREDENTIALS_MAX_USER + 1);
-	plen = strnlen(password, CREDENTIALS_MAX_PASSWORD + 1);
-	lengths_ok = ulen <= CREDENTIALS_MAX_USER && plen <= CREDENTIALS_MAX_PASSWORD;
-	if (lengths_ok)
-		e = entry_find(c, user);
-	expected = e != NULL ? e->hash : c->dummy;
-	expected_len = e != NULL ? e->hash_len : c->dummy_len;
-
+	*result = CREDENTIALS_ERROR;
 	/* Allocated per call rather than thread-local: 32 KiB is nothing next to
 	 * the hash itself, it is held only while a check runs (no idle copy in
 	 * every thread), and it lives off the caller's possibly small stack. */
 	data = calloc(1, sizeof(*data));
 	if (data == NULL)
-		return CREDENTIALS_ERROR;
+		return false;
 	/* Every path, including an overlong password, hashes a copy of at most
 	 * CREDENTIALS_MAX_PASSWORD bytes, so length changes the cost very little.
 	 * The copy lives in data->input, which is wiped with the rest of data. */
+	plen = strnlen(password, CREDENTIALS_MAX_PASSWORD + 1);
 	if (plen > CREDENTIALS_MAX_PASSWORD)
 		plen = CREDENTIALS_MAX_PASSWORD;
 	memcpy(data->input, password, plen);
 	data->input[plen] = '\0';
 
 	out = crypt_r(data->input, expected, data);
-	if (out == NULL || out[0] == '*')
-		goto done;
-	out_len = strnlen(out, CRYPT_OUTPUT_SIZE);
-	/* out is data->output (CRYPT_OUTPUT_SIZE bytes, zeroed by calloc) and
-	 * expected_len < CRYPT_OUTPUT_SIZE, so the full-length compare stays in
-	 * bounds even when the lengths differ. */
-	diff = credentials_memcmp_ct(out, expected, expected_len);
-	if (diff == 0 && out_len == expected_len && e != NULL && lengths_ok)
-		result = CREDENTIALS_OK;
-	else
-		result = CREDENTIALS_DENIED;
-
-done:
+	if (out != NULL && out[0] != '*') {
+		out_len = strnlen(out, CRYPT_OUTPUT_SIZE);
+		/* out is data->output (CRYPT_OUTPUT_SIZE bytes, zeroed by calloc)
+		 * and expected_len < CRYPT_OUTPUT_SIZE, so the full-length compare
+		 * stays in bounds even when the lengths differ. */
+		diff = credentials_memcmp_ct(out, expected, expected_len);
+		match = diff == 0 && out_len == expected_len && e != NULL && lengths_ok;
+		*result = CREDENTIALS_DENIED;
+	}
 	explicit_bzero(data, sizeof(*data));
 	free(data);
-	return result;
+	return match;
+}
+
+void credentials_check(const struct credentials *c, const struct credentials_request *req,
+		       struct credentials_verdict *v)
+{
+	const struct credentials_entry *e = NULL;
+	enum credentials_result crypt_result;
+	const struct totp_params *totp;
+	bool lengths_ok, password_ok, code_ok = false;
+	uint64_t step = 0;
+
+	memset(v, 0, sizeof(*v));
+	v->result = CREDENTIALS_ERROR;
+	if (c == NULL || req->user == NULL || req->password == NULL)
+		return;
+	lengths_ok =
+		strnlen(req->user, CREDENTIALS_MAX_USER + 1) <= CREDENTIALS_MAX_USER &&
+		strnlen(req->password, CREDENTIALS_MAX_PASSWORD + 1) <= CREDENTIALS_MAX_PASSWORD;
+	if (lengths_ok)
+		e = entry_find(c, req->user);
+	password_ok = password_matches(c, e, req->password, lengths_ok, &crypt_result);
+	if (crypt_result == CREDENTIALS_ERROR)
+		return;
+	/* The code is checked whatever came before, against the dummy secret for
+	 * an unknown user or one without a secret: every failure costs the same. */
+	if (req->code != NULL) {
+		totp = e != NULL && e->totp != NULL ? e->totp : &c->dummy_totp;
+		code_ok = totp_check(totp, req->code, req->now, req->totp_window, &step) == 0 &&
+			  e != NULL && e->totp != NULL;
+	}
+	v->result = CREDENTIALS_DENIED;
+	if (!password_ok)
+		v->why = CREDENTIALS_BAD_PASSWORD;
+	else if (e->locked)
+		v->why = CREDENTIALS_LOCKED;
+	else if (entry_expired(e, req->now))
+		v->why = CREDENTIALS_EXPIRED;
+	else if (req->code != NULL && e->totp == NULL)
+		v->why = CREDENTIALS_NO_SECOND_FACTOR;
+	else if (req->code != NULL && !code_ok)
+		v->why = CREDENTIALS_BAD_CODE;
+	else
+		v->result = CREDENTIALS_OK;
+	if (v->result == CREDENTIALS_OK && req->code != NULL) {
+		v->totp_step = step;
+		v->totp_period = e->totp->period;
+		memcpy(v->totp_key, e->totp_key, TOTP_REPLAY_KEY_LEN);
+	}
+}
+
+const char *credentials_denial_text(enum credentials_denial why)
+{
+	switch (why) {
+	case CREDENTIALS_BAD_PASSWORD:
+		return "bad credentials";
+	case CREDENTIALS_LOCKED:
+		return "account locked";
+	case CREDENTIALS_EXPIRED:
+		return "account expired";
+	case CREDENTIALS_NO_SECOND_FACTOR:
+		return "no second factor enrolled";
+	case CREDENTIALS_BAD_CODE:
+		return "wrong verification code";
+	}
+	return "denied";
+}
+
+enum credentials_result credentials_verify(const struct credentials *c, const char *user,
+					   const char *password)
+{
+	struct credentials_request req = {.user = user, .password = password, .now = time(NULL)};
+	struct credentials_verdict v;
+
+	credentials_check(c, &req, &v);
+	/* The password alone: a locked or expired account still has one. */
+	if (v.result == CREDENTIALS_DENIED && v.why != CREDENTIALS_BAD_PASSWORD)
+		return CREDENTIALS_OK;
+	return v.result;
 }
 
 struct credentials_slot {

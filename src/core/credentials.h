@@ -1,23 +1,33 @@
 /* credentials: an immutable, reference-counted snapshot of a credentials file
- * ("user:crypt-hash" lines) and the password check against it. The check is slow
- * by design (yescrypt, bcrypt, sha512-crypt), so the daemon calls it off the
- * event loop (see auth.h); this module itself is thread-safe and blocking. */
+ * ("user:crypt-hash" lines, with optional fields: a TOTP secret, an expiry
+ * date, groups; a '!' before the hash locks the account) and the check of a
+ * login against it. The check is slow by design (yescrypt, bcrypt,
+ * sha512-crypt), so the daemon calls it off the event loop (see auth.h); this
+ * module itself is thread-safe and blocking. */
 #ifndef SOCKGATE_CREDENTIALS_H
 #define SOCKGATE_CREDENTIALS_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "errbuf.h"
+#include "totp.h"
 
 #define CREDENTIALS_MAX_USER 255 /* bytes in a user name */
 /* Bytes of a password that are checked. A check's cost grows with the
  * password's length (sha512-crypt at 200,000 rounds: 78 ms for 8 bytes, 359 ms
  * for 255), so the length an attacker may choose is bounded: a longer password
  * is checked, as a wrong one, against the unknown users' dummy at this length. */
-#define CREDENTIALS_MAX_PASSWORD  128
-#define CREDENTIALS_MAX_FILE_SIZE (16u << 20) /* bytes in a credentials file */
+#define CREDENTIALS_MAX_PASSWORD    128
+#define CREDENTIALS_MAX_FILE_SIZE   (16u << 20) /* bytes in a credentials file */
+#define CREDENTIALS_MAX_GROUP       64          /* bytes in a group name */
+#define CREDENTIALS_MAX_GROUPS      64          /* groups of one user */
+#define CREDENTIALS_TOTP_PERIOD_MIN 10          /* seconds per TOTP time step */
+#define CREDENTIALS_TOTP_PERIOD_MAX 300
+#define CREDENTIALS_NEVER           INT64_MAX /* an expiry date that never comes */
 
 struct credentials;
 
@@ -30,9 +40,12 @@ enum credentials_result {
 /* Loads path, refusing (as sshd's StrictModes does) a file that group or others
  * can write, or that is owned by neither root nor owner_uid (the daemon's user),
  * and a file that is not a regular file. Every line must be empty, a # comment,
- * or "user:hash" with a hash libxcrypt can check and that names a known strong
- * method ($y$ yescrypt, $gy$ gost-yescrypt, $7$ scrypt, $2b$/$2y$/$2a$ bcrypt,
- * $6$ sha512-crypt, $5$ sha256-crypt); a plaintext or unknown hash, a duplicate
+ * or "user:hash[:field]..." with a hash libxcrypt can check and that names a
+ * known strong method ($y$ yescrypt, $gy$ gost-yescrypt, $7$ scrypt,
+ * $2b$/$2y$/$2a$ bcrypt, $6$ sha512-crypt, $5$ sha256-crypt), '!' before it for
+ * a locked account, and fields "expires=YYYY-MM-DD", "groups=a,b",
+ * "totp=BASE32", "totp_alg=SHA1|SHA256|SHA512", "totp_digits=6|7|8",
+ * "totp_period=SECONDS"; a plaintext or unknown hash, a bad field, a duplicate
  * user or an invalid user name is refused with "FILE:LINE: problem".
  * Returns a snapshot with one reference, or NULL with err filled in. */
 struct credentials *credentials_load(const char *path, uid_t owner_uid, struct errbuf *err);
@@ -57,18 +70,82 @@ size_t credentials_settings(const struct credentials *c, size_t *like_unknown);
  * a warning, and returns true. */
 bool credentials_mixed_costs(const struct credentials *c, char *buf, size_t len);
 
-/* Checks user/password. An unknown user is hashed against a dummy with the
- * method and cost most entries share (the earliest line's on a tie), so it
- * costs what a wrong password costs them; the final comparison is
- * constant-time. Intermediate copies of the password and hash are wiped before
- * returning. */
+/* What a login asks of the credentials. */
+struct credentials_request {
+	const char *user, *password;
+	const char *code;     /* the verification code, or NULL: the gateway asks none */
+	unsigned totp_window; /* time steps accepted either side of now */
+	time_t now;
+};
+
+/* Why a login was denied: for the log only, never for the client. */
+enum credentials_denial {
+	CREDENTIALS_BAD_PASSWORD = 0, /* unknown user or wrong password */
+	CREDENTIALS_LOCKED,
+	CREDENTIALS_EXPIRED,
+	CREDENTIALS_NO_SECOND_FACTOR, /* a code was asked, the user has no secret */
+	CREDENTIALS_BAD_CODE,
+};
+
+struct credentials_verdict {
+	enum credentials_result result;
+	enum credentials_denial why; /* when DENIED */
+	/* On success with a code: the time step it matched, and the key that
+	 * names the user's secret, for the replay table (totp.h). */
+	uint64_t totp_step;
+	unsigned totp_period;
+	unsigned char totp_key[TOTP_REPLAY_KEY_LEN];
+};
+
+/* Checks a login: the password, then, if req->code, the code within the
+ * window. An unknown user is hashed against a dummy with the method and cost
+ * most entries share (the earliest line's on a tie), and a code is checked
+ * against a dummy secret for a user without one, so every failure (unknown
+ * user, wrong password, locked, expired, no secret, wrong code) costs what a
+ * wrong password costs; comparisons are constant-time. Intermediate copies of
+ * the password and hash are wiped before returning. */
+void credentials_check(const struct credentials *c, const struct credentials_request *req,
+		       struct credentials_verdict *v);
+/* "bad credentials", "account locked", ... */
+const char *credentials_denial_text(enum credentials_denial why);
+
+/* The password alone (sockgate-passwd -v): OK even for a locked or expired
+ * account, whose password it is. */
 enum credentials_result credentials_verify(const struct credentials *c, const char *user,
 					   const char *password);
 
-/* True if user exists in both snapshots with the same hash: used on reload to
- * find sessions whose user was removed or whose password changed. */
+/* True if user exists in both snapshots with the same line after the name:
+ * a check that raced a reload is made again otherwise. */
 bool credentials_unchanged(const struct credentials *old_c, const struct credentials *new_c,
 			   const char *user);
+
+/* Why a session of user, logged in against old_c, may not go on under new_c at
+ * now ("user removed", "password changed", "account locked", "account
+ * expired", "second factor removed" or "changed"), or NULL: for
+ * revoke_on_reload. */
+const char *credentials_revoked(const struct credentials *old_c, const struct credentials *new_c,
+				const char *user, time_t now);
+
+/* A user's fields, for sockgate-passwd -l and the routing of later issues. */
+struct credentials_info {
+	bool locked;
+	int64_t expires_day; /* days since 1970-01-01, or CREDENTIALS_NEVER */
+	bool has_totp;
+	enum totp_alg totp_alg;
+	unsigned totp_digits, totp_period;
+	const char *groups; /* "a,b" (not NUL-terminated), or NULL */
+	size_t groups_len;
+};
+/* False if user has no entry. */
+bool credentials_user_info(const struct credentials *c, const char *user,
+			   struct credentials_info *info);
+/* The i-th user in name order, and its line (0 past the end). */
+size_t credentials_user_at(const struct credentials *c, size_t i, const char **user);
+
+/* "YYYY-MM-DD" (len 10) as days since 1970-01-01; -1 if it is no date. */
+int credentials_parse_date(const char *s, size_t len, int64_t *day);
+/* Why "a,b,c" is no valid group list, or NULL. */
+const char *credentials_groups_problem(const char *s, size_t len);
 
 /* True if user names an entry (for listing tools and tests; not for the login
  * path, whose answer must not depend on it). */

@@ -41,6 +41,7 @@ struct daemon {
 	struct worker **workers;
 	unsigned n_workers;
 	struct auth_pool *auth;
+	struct totp_replay *replay; /* verification codes used, across reloads */
 	struct penalty_table *penalties;
 	struct admission *admission;
 	struct loop_io sig_io;
@@ -590,6 +591,11 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 		.background = true,
 	};
 
+	/* Codes used are remembered for the daemon's life: reloads keep them. */
+	d->replay = totp_replay_create();
+	if (d->replay == NULL)
+		return errbuf_set(err, "out of memory");
+	auth.replay = d->replay;
 	d->auth = auth_pool_create(&auth, err);
 	if (d->auth == NULL)
 		return -1;
@@ -634,6 +640,8 @@ static void daemon_shutdown(struct daemon *d)
 	free(d->workers);
 	auth_pool_free(d->auth);
 	d->auth = NULL;
+	totp_replay_free(d->replay);
+	d->replay = NULL;
 	if (d->loop != NULL) {
 		loop_timer_disarm(d->loop, &d->status_timer);
 		loop_timer_disarm(d->loop, &d->watchdog_timer);

@@ -25,15 +25,37 @@ static enum login_verdict login_on_username(struct login *l, const struct config
 	return LOGIN_ASK;
 }
 
-static enum login_verdict login_on_password(struct login *l, char *line, size_t len)
+/* Keeps a secret line in dst (size bytes): at most one byte past what is
+ * checked, enough for the check to see an overlong answer as one. */
+static void login_keep_secret(char *dst, size_t size, char *line, size_t len)
 {
-	/* At most one byte past what is checked: enough for the check to see an
-	 * overlong password as one. */
-	size_t kept = len < sizeof(l->job.password) - 1 ? len : sizeof(l->job.password) - 1;
+	size_t kept = len < size - 1 ? len : size - 1;
 
-	memcpy(l->job.password, line, kept);
-	l->job.password[kept] = '\0';
+	memcpy(dst, line, kept);
+	dst[kept] = '\0';
 	explicit_bzero(line, len);
+}
+
+static enum login_verdict login_on_password(struct login *l, const struct config_login *cfg,
+					    char *line, size_t len, const char **prompt)
+{
+	login_keep_secret(l->job.password, sizeof(l->job.password), line, len);
+	/* The code is asked whatever the password was: the client learns nothing
+	 * until every answer is in. */
+	if (cfg->second_factor == CONFIG_FACTOR_TOTP) {
+		l->step = LOGIN_CODE;
+		*prompt = cfg->code_prompt;
+		return LOGIN_ASK;
+	}
+	return LOGIN_CHECK;
+}
+
+static enum login_verdict login_on_code(struct login *l, const struct config_login *cfg, char *line,
+					size_t len)
+{
+	login_keep_secret(l->job.code, sizeof(l->job.code), line, len);
+	l->job.with_code = true;
+	l->job.totp_window = cfg->totp_window;
 	return LOGIN_CHECK;
 }
 
@@ -43,13 +65,17 @@ enum login_verdict login_take_line(struct login *l, const struct config_login *c
 	*prompt = NULL;
 	if (l->step == LOGIN_USERNAME)
 		return login_on_username(l, cfg, line, len, prompt);
-	return login_on_password(l, line, len);
+	if (l->step == LOGIN_PASSWORD)
+		return login_on_password(l, cfg, line, len, prompt);
+	return login_on_code(l, cfg, line, len);
 }
 
 void login_restart(struct login *l)
 {
 	memset(l->job.user, 0, sizeof(l->job.user));
 	explicit_bzero(l->job.password, sizeof(l->job.password));
+	explicit_bzero(l->job.code, sizeof(l->job.code));
+	l->job.with_code = false;
 	l->step = LOGIN_USERNAME;
 }
 
@@ -58,6 +84,7 @@ const char *login_step_name(const struct login *l)
 	static const char *const names[LOGIN__STEPS] = {
 		[LOGIN_USERNAME] = "username",
 		[LOGIN_PASSWORD] = "password",
+		[LOGIN_CODE] = "code",
 	};
 
 	return (unsigned)l->step < LOGIN__STEPS ? names[l->step] : "?";
@@ -67,4 +94,5 @@ void login_wipe(struct login *l)
 {
 	line_wipe(&l->in);
 	explicit_bzero(l->job.password, sizeof(l->job.password));
+	explicit_bzero(l->job.code, sizeof(l->job.code));
 }

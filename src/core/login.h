@@ -1,8 +1,8 @@
 /* login: the dialogue a client goes through before its credentials are
- * checked, as a list of steps: a prompt, and a line that answers it. Today the
- * username and the password; a verification code and the prompts of a PAM
- * conversation are more steps of the same kind. Pure (no I/O, no clock): the
- * session reads the lines, writes the prompts and submits the check. */
+ * checked, as a list of steps: a prompt, and a line that answers it: the
+ * username, the password and, with a second factor, the verification code.
+ * Pure (no I/O, no clock): the session reads the lines, writes the prompts and
+ * submits the check. */
 #ifndef SOCKGATE_LOGIN_H
 #define SOCKGATE_LOGIN_H
 
@@ -14,7 +14,7 @@
 #include "line.h"
 #include "loop.h"
 
-enum login_step { LOGIN_USERNAME = 0, LOGIN_PASSWORD, LOGIN__STEPS };
+enum login_step { LOGIN_USERNAME = 0, LOGIN_PASSWORD, LOGIN_CODE, LOGIN__STEPS };
 
 /* A login under way: what it read, what it answered, where it is. The session
  * owns it and wipes it when it ends (it holds a password). */

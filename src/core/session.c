@@ -770,8 +770,10 @@ static void session_auth_done(struct loop_task *t)
 	 * the answer, but a wrong password still counts against the source. */
 	if (s->state != SESSION_VERIFYING) {
 		if (login->job.result == AUTH_DENIED) {
-			session_log_login(s, LOG_EV_LOGIN_FAILED, login->job.user,
-					  "bad credentials (client gone)");
+			char why[96];
+
+			snprintf(why, sizeof(why), "%s (client gone)", login->job.denial);
+			session_log_login(s, LOG_EV_LOGIN_FAILED, login->job.user, why);
 			session_penalise(s, PENALTY_AUTHFAIL, "failed login");
 		}
 		session_release(s);
@@ -789,7 +791,7 @@ static void session_auth_done(struct loop_task *t)
 		login->failures++;
 		session_log_login(s, LOG_EV_LOGIN_FAILED, login->job.user,
 				  login->job.result == AUTH_DENIED
-					  ? "bad credentials"
+					  ? login->job.denial
 					  : "password check failed: the user's hash is unusable");
 		session_penalise(s, PENALTY_AUTHFAIL, "failed login");
 		session_delay_failure(s);

@@ -28,6 +28,7 @@
 
 #include "client_checks.h"
 #include "fixture.h"
+#include "timing.h"
 
 #define PASSWORD "Correct-Horse-7"
 #define T        FIXTURE_TIMEOUT_MS
@@ -422,70 +423,23 @@ static int setup_timing(void **state)
 		     "login = { max_attempts = 100; failure_delay = 0; };");
 }
 
-static int cmp_ll(const void *a, const void *b)
-{
-	long long x = *(const long long *)a, y = *(const long long *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static long long elapsed_us(int fd, const char *attempt)
-{
-	struct timespec a, b;
-
-	clock_gettime(CLOCK_MONOTONIC, &a);
-	send_str(fd, attempt);
-	expect_str(fd, "incorrect.\nUsername: ");
-	clock_gettime(CLOCK_MONOTONIC, &b);
-	return (long long)(b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000;
-}
-
 /* An unknown user costs what a wrong password costs: medians of 50 each,
- * interleaved, within 10 %. (No failure delay here, to see the hashing.) */
-/* One round: medians of N wrong-password and N unknown-user answers, taken
- * in alternation; returns whether they are within 10 % of each other. */
-static bool timing_round(struct fixture *f)
-{
-	enum { N = 50 };
-	long long wrong[N], unknown[N], mw, mu, diff;
-	int fd;
-
-	/* Two connections: one may try at most 100 times. */
-	for (int half = 0; half < 2; half++) {
-		fd = harness_connect("127.0.0.1", f->port);
-		expect_str(fd, "Username: ");
-		(void)elapsed_us(fd, "alice\nwarm-up\n");
-		for (int i = half * N / 2; i < (half + 1) * N / 2; i++) {
-			wrong[i] = elapsed_us(fd, "alice\nnot-her-password\n");
-			unknown[i] = elapsed_us(fd, "mallory\nnot-her-password\n");
-		}
-		close(fd);
-	}
-	qsort(wrong, N, sizeof(wrong[0]), cmp_ll);
-	qsort(unknown, N, sizeof(unknown[0]), cmp_ll);
-	mw = wrong[N / 2];
-	mu = unknown[N / 2];
-	diff = mw > mu ? mw - mu : mu - mw;
-	print_message("median answer: wrong password %lld us, unknown user %lld us\n", mw, mu);
-	return diff * 10 <= (mw > mu ? mw : mu);
-}
-
-/* An unknown user costs what a wrong password costs: medians of 50 each,
- * interleaved, within 10 %. (No failure delay here, to see the hashing.)
- * Another process loading the CPU can skew one round; up to three rounds
- * are taken. Without the dummy hash an unknown user costs next to nothing,
- * which no round would pass. */
+ * taken in alternation (no failure delay here, to see the hashing), within
+ * 10 %. Without the dummy hash an unknown user costs next to nothing. */
 static void unknown_user_costs_like_wrong_password(void **state)
 {
 	struct fixture *f = *state;
-	bool same = false;
+	static const char *const attempts[] = {"alice\nnot-her-password\n",
+					       "mallory\nnot-her-password\n"};
+	static const char *const names[] = {"wrong password", "unknown user"};
+	long long medians[2];
 
-	if (getenv("SOCKGATE_TEST_WRAPPER") != NULL) {
+	if (getenv("SOCKGATE_TEST_WRAPPER") != NULL)
 		test_skip("under a wrapper: it distorts timing");
-	}
-	for (int round = 0; round < 3 && !same; round++)
-		same = timing_round(f);
-	assert_true(same);
+	assert_int_equal(
+		timing_medians(f->port, attempts, 2, 50, 100, "incorrect.\nUsername: ", medians),
+		0);
+	assert_true(timing_alike(medians, names, 2, 0.10));
 }
 
 int main(void)

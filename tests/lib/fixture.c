@@ -48,7 +48,12 @@ int fixture_write_users(struct fixture *f, const char *const users[])
 		h = crypt_r(users[i + 1], salt, &cd);
 		if (h == NULL || h[0] == '*')
 			return -1;
-		o += (size_t)snprintf(text + o, sizeof(text) - o, "%s:%s\n", users[i], h);
+		/* "USER:FIELDS": the fields go after the hash. */
+		const char *fields = strchr(users[i], ':');
+		int ulen = fields != NULL ? (int)(fields - users[i]) : (int)strlen(users[i]);
+
+		o += (size_t)snprintf(text + o, sizeof(text) - o, "%.*s:%s%s\n", ulen, users[i], h,
+				      fields != NULL ? fields : "");
 	}
 	return write_file(f->users, text, 0600);
 }

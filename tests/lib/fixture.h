@@ -28,7 +28,8 @@ struct fixture {
 	size_t cursor; /* logtap cursor for fixture_log_wait */
 };
 
-/* Makes the directory and writes users: pairs of user and password, NULL-ended. */
+/* Makes the directory and writes users: pairs of user and password, NULL-ended.
+ * A user written "USER:FIELDS" gets ":FIELDS" after the hash (totp=..., expires=...). */
 int fixture_init(struct fixture *f, const char *const users[]);
 /* (Re)writes the credentials file with these users (atomically, via rename). */
 int fixture_write_users(struct fixture *f, const char *const users[]);

@@ -1,5 +1,5 @@
 /* test_auth: the password-check pool. The check itself is replaced at link time
- * (--wrap=credentials_verify) by one that holds each check until the test lets
+ * (--wrap=credentials_check) by one that holds each check until the test lets
  * it go, so the test sees how many checks run at once: all threads while no
  * session relays, one CPU's worth fewer while sessions relay, all again once
  * the relaying window has passed, and queued checks answered at a stop. It can
@@ -51,8 +51,8 @@ static struct {
 	long faults[2];                       /* by ticket: the page faults filling it took */
 } fake = {.lock = PTHREAD_MUTEX_INITIALIZER}; /* cond: on CLOCK_MONOTONIC, see main() */
 
-enum credentials_result __wrap_credentials_verify(const struct credentials *c, const char *user,
-						  const char *password);
+void __wrap_credentials_check(const struct credentials *c, const struct credentials_request *req,
+			      struct credentials_verdict *v);
 
 static long thread_minor_faults(void)
 {
@@ -75,13 +75,14 @@ static void use_memory(unsigned ticket)
 	(void)munmap(p, REGION_BYTES);
 }
 
-enum credentials_result __wrap_credentials_verify(const struct credentials *c, const char *user,
-						  const char *password)
+void __wrap_credentials_check(const struct credentials *c, const struct credentials_request *req,
+			      struct credentials_verdict *v)
 {
 	unsigned ticket;
 
-	(void)user;
-	(void)password;
+	(void)req;
+	memset(v, 0, sizeof(*v));
+	v->result = CREDENTIALS_OK;
 	pthread_mutex_lock(&fake.lock);
 	ticket = fake.entered++;
 	if (ticket < sizeof(fake.seen) / sizeof(fake.seen[0]))
@@ -96,7 +97,6 @@ enum credentials_result __wrap_credentials_verify(const struct credentials *c, c
 		pthread_cond_wait(&fake.cond, &fake.lock);
 	fake.inside--;
 	pthread_mutex_unlock(&fake.lock);
-	return CREDENTIALS_OK;
 }
 
 static void job_done(struct loop_task *task)

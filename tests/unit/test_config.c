@@ -210,7 +210,32 @@ static const struct config_case cases[] = {
 	 NAME ":3: gateways.[0].upstream: is empty; at least 1 address is required"},
 	{"missing credentials", GW_OPEN "name = \"g\"; upstream = \"127.0.0.1:1\";\n" GW_CLOSE,
 	 NAME ":1: gateways.[0]: missing required setting 'credentials' (a file name); or "
-	      "authenticate = false;"},
+	      "auth = \"pam\"; or authenticate = false;"},
+	/* Where the users come from, and the second factor. */
+	{"pam and a credentials file",
+	 GW_OPEN "name = \"g\"; upstream = \"127.0.0.1:1\"; auth = \"pam\";\n"
+		 "credentials = \"u\";\n" GW_CLOSE,
+	 NAME ":3: gateways.[0].credentials: a gateway with auth = \"pam\" takes its users "
+	      "from PAM"},
+	{"pam with totp",
+	 GW_OPEN "name = \"g\"; upstream = \"127.0.0.1:1\"; auth = \"pam\";\n"
+		 "login = { second_factor = \"totp\"; };\n" GW_CLOSE,
+	 NAME ":1: gateways.[0]: login.second_factor applies to the credentials file"},
+	{"pam service as a path",
+	 GW_OPEN "name = \"g\"; upstream = \"127.0.0.1:1\"; auth = \"pam\";\n"
+		 "pam_service = \"../x\";\n" GW_CLOSE,
+	 NAME ":3: gateways.[0].pam_service: pam_service is a service name, not a path"},
+	{"unknown auth",
+	 GW_OPEN "name = \"g\"; upstream = \"127.0.0.1:1\"; auth = \"ldap\";\n" GW_CLOSE,
+	 NAME ":2: gateways.[0].auth: "},
+	{"unknown second factor",
+	 GW_OPEN "name = \"g\"; upstream = \"127.0.0.1:1\"; credentials = \"u\";\n"
+		 "login = { second_factor = \"sms\"; };\n" GW_CLOSE,
+	 NAME ":3: gateways.[0].login.second_factor: "},
+	{"totp window too wide",
+	 GW_OPEN "name = \"g\"; upstream = \"127.0.0.1:1\"; credentials = \"u\";\n"
+		 "login = { totp_window = 11; };\n" GW_CLOSE,
+	 NAME ":3: gateways.[0].login.totp_window: "},
 	{"empty credentials",
 	 GW_OPEN "name = \"g\"; upstream = \"127.0.0.1:1\";\n"
 		 "credentials = \"\";\n" GW_CLOSE,

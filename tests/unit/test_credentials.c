@@ -262,8 +262,31 @@ static const struct {
 	{"alice:" H_Y "\nbob:" H_Y "\n# x\nalice:" H_Y "\n",
 	 "users:4: duplicate user \"alice\" (first defined at line 1)", "F5Jx5fEx"},
 	{"alice:\n", "users:1: user \"alice\": password field is empty", NULL},
-	{"alice:!" H_Y "\n", "password field is a locked-account marker", "F5Jx5fEx"},
+	{"alice:!\n", "password field is a locked-account marker", NULL},
 	{"alice:*\n", "password field is a locked-account marker", NULL},
+	{"alice:!!" H_Y "\n", "password field is a locked-account marker", "F5Jx5fEx"},
+	/* Fields after the hash. */
+	{"alice:" H_Y ":colour=blue\n", "users:1: user \"alice\": unknown field \"colour\"",
+	 "F5Jx5fEx"},
+	{"alice:" H_Y ":expires\n", "is not NAME=VALUE", NULL},
+	{"alice:" H_Y ":expires=2030-02-30\n", "expires is not a date YYYY-MM-DD", NULL},
+	{"alice:" H_Y ":expires=2030-1-2\n", "expires is not a date", NULL},
+	{"alice:" H_Y ":expires=2029-02-29\n", "expires is not a date", NULL},
+	{"alice:" H_Y ":expires=2030-01-02:expires=2030-01-03\n", "field \"expires\" given twice",
+	 NULL},
+	{"alice:" H_Y ":groups=\n", "groups: an empty group list", NULL},
+	{"alice:" H_Y ":groups=ops,,dev\n", "groups: an empty group name", NULL},
+	{"alice:" H_Y ":groups=ops,dev,ops\n", "groups: a group named twice", NULL},
+	{"alice:" H_Y ":groups=o p\n", "groups: a group name with a character", NULL},
+	{"alice:" H_Y ":totp=JBSWY3DP\n", "totp: the TOTP secret has 5 bytes", "JBSWY3DP"},
+	{"alice:" H_Y ":totp=JBSWY3DPEHPK3PX1\n", "totp: the TOTP secret is not base32",
+	 "JBSWY3DP"},
+	{"alice:" H_Y ":totp_digits=8\n", "without a totp secret", NULL},
+	{"alice:" H_Y ":totp=JBSWY3DPEHPK3PXP:totp_digits=9\n", "totp_digits is not 6, 7 or 8",
+	 "JBSWY3DP"},
+	{"alice:" H_Y ":totp=JBSWY3DPEHPK3PXP:totp_alg=MD5\n", "totp_alg is not SHA1", "JBSWY3DP"},
+	{"alice:" H_Y ":totp=JBSWY3DPEHPK3PXP:totp_period=5\n", "totp_period is not 10 to 300",
+	 "JBSWY3DP"},
 	{"alice:$6$\n", "is not a well-formed sha512-crypt hash", NULL},
 	{"alice:$6$saltonly\n", "is not a well-formed sha512-crypt hash", "saltonly"},
 	{"alice:$y$j9T$F5Jx5fExrKuPp53xLKQ..1$\n", "is not a well-formed yescrypt hash",
@@ -305,6 +328,121 @@ static void test_bad_files(void **state)
 		    strstr(err.msg, "sockgate-passwd") == NULL)
 			fail_msg("file %zu: \"%s\" does not mention sockgate-passwd", i, err.msg);
 	}
+}
+
+/* A second factor, an expiry date, a lock and groups: the check's verdicts,
+ * and a code found by its own time step (RFC 6238's SHA-1 vector: secret
+ * "12345678901234567890", 59 s, 8 digits: 94287082). */
+static void test_fields(void **state)
+{
+	char text[1024], code[TOTP_DIGITS_MAX + 1];
+	struct credentials_request req = {.password = "password", .now = 59, .totp_window = 1};
+	struct credentials_verdict v;
+	struct credentials_info info;
+	struct errbuf err;
+	struct credentials *c;
+	const char *user;
+
+	snprintf(text, sizeof(text),
+		 "alice:%s:totp=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ:totp_digits=8\n"
+		 "bob:%s:groups=ops,dev:expires=1970-01-02\n"
+		 "carol:!%s:totp=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n"
+		 "dave:%s:expires=2100-01-01\n",
+		 H_Y, H_Y, H_Y, H_Y);
+	c = parse_str(text, &err);
+	assert_non_null(c);
+
+	req.user = "alice";
+	req.code = "9428 7082";
+	credentials_check(c, &req, &v);
+	assert_int_equal(v.result, CREDENTIALS_OK);
+	assert_int_equal(v.totp_step, 1); /* 59 s is in the second 30 s step */
+	assert_int_equal(v.totp_period, 30);
+	req.code = "94287083";
+	credentials_check(c, &req, &v);
+	assert_int_equal(v.result, CREDENTIALS_DENIED);
+	assert_int_equal(v.why, CREDENTIALS_BAD_CODE);
+	req.code = "94287082";
+	req.password = "wrong";
+	credentials_check(c, &req, &v);
+	assert_int_equal(v.why, CREDENTIALS_BAD_PASSWORD);
+	req.password = "password";
+	/* Two steps later the window of 1 no longer reaches it. */
+	req.now = 59 + 60;
+	credentials_check(c, &req, &v);
+	assert_int_equal(v.why, CREDENTIALS_BAD_CODE);
+	req.now = 59 + 30;
+	credentials_check(c, &req, &v);
+	assert_int_equal(v.result, CREDENTIALS_OK);
+
+	/* bob has no secret; on day 1 (1970-01-02) his account is expired. */
+	req.user = "bob";
+	req.now = 59;
+	credentials_check(c, &req, &v);
+	assert_int_equal(v.why, CREDENTIALS_NO_SECOND_FACTOR);
+	req.code = NULL;
+	credentials_check(c, &req, &v);
+	assert_int_equal(v.result, CREDENTIALS_OK);
+	req.now = 86400;
+	credentials_check(c, &req, &v);
+	assert_int_equal(v.why, CREDENTIALS_EXPIRED);
+	req.user = "carol";
+	credentials_check(c, &req, &v);
+	assert_int_equal(v.why, CREDENTIALS_LOCKED);
+	/* The password of a locked account is still its password. */
+	assert_int_equal(credentials_verify(c, "carol", "password"), CREDENTIALS_OK);
+	req.user = "nobody";
+	credentials_check(c, &req, &v);
+	assert_int_equal(v.why, CREDENTIALS_BAD_PASSWORD);
+
+	assert_true(credentials_user_info(c, "bob", &info));
+	assert_int_equal(info.groups_len, 7);
+	assert_memory_equal(info.groups, "ops,dev", 7);
+	assert_false(info.has_totp);
+	assert_true(credentials_user_info(c, "alice", &info));
+	assert_true(info.has_totp);
+	assert_int_equal(info.totp_digits, 8);
+	assert_true(credentials_user_info(c, "carol", &info));
+	assert_true(info.locked);
+	assert_false(credentials_user_info(c, "nobody", &info));
+	assert_int_equal(credentials_user_at(c, 3, &user), 4);
+	assert_string_equal(user, "dave");
+
+	/* The code oathtool would show at 59 s. */
+	{
+		struct totp_params p;
+
+		totp_params_default(&p);
+		p.digits = 8;
+		assert_int_equal(
+			totp_secret_decode("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 32, &p, &err), 0);
+		assert_int_equal(totp_generate(&p, 59, code), 0);
+		assert_string_equal(code, "94287082");
+	}
+	credentials_unref(c);
+}
+
+/* What a reload means for a logged-in user. */
+static void test_revoked(void **state)
+{
+	static const char before[] = "alice:" H_Y ":totp=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n"
+				     "bob:" H_Y "\ncarol:" H_Y "\ndave:" H_Y "\n";
+	static const char after[] = "alice:" H_Y "\n"
+				    "bob:!" H_Y "\ncarol:" H_Y ":expires=1970-01-01\n"
+				    "dave:" H_Y ":groups=new\n";
+	struct errbuf err;
+	struct credentials *a = parse_str(before, &err), *b = parse_str(after, &err);
+
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_string_equal(credentials_revoked(a, b, "alice", 100), "second factor removed");
+	assert_string_equal(credentials_revoked(a, b, "bob", 100), "account locked");
+	assert_string_equal(credentials_revoked(a, b, "carol", 100), "account expired");
+	assert_null(credentials_revoked(a, b, "dave", 100));
+	assert_string_equal(credentials_revoked(a, b, "eve", 100), "user removed");
+	assert_false(credentials_unchanged(a, b, "dave"));
+	credentials_unref(a);
+	credentials_unref(b);
 }
 
 static void test_nul_byte(void **state)
@@ -751,6 +889,8 @@ int main(void)
 		cmocka_unit_test(test_null_arguments),
 		cmocka_unit_test(test_good_files),
 		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_fields),
+		cmocka_unit_test(test_revoked),
 		cmocka_unit_test(test_nul_byte),
 		cmocka_unit_test(test_valid_user),
 		cmocka_unit_test(test_refcount),
