@@ -64,7 +64,7 @@ struct gateway *gateway_create(struct config *config, const struct config_gatewa
 		errbuf_set(err, "out of memory");
 		return NULL;
 	}
-	if (cfg->authenticate) {
+	if (cfg->authenticate && cfg->auth == CONFIG_AUTH_FILE) {
 		gw->creds = credentials_load(cfg->credentials_path, owner_uid, err);
 		if (gw->creds == NULL) {
 			free(gw);
@@ -81,9 +81,16 @@ struct gateway *gateway_create(struct config *config, const struct config_gatewa
 		__atomic_add_fetch(&gw->counters->refs, 1, __ATOMIC_RELAXED);
 	} else {
 		gw->counters = calloc(1, sizeof(*gw->counters));
-		if (gw->counters != NULL)
+		if (gw->counters != NULL) {
 			gw->counters->creds_now = credentials_slot_create(gw->creds);
-		if (gw->counters == NULL || gw->counters->creds_now == NULL) {
+			gw->counters->per_user = user_sessions_create();
+		}
+		if (gw->counters == NULL || gw->counters->creds_now == NULL ||
+		    gw->counters->per_user == NULL) {
+			if (gw->counters != NULL) {
+				credentials_slot_free(gw->counters->creds_now);
+				user_sessions_free(gw->counters->per_user);
+			}
 			free(gw->counters);
 			tls_context_unref(gw->tls);
 			tls_context_unref(gw->upstream_tls);
@@ -112,6 +119,7 @@ void gateway_unref(struct gateway *gw)
 		return;
 	if (__atomic_sub_fetch(&gw->counters->refs, 1, __ATOMIC_ACQ_REL) == 0) {
 		credentials_slot_free(gw->counters->creds_now);
+		user_sessions_free(gw->counters->per_user);
 		free(gw->counters);
 	}
 	credentials_unref(gw->creds);
@@ -141,6 +149,16 @@ bool gateway_session_begin(struct gateway *gw)
 	} while (!__atomic_compare_exchange_n(&gw->counters->sessions, &n, n + 1, true,
 					      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
 	return true;
+}
+
+bool gateway_user_begin(struct gateway *gw, const char *user)
+{
+	return user_sessions_take(gw->counters->per_user, user, gw->cfg->max_sessions_per_user);
+}
+
+void gateway_user_end(struct gateway *gw, const char *user)
+{
+	user_sessions_drop(gw->counters->per_user, user);
 }
 
 void gateway_session_end(struct gateway *gw)

@@ -13,6 +13,7 @@
 #include "credentials.h"
 #include "errbuf.h"
 #include "tls.h"
+#include "user_sessions.h"
 
 /* What the gateways of one name share across reloads. */
 struct gateway_counters {
@@ -22,6 +23,7 @@ struct gateway_counters {
 	/* The credentials in force for this name: set by gateway_publish(),
 	 * emptied by gateway_retire(); password checks read it. */
 	struct credentials_slot *creds_now;
+	struct user_sessions *per_user; /* logged-in sessions by user */
 };
 
 struct gateway {
@@ -51,6 +53,11 @@ void gateway_publish(struct gateway *gw);
 /* gw's name is gone from the configuration: its logins under way have no
  * credentials any more. */
 void gateway_retire(struct gateway *gw);
+
+/* Counts a logged-in session of user; false if max_sessions_per_user of
+ * theirs are open. */
+bool gateway_user_begin(struct gateway *gw, const char *user);
+void gateway_user_end(struct gateway *gw, const char *user);
 
 /* Reserves a session slot; false if max_sessions are open. */
 bool gateway_session_begin(struct gateway *gw);

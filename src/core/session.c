@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -75,6 +76,7 @@ struct session {
 	struct transport client, upstream;
 	struct readiness c, u;
 	struct loop_timer timer; /* grace time, connect timeout, idle, linger */
+	struct loop_timer life;  /* timeouts.session, from the login on */
 	struct relay_dir up;     /* client -> upstream */
 	struct relay_dir down;   /* upstream -> client; also login output */
 	struct upstream_choice choice;
@@ -90,6 +92,7 @@ struct session {
 	unsigned short linger_reads;
 	enum session_state state : 8;
 	bool counted_login;
+	bool counted_user;           /* in the gateway's per-user count */
 	bool connected;              /* the upstream accepted (and its TLS is up) */
 	bool upstream_handshake;     /* the upstream's TLS handshake is under way */
 	bool raw_drain;              /* the client's TLS never started: drain the socket */
@@ -367,9 +370,13 @@ static void session_close(struct session *s, const char *reason)
 	session_set_unlink(set, s);
 	__atomic_sub_fetch(&set->count, 1, __ATOMIC_RELAXED);
 	gateway_session_end(s->gw);
+	if (s->counted_user)
+		gateway_user_end(s->gw, s->user);
+	s->counted_user = false;
 	session_log_closed(s, reason);
 	session_enter(s, SESSION_CLOSED);
 	loop_timer_disarm(set->env.loop, &s->timer);
+	loop_timer_disarm(set->env.loop, &s->life);
 	session_close_side(s, &s->client_io, &s->client);
 	session_close_side(s, &s->upstream_io, &s->upstream);
 	relay_dir_release(&s->up);
@@ -733,9 +740,16 @@ static void session_delay_failure(struct session *s)
 		session_answer_failure(s);
 }
 
+/* timeouts.session: the session's whole life is up, whatever it does. */
+static void session_life_timeout(struct loop_timer *t)
+{
+	session_close(t->arg, "session time limit reached");
+}
+
 /* The client logged in: what it sent behind its last answer goes upstream. */
 static void session_logged_in(struct session *s)
 {
+	const struct config_gateway *cfg = session_cfg(s);
 	struct login *login = s->login;
 	const char *early;
 	size_t n;
@@ -746,6 +760,20 @@ static void session_logged_in(struct session *s)
 		return;
 	}
 	session_log_login(s, LOG_EV_LOGIN_OK, s->user, NULL);
+	/* Counted whatever the limit, so that a reload that sets one finds the
+	 * sessions already open. */
+	if (!gateway_user_begin(s->gw, s->user)) {
+		session_finish(s, "Too many sessions for this user.\n",
+			       "max_sessions_per_user reached");
+		return;
+	}
+	s->counted_user = true;
+	if (cfg->session_timeout_ms > 0 &&
+	    loop_timer_arm(session_loop(s), &s->life, cfg->session_timeout_ms, session_life_timeout,
+			   s) < 0) {
+		session_close(s, "out of memory");
+		return;
+	}
 	n = line_pending(&login->in, &early);
 	if (n > 0 && relay_queue(&s->up, early, n) < 0) {
 		session_close(s, "out of memory");
@@ -1285,6 +1313,7 @@ void session_set_revoke(struct session_set *set, struct gateway *const *gws, siz
 	for (; s != NULL; s = next) {
 		const struct gateway *now = NULL;
 		char addr[NET_ADDRSTRLEN], port[8];
+		const char *why;
 
 		next = s->next;
 		if (s->user == NULL ||
@@ -1293,16 +1322,19 @@ void session_set_revoke(struct session_set *set, struct gateway *const *gws, siz
 		for (size_t i = 0; i < n_gws && now == NULL; i++)
 			if (strcmp(gws[i]->cfg->name, session_cfg(s)->name) == 0)
 				now = gws[i];
-		/* A gateway that is gone accepts nobody any more. */
-		if (now != NULL && credentials_unchanged(s->gw->creds, now->creds, s->user))
+		/* A gateway that is gone accepts nobody any more. A PAM gateway's
+		 * users are the directory's: a reload does not judge them. */
+		why = now == NULL ? "gateway removed"
+		      : s->gw->creds == NULL
+			      ? NULL
+			      : credentials_revoked(s->gw->creds, now->creds, s->user, time(NULL));
+		if (why == NULL)
 			continue;
 		session_log_fields(s, addr, port, sizeof(addr));
 		log_event(LOG_NOTICE, LOG_EV_REVOKED, "access revoked",
 			  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
 				     {"SOCKGATE_GATEWAY", session_cfg(s)->name},
-				     {"SOCKGATE_USER", s->user},
-				     {"REASON", now == NULL ? "gateway removed"
-							    : "user removed or password changed"}));
+				     {"SOCKGATE_USER", s->user}, {"REASON", why}));
 		session_close(s, "access revoked");
 	}
 }

@@ -403,7 +403,8 @@ static void revoke_on_reload_ends_changed_users(void **state)
 	(void)read_to_eof(alice);
 	(void)read_to_eof(bob);
 	for (int i = 0; i < 2; i++) {
-		assert_int_equal(fixture_log_wait(f, "access revoked", line, sizeof(line)), 0);
+		assert_int_equal(
+			fixture_log_wait(f, "access revoked remote_addr", line, sizeof(line)), 0);
 		assert_true(strstr(line, "user=\"alice\"") != NULL ||
 			    strstr(line, "user=\"bob\"") != NULL);
 	}

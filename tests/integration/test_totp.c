@@ -272,6 +272,49 @@ static void every_failure_takes_the_same_time(void **state)
 	assert_true(timing_alike(medians, names, 4, 0.10));
 }
 
+static int setup_revoke(void **state)
+{
+	return start(state, "penalties = { enabled = false; };\nrevoke_on_reload = true;", "");
+}
+
+/* alice loses her second factor in a reload: her session ends; erin, whose
+ * line did not change, relays on. */
+static void losing_the_second_factor_revokes(void **state)
+{
+	struct fixture *f = *state;
+	char code[16], line[1024], text[16384] = "", l[2048];
+	int alice, erin;
+	FILE *in;
+
+	oathtool_code(SECRET, 0, NULL, 6, code, sizeof(code));
+	alice = login_code(f, "alice", PASSWORD, code);
+	oathtool_code(SECRET2, 0, NULL, 6, code, sizeof(code));
+	erin = login_code(f, "erin", PASSWORD, code);
+	assert_true(alice >= 0 && erin >= 0);
+	in = fopen(f->users, "r");
+	assert_non_null(in);
+	while (fgets(l, sizeof(l), in) != NULL) {
+		/* Her line without its fields: the hash alone. */
+		if (strncmp(l, "alice:", 6) == 0)
+			strcpy(strstr(l, ":totp="), "\n");
+		strcat(text, l);
+	}
+	fclose(in);
+	in = fopen(f->users, "w");
+	assert_non_null(in);
+	fputs(text, in);
+	fclose(in);
+	assert_int_equal(fixture_reload(f), 0);
+	(void)read_to_eof(alice);
+	assert_int_equal(fixture_log_wait(f, "access revoked remote_addr", line, sizeof(line)), 0);
+	assert_non_null(strstr(line, "user=\"alice\""));
+	assert_non_null(strstr(line, "reason=\"second factor removed\""));
+	send_str(erin, "still here\n");
+	expect_str(erin, "I got your message: still here\n");
+	close(alice);
+	close(erin);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -282,6 +325,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(every_failure_looks_the_same, setup, teardown),
 		cmocka_unit_test_setup_teardown(every_failure_takes_the_same_time, setup, teardown),
+		cmocka_unit_test_setup_teardown(losing_the_second_factor_revokes, setup_revoke,
+						teardown),
 	};
 
 	return test_exit(cmocka_run_group_tests_name("totp", tests, NULL, NULL));
