@@ -245,6 +245,8 @@ static const struct section startups_section = { .options = startups_options };
 static const struct option limits_options[] = {
 	{ .name = "auth_queue", .type = OPT_UINT, .min = 1, .max = 100000, .def = 256,
 	  FIELD(struct config_limits, auth_queue) },
+	{ .name = "pam_threads", .type = OPT_UINT, .min = 1, .max = 1024, .def = 16,
+	  FIELD(struct config_limits, pam_threads) },
 	{ .name = "startups", .type = OPT_GROUP, .offset = 0, .sub = &startups_section },
 	{ .name = "per_source_startups", .type = OPT_UINT, .min = 0, .max = 1000000, .def = 10,
 	  FIELD(struct config_limits, per_source_startups) },

@@ -134,11 +134,13 @@ struct config_penalties {
 
 /* Caps that protect the whole daemon. */
 struct config_limits {
-	unsigned auth_queue;          /* password checks waiting, all gateways */
-	unsigned startups_begin;      /* logging-in connections, all gateways: from */
-	unsigned startups_rate;       /* here refuse this % of new ones, rising */
-	unsigned startups_full;       /* to all of them here */
-	unsigned per_source_startups; /* logging-in connections per source; 0 = no cap */
+	unsigned auth_queue;
+	unsigned pam_threads;
+	/* PAM transactions at once */ /* password checks waiting, all gateways */
+	unsigned startups_begin;       /* logging-in connections, all gateways: from */
+	unsigned startups_rate;        /* here refuse this % of new ones, rising */
+	unsigned startups_full;        /* to all of them here */
+	unsigned per_source_startups;  /* logging-in connections per source; 0 = no cap */
 };
 
 /* Lines about connections that never logged in (see lograte.h). */

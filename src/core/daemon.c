@@ -22,6 +22,7 @@
 #include "lograte.h"
 #include "loop.h"
 #include "notify.h"
+#include "pamauth.h"
 #include "penalty.h"
 #include "session.h"
 #include "worker.h"
@@ -42,6 +43,7 @@ struct daemon {
 	unsigned n_workers;
 	struct auth_pool *auth;
 	struct totp_replay *replay; /* verification codes used, across reloads */
+	struct pamauth_pool *pam;   /* PAM transactions of auth = "pam" gateways */
 	struct penalty_table *penalties;
 	struct admission *admission;
 	struct loop_io sig_io;
@@ -590,6 +592,10 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 		.max_queue = d->config->limits.auth_queue,
 		.background = true,
 	};
+	struct pamauth_pool_settings pam = {
+		.threads = d->config->limits.pam_threads,
+		.max_queue = d->config->limits.auth_queue,
+	};
 
 	/* Codes used are remembered for the daemon's life: reloads keep them. */
 	d->replay = totp_replay_create();
@@ -599,6 +605,9 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 	d->auth = auth_pool_create(&auth, err);
 	if (d->auth == NULL)
 		return -1;
+	d->pam = pamauth_pool_create(&pam, err);
+	if (d->pam == NULL)
+		return -1;
 	d->workers = calloc(n, sizeof(*d->workers));
 	if (d->workers == NULL)
 		return errbuf_set(err, "out of memory");
@@ -606,6 +615,7 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 		struct worker_settings ws = {
 			.id = d->n_workers,
 			.auth = d->auth,
+			.pam = d->pam,
 			.penalties = d->penalties,
 			.lograte = d->lograte,
 			.scratch_len = d->config->relay_buffer,
@@ -633,6 +643,8 @@ static void daemon_shutdown(struct daemon *d)
 	d->endpoints = NULL;
 	if (d->auth != NULL)
 		auth_pool_stop(d->auth);
+	if (d->pam != NULL)
+		pamauth_pool_stop(d->pam);
 	for (unsigned i = 0; i < d->n_workers; i++) {
 		worker_stop(d->workers[i], "shutdown");
 		worker_free(d->workers[i]);
@@ -640,6 +652,8 @@ static void daemon_shutdown(struct daemon *d)
 	free(d->workers);
 	auth_pool_free(d->auth);
 	d->auth = NULL;
+	pamauth_pool_free(d->pam);
+	d->pam = NULL;
 	totp_replay_free(d->replay);
 	d->replay = NULL;
 	if (d->loop != NULL) {

@@ -1,8 +1,10 @@
 /* gateway: live gateways and their counters (see gateway.h). */
 #include "gateway.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 /* The TLS contexts of cfg; errors say which gateway. */
 static int gateway_load_tls(struct gateway *gw, const struct config_gateway *cfg, uid_t owner_uid,
@@ -55,11 +57,32 @@ static int gateway_load_tls(struct gateway *gw, const struct config_gateway *cfg
 	return 0;
 }
 
+/* A PAM service that does not exist falls back to PAM's "other" service: a
+ * typo would be a runtime surprise, so it is a load error. */
+static int gateway_check_pam(const struct config_gateway *cfg, struct errbuf *err)
+{
+	static const char *const own[] = {"/etc/pam.d", "/usr/lib/pam.d", "/lib/pam.d"};
+	const char *dir = cfg->pam_config_dir_path;
+	char path[PATH_MAX + 80];
+	struct stat st;
+
+	for (size_t i = 0; i < (dir != NULL ? 1 : sizeof(own) / sizeof(own[0])); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir != NULL ? dir : own[i], cfg->pam_service);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+			return 0;
+	}
+	return errbuf_set(err, "gateway \"%s\": no PAM service \"%s\" in %s", cfg->name,
+			  cfg->pam_service, dir != NULL ? dir : "/etc/pam.d or /usr/lib/pam.d");
+}
+
 struct gateway *gateway_create(struct config *config, const struct config_gateway *cfg,
 			       uid_t owner_uid, const struct gateway *prev, struct errbuf *err)
 {
-	struct gateway *gw = calloc(1, sizeof(*gw));
+	struct gateway *gw;
 
+	if (cfg->authenticate && cfg->auth == CONFIG_AUTH_PAM && gateway_check_pam(cfg, err) < 0)
+		return NULL;
+	gw = calloc(1, sizeof(*gw));
 	if (gw == NULL) {
 		errbuf_set(err, "out of memory");
 		return NULL;

@@ -20,6 +20,8 @@ static enum login_verdict login_on_username(struct login *l, const struct config
 		return LOGIN_ASK;
 	}
 	memcpy(l->job.user, line, len + 1);
+	if (l->pam)
+		return LOGIN_PAM_START;
 	l->step = LOGIN_PASSWORD;
 	*prompt = cfg->password_prompt;
 	return LOGIN_ASK;
@@ -67,7 +69,16 @@ enum login_verdict login_take_line(struct login *l, const struct config_login *c
 		return login_on_username(l, cfg, line, len, prompt);
 	if (l->step == LOGIN_PASSWORD)
 		return login_on_password(l, cfg, line, len, prompt);
+	if (l->step == LOGIN_PAM) {
+		login_keep_secret(l->job.password, sizeof(l->job.password), line, len);
+		return LOGIN_PAM_ANSWER;
+	}
 	return login_on_code(l, cfg, line, len);
+}
+
+void login_await_pam(struct login *l)
+{
+	l->step = LOGIN_PAM;
 }
 
 void login_restart(struct login *l)
@@ -85,6 +96,7 @@ const char *login_step_name(const struct login *l)
 		[LOGIN_USERNAME] = "username",
 		[LOGIN_PASSWORD] = "password",
 		[LOGIN_CODE] = "code",
+		[LOGIN_PAM] = "pam",
 	};
 
 	return (unsigned)l->step < LOGIN__STEPS ? names[l->step] : "?";

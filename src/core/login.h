@@ -14,7 +14,13 @@
 #include "line.h"
 #include "loop.h"
 
-enum login_step { LOGIN_USERNAME = 0, LOGIN_PASSWORD, LOGIN_CODE, LOGIN__STEPS };
+enum login_step {
+	LOGIN_USERNAME = 0,
+	LOGIN_PASSWORD,
+	LOGIN_CODE,
+	LOGIN_PAM, /* a PAM module asked something (pamauth.h) */
+	LOGIN__STEPS
+};
 
 /* A login under way: what it read, what it answered, where it is. The session
  * owns it and wipes it when it ends (it holds a password). */
@@ -23,14 +29,17 @@ struct login {
 	enum login_step step;
 	unsigned failures;       /* attempts answered as wrong */
 	unsigned empty_lines;    /* at the username prompt, over all attempts */
+	bool pam;                /* PAM asks everything after the user name */
 	struct loop_timer delay; /* the pause before a failure answer (the session's) */
 	struct auth_job job;     /* the answers, handed to the password check */
 };
 
 enum login_verdict {
-	LOGIN_ASK,       /* send *prompt (the next step's, or the same one again) */
-	LOGIN_CHECK,     /* every step is answered: check job's user and password */
-	LOGIN_TOO_EMPTY, /* more empty lines than cfg allows: end the connection */
+	LOGIN_ASK,        /* send *prompt (the next step's, or the same one again) */
+	LOGIN_CHECK,      /* every step is answered: check job's user and password */
+	LOGIN_TOO_EMPTY,  /* more empty lines than cfg allows: end the connection */
+	LOGIN_PAM_START,  /* PAM: the user name is in job.user; start the transaction */
+	LOGIN_PAM_ANSWER, /* PAM: the answer to its prompt is in job.password */
 };
 
 /* The prompt of the first step. */
@@ -40,6 +49,9 @@ const char *login_first_prompt(const struct config_login *cfg);
  * answer to the current step. */
 enum login_verdict login_take_line(struct login *l, const struct config_login *cfg, char *line,
 				   size_t len, const char **prompt);
+
+/* A PAM module asked something: the next line answers it. */
+void login_await_pam(struct login *l);
 
 /* After a failure: the dialogue starts over at its first step. */
 void login_restart(struct login *l);

@@ -70,8 +70,9 @@ struct session {
 	struct session *prev, *next;
 	struct session_set *set;
 	struct gateway *gw;
-	struct login *login; /* only while logging in */
-	char *user;          /* once authenticated */
+	struct login *login;     /* only while logging in */
+	struct pamauth_job *pam; /* a PAM gateway's transaction, kept for the next attempt */
+	char *user;              /* once authenticated */
 	struct loop_io client_io, upstream_io;
 	struct transport client, upstream;
 	struct readiness c, u;
@@ -93,6 +94,7 @@ struct session {
 	enum session_state state : 8;
 	bool counted_login;
 	bool counted_user;           /* in the gateway's per-user count */
+	bool pam_busy;               /* the PAM pool holds s->pam until its DONE event */
 	bool connected;              /* the upstream accepted (and its TLS is up) */
 	bool upstream_handshake;     /* the upstream's TLS handshake is under way */
 	bool raw_drain;              /* the client's TLS never started: drain the socket */
@@ -275,6 +277,10 @@ static void session_free(struct session *s)
 		explicit_bzero(s->login, sizeof(*s->login));
 		free(s->login);
 	}
+	if (s->pam != NULL) {
+		explicit_bzero(s->pam, sizeof(*s->pam));
+		free(s->pam);
+	}
 	free(s->user);
 	free(s->close_detail);
 	gateway_unref(s->gw);
@@ -385,6 +391,9 @@ static void session_close(struct session *s, const char *reason)
 		loop_timer_disarm(set->env.loop, &s->login->delay);
 		login_wipe(s->login);
 	}
+	/* PAM stops asking; its DONE event still comes back and frees the hold. */
+	if (s->pam_busy)
+		pamauth_cancel(set->env.pam, s->pam);
 	s->holds++;
 	session_release(s);
 }
@@ -585,6 +594,7 @@ static void session_begin(struct session *s)
 		session_close(s, "out of memory");
 		return;
 	}
+	s->login->pam = cfg->auth == CONFIG_AUTH_PAM;
 	session_enter(s, SESSION_LOGIN);
 	if (session_send(s, login_first_prompt(&cfg->login)) < 0) {
 		session_client_write_failed(s);
@@ -723,19 +733,23 @@ static void session_failure_delay_done(struct loop_timer *t)
 }
 
 /* A failure is answered after a random pause (half to one and a half times
- * failure_delay), which slows guessing and blurs any timing left. */
-static void session_delay_failure(struct session *s)
+ * failure_delay), which slows guessing and blurs any timing left, plus pad_ms
+ * for a check that ended sooner than a real one would have. */
+static void session_delay_failure(struct session *s, uint64_t pad_ms)
 {
 	uint64_t d = session_cfg(s)->login.failure_delay_ms;
 	uint32_t r = 0;
 
-	if (d == 0) {
+	if (d == 0 && pad_ms == 0) {
 		session_answer_failure(s);
 		return;
 	}
-	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
-		r = (uint32_t)loop_clock_ms() * 2654435761u;
-	d = d / 2 + (d * (r % 1000u)) / 1000u;
+	if (d > 0) {
+		if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
+			r = (uint32_t)loop_clock_ms() * 2654435761u;
+		d = d / 2 + (d * (r % 1000u)) / 1000u;
+	}
+	d += pad_ms;
 	if (loop_timer_arm(session_loop(s), &s->login->delay, d, session_failure_delay_done, s) < 0)
 		session_answer_failure(s);
 }
@@ -789,6 +803,16 @@ static void session_logged_in(struct session *s)
 	session_connect_next(s);
 }
 
+/* A failed attempt: logged with why, counted against the source, answered
+ * after the failure delay (and pad_ms). */
+static void session_login_failed(struct session *s, const char *why, uint64_t pad_ms)
+{
+	s->login->failures++;
+	session_log_login(s, LOG_EV_LOGIN_FAILED, s->login->job.user, why);
+	session_penalise(s, PENALTY_AUTHFAIL, "failed login");
+	session_delay_failure(s, pad_ms);
+}
+
 static void session_auth_done(struct loop_task *t)
 {
 	struct session *s = t->arg;
@@ -816,13 +840,11 @@ static void session_auth_done(struct loop_task *t)
 	case AUTH_ERROR:
 		/* A hash crypt cannot use answers as a wrong password would: the
 		 * client must not learn that this user name exists. */
-		login->failures++;
-		session_log_login(s, LOG_EV_LOGIN_FAILED, login->job.user,
-				  login->job.result == AUTH_DENIED
-					  ? login->job.denial
-					  : "password check failed: the user's hash is unusable");
-		session_penalise(s, PENALTY_AUTHFAIL, "failed login");
-		session_delay_failure(s);
+		session_login_failed(s,
+				     login->job.result == AUTH_DENIED
+					     ? login->job.denial
+					     : "password check failed: the user's hash is unusable",
+				     0);
 		return;
 	case AUTH_NO_CREDENTIALS:
 		session_finish(s, "Service unavailable.\n", "gateway removed by a reload");
@@ -851,6 +873,121 @@ static void session_submit_check(struct session *s)
 	s->holds++;
 }
 
+/* ---- PAM ------------------------------------------------------------------ */
+
+/* The transaction's end: as a password check's, with PAM's own words. */
+static void session_pam_done(struct session *s, struct pamauth_job *job)
+{
+	struct login *login = s->login;
+	uint64_t floor;
+
+	switch (job->result) {
+	case PAMAUTH_OK:
+		if (job->pam_user[0] != '\0')
+			memcpy(login->job.user, job->pam_user, sizeof(login->job.user));
+		/* What PAM says on success ("Last login: ...") precedes ours. */
+		if (job->text[0] != '\0' && session_queue(s, job->text) < 0) {
+			session_close(s, "out of memory");
+			return;
+		}
+		session_logged_in(s);
+		return;
+	case PAMAUTH_DENIED:
+	case PAMAUTH_ERROR:
+		/* Whatever PAM said about this failure stays unsaid: every failure
+		 * looks the same. It ends no sooner than the slowest recent check. */
+		floor = pamauth_failure_floor_ms(s->set->env.pam);
+		session_login_failed(s, job->denial,
+				     floor > job->tail_ms ? floor - job->tail_ms : 0);
+		return;
+	case PAMAUTH_CHANGE_PASSWORD:
+		session_log_login(s, LOG_EV_LOGIN_FAILED, login->job.user, job->denial);
+		session_finish(s, "Your password has expired: change it, then log in again.\n",
+			       "password change required");
+		return;
+	case PAMAUTH_CANCELLED:
+		break;
+	}
+	session_finish(s, "Login timed out.\n", job->denial);
+}
+
+/* Runs on the session's loop: PAM asks something, or is done. */
+static void session_pam_event(struct pamauth_job *job, enum pamauth_event ev)
+{
+	struct session *s = job->arg;
+
+	if (ev == PAMAUTH_PROMPT) {
+		/* Closed meanwhile: the cancel is on its way to PAM. */
+		if (s->state != SESSION_VERIFYING)
+			return;
+		if (session_queue(s, job->text) < 0) {
+			session_close(s, "out of memory");
+			return;
+		}
+		login_await_pam(s->login);
+		session_enter(s, SESSION_LOGIN);
+		/* Writes the prompt and takes an answer typed ahead. */
+		session_login_input(s);
+		return;
+	}
+	s->pam_busy = false;
+	if (s->state != SESSION_VERIFYING) {
+		if (job->result == PAMAUTH_DENIED) {
+			session_log_login(s, LOG_EV_LOGIN_FAILED, job->user,
+					  "bad credentials (client gone)");
+			session_penalise(s, PENALTY_AUTHFAIL, "failed login");
+		}
+		session_release(s);
+		return;
+	}
+	s->holds--;
+	session_pam_done(s, job);
+}
+
+/* The user name is in: PAM takes the dialogue from here. */
+static void session_start_pam(struct session *s)
+{
+	const struct config_gateway *cfg = session_cfg(s);
+	struct pamauth_job *job = s->pam;
+	char port[8];
+
+	if (job == NULL) {
+		job = s->pam = calloc(1, sizeof(*job));
+		if (job == NULL) {
+			session_close(s, "out of memory");
+			return;
+		}
+	}
+	job->reply_loop = session_loop(s);
+	job->event = session_pam_event;
+	job->arg = s;
+	job->service = cfg->pam_service;
+	job->config_dir = cfg->pam_config_dir_path;
+	memcpy(job->user, s->login->job.user, sizeof(job->user));
+	session_log_fields(s, job->rhost, port, sizeof(job->rhost));
+	/* No answer is awaited past the grace time (the timer ends the session
+	 * then, and the cancel reaches PAM). */
+	job->deadline_ms = cfg->login.grace_time_ms > 0 ? s->started_ms + cfg->login.grace_time_ms
+							: loop_clock_ms() + 24 * 3600 * 1000u;
+	session_enter(s, SESSION_VERIFYING);
+	if (pamauth_submit(s->set->env.pam, job) < 0) {
+		session_finish(s, "Service busy, try again later.\n", "PAM queue full");
+		return;
+	}
+	s->holds++;
+	s->pam_busy = true;
+}
+
+/* The client's answer to PAM's prompt. */
+static void session_answer_pam(struct session *s)
+{
+	char *answer = s->login->job.password;
+
+	session_enter(s, SESSION_VERIFYING);
+	pamauth_answer(s->set->env.pam, s->pam, answer, strlen(answer));
+	explicit_bzero(answer, sizeof(s->login->job.password));
+}
+
 /* Acts on one login line; what it answers is queued, not yet written. */
 static void session_on_line(struct session *s, char *line, size_t len)
 {
@@ -867,6 +1004,12 @@ static void session_on_line(struct session *s, char *line, size_t len)
 	case LOGIN_TOO_EMPTY:
 		session_login_abandoned(s, "too many empty login lines");
 		session_finish(s, "\nToo many empty lines.\n", "too many empty login lines");
+		return;
+	case LOGIN_PAM_START:
+		session_start_pam(s);
+		return;
+	case LOGIN_PAM_ANSWER:
+		session_answer_pam(s);
 		return;
 	}
 }
@@ -932,6 +1075,10 @@ static void session_login_input(struct session *s)
 			return;
 		}
 		if (n == 0) {
+			/* A client that half-closed after its answers (a script
+			 * piped into nc) still reads: what was answered goes first. */
+			if (s->down.len > 0)
+				(void)relay_flush(&s->down, &s->client, &s->c.wr);
 			session_login_abandoned(s, "client closed during login");
 			session_close(s, "client closed during login");
 			return;

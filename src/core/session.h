@@ -17,6 +17,7 @@
 #include "gateway.h"
 #include "lograte.h"
 #include "loop.h"
+#include "pamauth.h"
 #include "penalty.h"
 
 enum session_state {
@@ -35,6 +36,7 @@ enum session_state {
 struct session_env {
 	struct loop *loop;
 	struct auth_pool *auth;
+	struct pamauth_pool *pam;
 	struct penalty_table *penalties; /* shared by all loops; may be NULL */
 	struct lograte *lograte;         /* shared by all loops; may be NULL */
 	size_t scratch_len;              /* the relay's read buffer, one per set */

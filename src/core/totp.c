@@ -55,7 +55,7 @@ int totp_alg_parse(const char *name, size_t len, enum totp_alg *alg)
 
 int totp_secret_decode(const char *b32, size_t len, struct totp_params *p, struct errbuf *err)
 {
-	char upper[TOTP_BASE32_MAX + 1], *bin = NULL;
+	char upper[TOTP_BASE32_MAX + 8], *bin = NULL; /* room for the padding */
 	size_t n = 0, binlen = 0;
 	int rc;
 

@@ -28,6 +28,7 @@ struct worker *worker_create(const struct worker_settings *set, struct errbuf *e
 	struct worker *w = calloc(1, sizeof(*w));
 	struct session_env env = {
 		.auth = set->auth,
+		.pam = set->pam,
 		.penalties = set->penalties,
 		.lograte = set->lograte,
 		.scratch_len = set->scratch_len,

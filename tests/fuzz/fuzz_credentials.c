@@ -1,8 +1,10 @@
 /* fuzz_credentials: credentials_parse() on arbitrary bytes. A file it accepts is
- * cross-checked (entry count, every user found, credentials_unchanged() against
- * itself) and passwords are verified when the hash is cheap enough for a run to
- * stay fast; the input chooses the user and password in comment lines
- * ("# user: NAME", "# password: TEXT"), which the parser ignores. */
+ * cross-checked (entry count, every user found with its fields, unchanged and
+ * not revoked against itself but for a lock or an expiry) and passwords (and
+ * verification codes) are checked when the hash is cheap enough for a run to
+ * stay fast; the input chooses the user, password and code in comment lines
+ * ("# user: NAME", "# password: TEXT", "# code: DIGITS"), which the parser
+ * ignores. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #define MAX_BCRYPT 5
 #define USER_HINT  "# user: "
 #define PASS_HINT  "# password: "
+#define CODE_HINT  "# code: "
 #define UNKNOWN    "no such user" /* a space: never a valid name */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -68,6 +71,13 @@ static bool next_entry(const char *text, size_t size, size_t *pos, struct view *
 			continue;
 		*name = (struct view){line.p, (size_t)(colon - line.p)};
 		*hash = (struct view){colon + 1, line.len - (size_t)(colon + 1 - line.p)};
+		/* The hash alone: no lock mark before it, no fields after it. */
+		if (hash->len > 1 && hash->p[0] == '!' && hash->p[1] == '$') {
+			hash->p++;
+			hash->len--;
+		}
+		if ((colon = memchr(hash->p, ':', hash->len)) != NULL)
+			hash->len = (size_t)(colon - hash->p);
 		return true;
 	}
 	return false;
@@ -218,6 +228,20 @@ static void check_entries(const struct credentials *c, const char *text, size_t 
 			fail("an entry's user is not found", user);
 		if (!credentials_unchanged(c, c, user))
 			fail("an entry is not unchanged against itself", user);
+		{
+			struct credentials_info info;
+			const char *why = credentials_revoked(c, c, user, 0);
+
+			if (!credentials_user_info(c, user, &info))
+				fail("an entry has no info", user);
+			if ((info.groups == NULL) != (info.groups_len == 0))
+				fail("groups and their length disagree", user);
+			if (why != NULL && strcmp(why, "account locked") != 0 &&
+			    strcmp(why, "account expired") != 0)
+				fail("an entry is revoked against itself", user);
+			if (why != NULL && strcmp(why, "account locked") == 0 && !info.locked)
+				fail("revoked as locked but not locked", user);
+		}
 		free(user);
 	}
 	if (entries != credentials_count(c)) {
@@ -308,6 +332,24 @@ static void check_verify(const struct credentials *c, const char *text, size_t s
 				fail("a wrong password is not denied", user);
 			free(wrong);
 		}
+	}
+	/* A code, checked against the user's secret (or the dummy) at a fixed
+	 * time: any parameters the parser accepted must be usable. */
+	if (known ? hash_cheap(own) : all_cheap) {
+		char *code = hint(text, size, CODE_HINT);
+		struct credentials_request req = {.user = user,
+						  .password = password,
+						  .code = code != NULL ? code : "000000",
+						  .totp_window = 1,
+						  .now = 1000000000};
+		struct credentials_verdict v;
+
+		credentials_check(c, &req, &v);
+		if (v.result == CREDENTIALS_OK && !known)
+			fail("an unknown user passed with a code", user);
+		if (v.result == CREDENTIALS_OK && v.totp_period == 0)
+			fail("a code passed without a period", user);
+		free(code);
 	}
 	if (all_cheap) {
 		r = credentials_verify(c, UNKNOWN, password);

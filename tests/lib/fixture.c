@@ -95,16 +95,20 @@ int fixture_config(struct fixture *f, const char *top, const char *extra)
 {
 	char text[8192];
 
+	char creds[PATH_MAX + 64] = "";
+
+	if (!f->no_credentials)
+		snprintf(creds, sizeof(creds), "  credentials = \"%s\";\n", f->users);
 	snprintf(text, sizeof(text),
 		 "%s\n"
 		 "gateways = ( {\n"
 		 "  name = \"test\";\n"
 		 "  listen = ( \"127.0.0.1:0\", \"[::1]:0\" );\n"
 		 "  upstream = \"127.0.0.1:%d\";\n"
-		 "  credentials = \"%s\";\n"
+		 "%s"
 		 "  %s\n"
 		 "} );\n",
-		 top != NULL ? top : "", f->upstream_port, f->users, extra != NULL ? extra : "");
+		 top != NULL ? top : "", f->upstream_port, creds, extra != NULL ? extra : "");
 	return fixture_write_config(f, text);
 }
 

@@ -6,6 +6,7 @@
 #define SOCKGATE_FIXTURE_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "harness.h"
@@ -23,9 +24,10 @@ struct fixture {
 	struct logtap *log;
 	int notify_fd;
 	char notify_path[128];
-	int port;      /* the first IPv4 listener's port */
-	int port6;     /* the first IPv6 listener's port, or 0 */
-	size_t cursor; /* logtap cursor for fixture_log_wait */
+	int port;            /* the first IPv4 listener's port */
+	int port6;           /* the first IPv6 listener's port, or 0 */
+	size_t cursor;       /* logtap cursor for fixture_log_wait */
+	bool no_credentials; /* fixture_config() names no credentials file (auth = "pam") */
 };
 
 /* Makes the directory and writes users: pairs of user and password, NULL-ended.

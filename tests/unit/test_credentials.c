@@ -45,6 +45,9 @@ static const struct {
 
 static const char *const generated_methods[] = {"$y$", "$2b$", "$6$"};
 
+#define B32_10  "AAAAAAAAAA"
+#define B32_109 B32_10 B32_10 B32_10 B32_10 B32_10 B32_10 B32_10 B32_10 B32_10 B32_10 "AAAAAAAAA"
+
 /* A valid hash for text that must not be quoted in messages. */
 #define H_Y "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$tnSYvahCwPBHKZUspmcxMfb0.WiB9W.zEaKlOBL35rC"
 
@@ -282,6 +285,10 @@ static const struct {
 	{"alice:" H_Y ":totp=JBSWY3DPEHPK3PX1\n", "totp: the TOTP secret is not base32",
 	 "JBSWY3DP"},
 	{"alice:" H_Y ":totp_digits=8\n", "without a totp secret", NULL},
+	/* Base32 of 109 characters (550 bits: 68 bytes), padded to 112 as
+	 * it is decoded: too many bytes, said so (the fuzzer found the padding
+	 * overrunning its buffer). */
+	{"alice:" H_Y ":totp=" B32_109 "\n", "the TOTP secret has 68 bytes", "AAAAAAAA"},
 	{"alice:" H_Y ":totp=JBSWY3DPEHPK3PXP:totp_digits=9\n", "totp_digits is not 6, 7 or 8",
 	 "JBSWY3DP"},
 	{"alice:" H_Y ":totp=JBSWY3DPEHPK3PXP:totp_alg=MD5\n", "totp_alg is not SHA1", "JBSWY3DP"},
