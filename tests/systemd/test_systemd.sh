@@ -441,6 +441,35 @@ out=$(tls_login after-renewal) || fail "sockgate-client --tls after the renewal 
 ok "systemctl reload serves the renewed certificate"
 g timeout 60 systemctl stop sockgate || fail "systemctl stop sockgate failed"
 
+echo "== i. PAM under the hardened unit: pam_pwdfile reading a file handed over by LoadCredential="
+pam_pwdfile=$(g sh -c 'ls /lib/*/security/pam_pwdfile.so /usr/lib/*/security/pam_pwdfile.so 2>/dev/null | head -n 1')
+if [[ -z $pam_pwdfile ]]; then
+	echo "SKIP (in this part): no pam_pwdfile.so (Debian package libpam-pwdfile)"
+else
+	# The shipped service denies everything: a login fails until a stack is chosen.
+	g grep -q '^auth *requisite *pam_deny.so' /etc/pam.d/sockgate ||
+		fail "cmake --install did not install the denying /etc/pam.d/sockgate"
+	g sh -c "printf 'carol:%s\n' \"\$(printf '%s' '$PW' | openssl passwd -6 -stdin)\" >/etc/sockgate/pwdfile"
+	g chmod 0600 /etc/sockgate/pwdfile
+	printf '[Service]\nLoadCredential=pwdfile:/etc/sockgate/pwdfile\n' |
+		g install -m 0644 /dev/stdin /etc/systemd/system/sockgate.service.d/pam.conf
+	g systemctl daemon-reload
+	g sed -i 's|^);$|  , { name = "pam"; listen = "127.0.0.1:2326"; upstream = "127.0.0.1:8080"; auth = "pam";\n      login = { failure_delay = 0; }; }\n);|' /etc/sockgate.conf
+	g timeout 60 systemctl start sockgate || fail "systemctl start sockgate with a PAM gateway failed"
+	out=$(printf 'carol\n%s\nvia-pam\n' "$PW" | g timeout 20 sockgate-client 127.0.0.1 2326 2>&1) || true
+	[[ $out == *"incorrect"* ]] || fail "the shipped PAM service let carol in: $out"
+	printf 'auth required pam_pwdfile.so pwdfile=/run/credentials/sockgate.service/pwdfile\naccount required pam_permit.so\n' |
+		g install -m 0644 /dev/stdin /etc/pam.d/sockgate
+	out=$(printf 'carol\n%s\nvia-pam\n' "$PW" | g timeout 20 sockgate-client 127.0.0.1 2326 2>&1) ||
+		fail "sockgate-client through the PAM gateway failed: $out"
+	[[ $out == *"[up1] I got your message: via-pam"* ]] || fail "no relay after a PAM login; got: $out"
+	inv=$(g systemctl show -P InvocationID sockgate)
+	poll_until 10 has_entries _SYSTEMD_INVOCATION_ID="$inv" MESSAGE_ID=$ID_LOGIN_OK SOCKGATE_GATEWAY=pam ||
+		fail "no login-ok event for the PAM gateway"
+	ok "the hardened unit logs carol in through PAM (pam_pwdfile, a credential file)"
+	g timeout 60 systemctl stop sockgate || fail "systemctl stop sockgate failed"
+fi
+
 guest_stop
 ok "the guest powered off"
 echo "PASS"
