@@ -44,13 +44,17 @@
 
 enum run_flags {
 	RUN_FSIZE_LIMIT = 1 << 0, /* the tool may not write files over 16 bytes */
+	RUN_TTY_STDOUT = 1 << 1,  /* run_tool_tty: stdout is the terminal too */
 };
+
+/* Room for a QR code drawn with three-byte characters. */
+#define RUN_BUF 32768
 
 struct run {
 	int status; /* exit status, or 128 + signal */
-	char out[8192];
-	char err[8192];
-	char tty[8192]; /* what the tool wrote to its terminal (run_tool_tty) */
+	char out[RUN_BUF];
+	char err[RUN_BUF];
+	char tty[RUN_BUF]; /* what the tool wrote to its terminal (run_tool_tty) */
 };
 
 /* One exchange on the tool's terminal: wait for prompt, then type line. */
@@ -121,27 +125,13 @@ static int drain(int out, int err, struct run *r, long long deadline)
 	return 0;
 }
 
-/* Runs the tool with the given arguments (NULL-terminated) and input on stdin
- * (NULL for none, i.e. an empty pipe); under SOCKGATE_TEST_WRAPPER if set, whose
- * verdict on the tool's memory fails the test. */
-static void run_tool(struct run *r, const char *input, unsigned flags, ...)
+/* Runs argv with input on stdin (NULL for none, i.e. an empty pipe). */
+static void run_argv(struct run *r, char *const argv[], const char *input, unsigned flags)
 {
-	const char *const *wrapper = harness_wrapper();
-	char *argv[96];
-	int in[2], out[2], err[2], ws, argc = 0;
+	int in[2], out[2], err[2], ws;
 	long long deadline = now_ms() + TIMEOUT_MS;
-	va_list ap;
 	pid_t pid;
 
-	while (wrapper != NULL && wrapper[argc] != NULL) {
-		argv[argc] = (char *)wrapper[argc];
-		assert_true(++argc < 80);
-	}
-	argv[argc++] = (char *)TOOL;
-	va_start(ap, flags);
-	while ((argv[argc] = va_arg(ap, char *)) != NULL)
-		assert_true(++argc < 95);
-	va_end(ap);
 	memset(r, 0, sizeof(*r));
 	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
 	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
@@ -160,13 +150,35 @@ static void run_tool(struct run *r, const char *input, unsigned flags, ...)
 	if (drain(out[0], err[0], r, deadline) < 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
-		fail_msg("sockgate-passwd did not finish within %d ms", TIMEOUT_MS);
+		fail_msg("%s did not finish within %d ms", argv[0], TIMEOUT_MS);
 	}
 	close(out[0]);
 	close(err[0]);
 	assert_int_equal(waitpid(pid, &ws, 0), pid);
 	r->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-	if (WIFEXITED(ws) && harness_wrapper_failed(r->status))
+}
+
+/* Runs the tool with the given arguments (NULL-terminated) and input on stdin
+ * (NULL for none, i.e. an empty pipe); under SOCKGATE_TEST_WRAPPER if set, whose
+ * verdict on the tool's memory fails the test. */
+static void run_tool(struct run *r, const char *input, unsigned flags, ...)
+{
+	const char *const *wrapper = harness_wrapper();
+	char *argv[96];
+	int argc = 0;
+	va_list ap;
+
+	while (wrapper != NULL && wrapper[argc] != NULL) {
+		argv[argc] = (char *)wrapper[argc];
+		assert_true(++argc < 80);
+	}
+	argv[argc++] = (char *)TOOL;
+	va_start(ap, flags);
+	while ((argv[argc] = va_arg(ap, char *)) != NULL)
+		assert_true(++argc < 95);
+	va_end(ap);
+	run_argv(r, argv, input, flags);
+	if (harness_wrapper_failed(r->status))
 		fail_msg("sockgate-passwd: SOCKGATE_TEST_WRAPPER found errors (exit code %d):\n%s",
 			 r->status, r->err);
 }
@@ -187,11 +199,13 @@ static int take(int fd, char *buf, size_t cap)
 }
 
 /* Runs the tool with a new pseudo-terminal as its controlling terminal (so it
- * prompts on /dev/tty, as for a person) and stdin from /dev/null. For each step,
+ * prompts on /dev/tty, as for a person), stdin from /dev/null and, with
+ * RUN_TTY_STDOUT in flags, stdout on the terminal as well. For each step,
  * waits until the terminal shows the step's prompt, then types its line; after
  * the last, any further prompt fails the test at once rather than leaving the
  * tool waiting. Arguments as for run_tool(). */
-static void run_tool_tty(struct run *r, const struct tty_step *steps, size_t nsteps, ...)
+static void run_tool_tty(struct run *r, unsigned flags, const struct tty_step *steps, size_t nsteps,
+			 ...)
 {
 	const char *const *wrapper = harness_wrapper();
 	char *argv[96], name[128], *bufs[3] = {r->tty, r->out, r->err};
@@ -232,8 +246,8 @@ static void run_tool_tty(struct run *r, const struct tty_step *steps, size_t nst
 		 * becomes its controlling terminal. */
 		setsid();
 		tty = open(name, O_RDWR | O_CLOEXEC);
-		if (tty < 0 || in < 0 || dup2(in, 0) < 0 || dup2(out[1], 1) < 0 ||
-		    dup2(err[1], 2) < 0)
+		if (tty < 0 || in < 0 || dup2(in, 0) < 0 ||
+		    dup2((flags & RUN_TTY_STDOUT) ? tty : out[1], 1) < 0 || dup2(err[1], 2) < 0)
 			_exit(126);
 		execv(argv[0], argv);
 		_exit(127);
@@ -279,9 +293,20 @@ static void run_tool_tty(struct run *r, const struct tty_step *steps, size_t nst
 			fail_msg("sockgate-passwd asked again after the last line: %s", shown);
 		}
 	}
-	if (fds[0] >= 0)
-		close(fds[0]);
+	/* The tool is done with the terminal; what it wrote may still be on the
+	 * way. With the last slave closed, the master reads all of it, then EIO. */
 	close(slave);
+	while (fds[0] >= 0) {
+		struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+		long long left = deadline - now_ms();
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+			fail_msg("the terminal did not reach its end within %d ms", TIMEOUT_MS);
+		if (take(fds[0], r->tty, sizeof(r->tty)) < 0) {
+			close(fds[0]);
+			fds[0] = -1;
+		}
+	}
 	assert_int_equal(waitpid(pid, &ws, 0), pid);
 	r->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
 	if (WIFEXITED(ws) && harness_wrapper_failed(r->status))
@@ -539,7 +564,7 @@ static void test_bcrypt_refuses_over_72_bytes_tty(void **state)
 
 	file_put(f->path, "bob:" H6 "\n", 0600);
 	password_line(pw, 72, 'A');
-	run_tool_tty(&r, steps, 2, "-m", "bcrypt", f->path, "alice", NULL);
+	run_tool_tty(&r, 0, steps, 2, "-m", "bcrypt", f->path, "alice", NULL);
 	expect_status(&r, 0, NULL);
 	run_tool(&r, pw, 0, "-v", "--stdin", f->path, "alice", NULL);
 	expect_status(&r, 0, NULL);
@@ -547,7 +572,7 @@ static void test_bcrypt_refuses_over_72_bytes_tty(void **state)
 	snapshot_take(f->path, &before);
 	password_line(pw, 73, 'A');
 	/* One step: a second prompt fails the test at once. */
-	run_tool_tty(&r, steps, 1, "-m", "bcrypt", f->path, "alice", NULL);
+	run_tool_tty(&r, 0, steps, 1, "-m", "bcrypt", f->path, "alice", NULL);
 	expect_status(&r, 1, "password is 73 bytes; bcrypt uses only the first 72");
 	assert_null(strstr(r.tty, "Retype"));
 	snapshot_expect_same(f->path, &before);
@@ -876,6 +901,612 @@ static void test_usage(void **state)
 	}
 }
 
+/* ---- account attributes: fields, locks and TOTP secrets ------------------ */
+
+/* A secret in the shape the tool writes it, and the same in lower case with
+ * padding, as an app or another system may hand it over. */
+#define SECRET    "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+#define SECRET_LC "jbswy3dpehpk3pxpjbswy3dpehpk3pxp===="
+
+/* The secret=... parameter of the otpauth:// URI in text. */
+static void uri_secret(const char *text, char *secret, size_t size)
+{
+	const char *p = strstr(text, "?secret=");
+	size_t n;
+
+	if (p == NULL)
+		fail_msg("no otpauth URI with a secret in: %s", text);
+	p += strlen("?secret=");
+	n = strcspn(p, "&");
+	assert_true(n >= 16 && n < size);
+	memcpy(secret, p, n);
+	secret[n] = '\0';
+}
+
+/* The code oathtool computes now for secret (then its options: --totp[=MODE]
+ * and others, NULL-ended). */
+static void oathtool_code(const char *secret, char *code, size_t size, ...)
+{
+	static const char oathtool[] = "/usr/bin/oathtool";
+	char *argv[12];
+	const char *opt;
+	struct run *r = calloc(1, sizeof(*r));
+	int argc = 0;
+	va_list ap;
+
+	assert_non_null(r);
+	argv[argc++] = (char *)oathtool;
+	va_start(ap, size);
+	while ((opt = va_arg(ap, const char *)) != NULL && argc < 9)
+		argv[argc++] = (char *)opt;
+	va_end(ap);
+	argv[argc++] = (char *)"-b";
+	argv[argc++] = (char *)secret;
+	argv[argc] = NULL;
+	run_argv(r, argv, NULL, 0);
+	if (r->status != 0)
+		fail_msg("oathtool: exit %d: %s", r->status, r->err);
+	assert_true(strlen(r->out) > 6 && strlen(r->out) < size);
+	strcpy(code, r->out);
+	code[strcspn(code, "\n")] = '\0';
+	free(r);
+}
+
+/* Whether the core, reading the file as the tool left it, accepts user's
+ * password with code. */
+static enum credentials_result login_check(const char *path, const char *user, const char *password,
+					   const char *code)
+{
+	struct credentials_request req = {
+		.user = user, .password = password, .code = code, .totp_window = 1};
+	struct credentials_verdict v;
+	struct credentials *c;
+	struct errbuf err;
+	char text[4096];
+	size_t len = file_get(path, text, sizeof(text));
+
+	c = credentials_parse(path, text, len, &err);
+	if (c == NULL)
+		fail_msg("the core refuses %s: %s", path, err.msg);
+	req.now = time(NULL);
+	credentials_check(c, &req, &v);
+	credentials_unref(c);
+	return v.result;
+}
+
+static void skip_without_oathtool(void)
+{
+	if (access("/usr/bin/oathtool", X_OK) != 0)
+		test_skip("no /usr/bin/oathtool (Debian package oathtool)");
+}
+
+/* Setting a password keeps every field of the entry and its lock: a locked
+ * account stays locked until -U, and the other lines stay byte for byte. */
+static void test_password_change_keeps_fields(void **state)
+{
+	static const char fields[] =
+		":expires=2027-01-31:groups=ops,dev:totp=" SECRET ":totp_digits=8\r\n";
+	struct fixture *f = *state;
+	char text[4096], msg[256];
+	const char *hash_end;
+	struct run r;
+
+	snprintf(text, sizeof(text), "# users\nalice:!" H6 "%sbob:" H5 "\n", fields);
+	file_put(f->path, text, 0600);
+	run_tool(&r, "new pw\n", 0, "--stdin", f->path, "alice", NULL);
+	expect_status(&r, 0, "alice stays locked; -U unlocks");
+	snprintf(msg, sizeof(msg), "Updated password for alice in %s\n", f->path);
+	assert_string_equal(r.out, msg);
+
+	file_get(f->path, text, sizeof(text));
+	assert_int_equal(strncmp(text, "# users\nalice:!$y$", 18), 0);
+	hash_end = strchr(text + 18, ':');
+	assert_non_null(hash_end);
+	assert_int_equal(strncmp(hash_end, fields, strlen(fields)), 0);
+	assert_string_equal(hash_end + strlen(fields), "bob:" H5 "\n");
+	/* The new password is hers; the account is still locked. */
+	assert_int_equal(login_check(f->path, "alice", "new pw", NULL), CREDENTIALS_DENIED);
+	run_tool(&r, "new pw\n", 0, "-v", "--stdin", f->path, "alice", NULL);
+	expect_status(&r, 0, "alice is locked (-U unlocks the account)");
+	run_tool(&r, NULL, 0, "-U", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	assert_int_equal(login_check(f->path, "alice", "new pw", NULL), CREDENTIALS_OK);
+	expect_dir_holds(f->dir, "users", NULL);
+}
+
+/* A password set over a broken field (a plaintext password with a ':') drops
+ * what cannot be a field, and says so without quoting it. */
+static void test_password_repairs_broken_entry(void **state)
+{
+	struct fixture *f = *state;
+	char text[1024];
+	struct run r;
+
+	file_put(f->path, "alice:s3cr:3tZ:groups=ops\n", 0600);
+	run_tool(&r, "pw\n", 0, "--stdin", f->path, "alice", NULL);
+	expect_status(&r, 0, "dropped 1 part after alice's old password field");
+	assert_null(strstr(r.err, "s3cr"));
+	assert_null(strstr(r.err, "3tZ"));
+	file_get(f->path, text, sizeof(text));
+	assert_int_equal(strncmp(text, "alice:$y$", 9), 0);
+	assert_non_null(strstr(text, ":groups=ops\n"));
+	assert_null(strstr(text, "3tZ"));
+	assert_int_equal(login_check(f->path, "alice", "pw", NULL), CREDENTIALS_OK);
+}
+
+/* --totp: a new secret, stored with the user, shown as an otpauth URI on
+ * stdout and nowhere else; oathtool's code from the URI's secret logs in. */
+static void test_totp_enrol(void **state)
+{
+	struct fixture *f = *state;
+	char text[4096], secret[128], secret2[128], code[32], field[256], expect[512];
+	struct run r;
+
+	skip_without_oathtool();
+	file_put(f->path, "bob:" H6 "\n", 0600);
+	run_tool(&r, "pw\n", 0, "--stdin", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	run_tool(&r, NULL, 0, "--totp", f->path, "alice", NULL);
+	expect_status(&r, 0, "Added a TOTP secret for alice in ");
+	uri_secret(r.out, secret, sizeof(secret));
+	/* 20 random bytes are 32 base32 characters, without padding. */
+	assert_int_equal(strlen(secret), 32);
+	assert_int_equal(strspn(secret, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"), 32);
+	snprintf(expect, sizeof(expect),
+		 "otpauth://totp/sockgate:alice?secret=%s&issuer=sockgate&algorithm=SHA1"
+		 "&digits=6&period=30\n",
+		 secret);
+	/* The URI alone: stdout is a pipe, so no QR code. */
+	assert_string_equal(r.out, expect);
+	assert_null(strstr(r.err, secret));
+	file_get(f->path, text, sizeof(text));
+	snprintf(field, sizeof(field), ":totp=%s\n", secret);
+	assert_non_null(strstr(text, field));
+	assert_int_equal(strncmp(text, "bob:" H6 "\n", strlen("bob:" H6 "\n")), 0);
+
+	oathtool_code(secret, code, sizeof(code), "--totp", NULL);
+	assert_int_equal(strlen(code), 6);
+	assert_int_equal(login_check(f->path, "alice", "pw", code), CREDENTIALS_OK);
+	assert_int_equal(login_check(f->path, "alice", "wrong", code), CREDENTIALS_DENIED);
+
+	/* Again, with other parameters: a new secret replaces the old one. */
+	run_tool(&r, NULL, 0, "--totp", "--totp-algorithm", "sha256", "--totp-digits", "8",
+		 "--totp-period", "60", "--issuer", "Acme Corp", f->path, "alice", NULL);
+	expect_status(&r, 0, "Replaced alice's TOTP secret in ");
+	uri_secret(r.out, secret2, sizeof(secret2));
+	assert_string_not_equal(secret, secret2);
+	snprintf(expect, sizeof(expect),
+		 "otpauth://totp/Acme%%20Corp:alice?secret=%s&issuer=Acme%%20Corp"
+		 "&algorithm=SHA256&digits=8&period=60\n",
+		 secret2);
+	assert_string_equal(r.out, expect);
+	assert_null(strstr(r.err, secret2));
+	file_get(f->path, text, sizeof(text));
+	snprintf(field, sizeof(field), ":totp=%s:totp_alg=SHA256:totp_digits=8:totp_period=60\n",
+		 secret2);
+	assert_non_null(strstr(text, field));
+	assert_null(strstr(text, secret));
+	oathtool_code(secret2, code, sizeof(code), "--totp=sha256", "--digits=8",
+		      "--time-step-size=60s", NULL);
+	assert_int_equal(strlen(code), 8);
+	assert_int_equal(login_check(f->path, "alice", "pw", code), CREDENTIALS_OK);
+	expect_dir_holds(f->dir, "users", NULL);
+}
+
+/* A user added with a password and a secret in one run (--stdin). */
+static void test_totp_with_new_user(void **state)
+{
+	struct fixture *f = *state;
+	char secret[128], code[32];
+	struct stat st;
+	struct run r;
+
+	skip_without_oathtool();
+	run_tool(&r, "pw\n", 0, "-c", "--stdin", "--totp", "--groups", "ops", f->path, "carol",
+		 NULL);
+	expect_status(&r, 0, "Added password for carol in ");
+	assert_non_null(strstr(r.err, "Added a TOTP secret for carol"));
+	/* Messages go to stderr: stdout is the URI's alone. */
+	assert_int_equal(strncmp(r.out, "otpauth://totp/sockgate:carol?secret=", 37), 0);
+	assert_ptr_equal(strchr(r.out, '\n'), r.out + strlen(r.out) - 1);
+	uri_secret(r.out, secret, sizeof(secret));
+	assert_null(strstr(r.err, secret));
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	oathtool_code(secret, code, sizeof(code), "--totp", NULL);
+	assert_int_equal(login_check(f->path, "carol", "pw", code), CREDENTIALS_OK);
+}
+
+/* --totp-secret imports a secret, normalised; the secret shows in the URI
+ * only, never on stderr, not even when it is refused. */
+static void test_totp_secret_import(void **state)
+{
+	struct fixture *f = *state;
+	char text[2048], code[32];
+	struct snapshot before;
+	struct run r;
+
+	skip_without_oathtool();
+	file_put(f->path, "alice:" H6 "\n", 0600);
+	run_tool(&r, NULL, 0, "--totp-secret", SECRET_LC, f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	file_get(f->path, text, sizeof(text));
+	assert_string_equal(text, "alice:" H6 ":totp=" SECRET "\n");
+	assert_non_null(strstr(r.out, "?secret=" SECRET "&"));
+	assert_null(strstr(r.err, SECRET));
+	assert_null(strstr(r.err, SECRET_LC));
+	oathtool_code(SECRET, code, sizeof(code), "--totp", NULL);
+	assert_int_equal(login_check(f->path, "alice", "Hello world!", code), CREDENTIALS_OK);
+
+	/* Refusals leave the file alone and quote nothing of the secret. */
+	snapshot_take(f->path, &before);
+	run_tool(&r, NULL, 0, "--totp-secret", "NOT-BASE32-ZZ1", f->path, "alice", NULL);
+	expect_status(&r, 2, "--totp-secret: the TOTP secret is not base32");
+	assert_null(strstr(r.err, "NOT-BASE32"));
+	run_tool(&r, NULL, 0, "--totp-secret", "JBSWY3DP", f->path, "alice", NULL);
+	expect_status(&r, 2, "the TOTP secret has 5 bytes");
+	assert_null(strstr(r.err, "JBSWY3DP"));
+	run_tool(&r, NULL, 0, "--totp-secret", SECRET, f->path, "carol", NULL);
+	expect_status(&r, 1, "no user carol (add the user with a password first)");
+	assert_null(strstr(r.err, SECRET));
+	assert_string_equal(r.out, "");
+	run_tool(&r, NULL, 0, "--totp", f->path, "carol", NULL);
+	expect_status(&r, 1, "no user carol");
+	assert_string_equal(r.out, "");
+	snapshot_expect_same(f->path, &before);
+	expect_dir_holds(f->dir, "users", NULL);
+}
+
+/* A QR code when stdout is a terminal: half blocks with a light quiet zone,
+ * the three finder patterns where a scanner looks for them. */
+#define QR_MAX 256
+
+struct qr_grid {
+	int w, h;                   /* in modules, margin included */
+	bool light[QR_MAX][QR_MAX]; /* [y][x] */
+};
+
+static void qr_parse(const char *text, struct qr_grid *g)
+{
+	memset(g, 0, sizeof(*g));
+	while (*text != '\0') {
+		size_t len = strcspn(text, "\n");
+		const char *p = text, *end = text + len;
+		bool top[QR_MAX], bottom[QR_MAX], cells = len > 0;
+		int x = 0;
+
+		if (end > text && end[-1] == '\r')
+			end--;
+		while (p < end && cells && x < QR_MAX) {
+			if (*p == ' ') {
+				top[x] = bottom[x] = false;
+				p++;
+			} else if (end - p >= 3 && memcmp(p, "\xe2\x96", 2) == 0 &&
+				   (p[2] == '\x80' || p[2] == '\x84' || p[2] == '\x88')) {
+				top[x] = p[2] != '\x84';
+				bottom[x] = p[2] != '\x80';
+				p += 3;
+			} else {
+				cells = false;
+			}
+			x++;
+		}
+		if (cells && p == end && x > 0) {
+			if (g->w == 0)
+				g->w = x;
+			assert_int_equal(x, g->w);
+			assert_true(g->h + 2 <= QR_MAX);
+			memcpy(g->light[g->h++], top, sizeof(top));
+			memcpy(g->light[g->h++], bottom, sizeof(bottom));
+		}
+		text += len + (text[len] == '\n');
+	}
+}
+
+static void qr_expect_finder(const struct qr_grid *g, int x0, int y0)
+{
+	for (int dy = 0; dy < 7; dy++) {
+		for (int dx = 0; dx < 7; dx++) {
+			bool dark = dx == 0 || dx == 6 || dy == 0 || dy == 6 ||
+				    (dx >= 2 && dx <= 4 && dy >= 2 && dy <= 4);
+
+			if (g->light[y0 + dy][x0 + dx] == dark)
+				fail_msg("module (%d,%d) of the finder at (%d,%d) is %s", dx, dy,
+					 x0, y0, dark ? "light" : "dark");
+		}
+	}
+}
+
+static void test_totp_qr_on_terminal(void **state)
+{
+	struct fixture *f = *state;
+	struct qr_grid *g = calloc(1, sizeof(*g));
+	char secret[128];
+	struct run r;
+	int n;
+
+	assert_non_null(g);
+	file_put(f->path, "alice:" H6 "\n", 0600);
+	run_tool_tty(&r, RUN_TTY_STDOUT, NULL, 0, "--totp", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	assert_string_equal(r.out, "");
+	uri_secret(r.tty, secret, sizeof(secret));
+	assert_null(strstr(r.err, secret));
+	assert_non_null(strstr(r.tty, "\xe2\x96\x80")); /* ▀ */
+	assert_non_null(strstr(r.tty, "\xe2\x96\x84")); /* ▄ */
+	assert_non_null(strstr(r.tty, "\xe2\x96\x88")); /* █ */
+
+	qr_parse(r.tty, g);
+	/* Square, QR_QUIET (4) light modules each side, a version's width. */
+	n = g->w - 8;
+	assert_true(n >= 21 && (n - 21) % 4 == 0);
+	assert_int_equal(g->h, g->w + 1); /* rows in pairs: the last half is background */
+	for (int i = 0; i < g->w; i++) {
+		for (int m = 0; m < 4; m++) {
+			assert_true(g->light[m][i] && g->light[g->w - 1 - m][i]);
+			assert_true(g->light[i][m] && g->light[i][g->w - 1 - m]);
+		}
+	}
+	qr_expect_finder(g, 4, 4);
+	qr_expect_finder(g, 4 + n - 7, 4);
+	qr_expect_finder(g, 4, 4 + n - 7);
+	free(g);
+}
+
+/* --totp-remove drops the secret and its parameters, nothing else; a second
+ * time is a note, and the file is not even rewritten. */
+static void test_totp_remove(void **state)
+{
+	struct fixture *f = *state;
+	char text[2048];
+	struct snapshot before;
+	struct run r;
+
+	file_put(f->path,
+		 "alice:" H6 ":totp_alg=SHA512:expires=2030-01-01:totp=" SECRET
+		 ":totp_period=60\nbob:" H5 ":totp=" SECRET "\n",
+		 0600);
+	run_tool(&r, NULL, 0, "--totp-remove", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	assert_non_null(strstr(r.out, "Removed alice's TOTP secret in "));
+	file_get(f->path, text, sizeof(text));
+	assert_string_equal(text, "alice:" H6 ":expires=2030-01-01\nbob:" H5 ":totp=" SECRET "\n");
+	snapshot_take(f->path, &before);
+	run_tool(&r, NULL, 0, "--totp-remove", f->path, "alice", NULL);
+	expect_status(&r, 0, "note: alice has no TOTP secret");
+	snapshot_expect_same(f->path, &before);
+}
+
+/* -L puts shadow(5)'s '!' before the hash, -U takes it away; each is a note
+ * the second time, with the file untouched. */
+static void test_lock_unlock(void **state)
+{
+	static const char orig[] = "# x\nalice:" H6 ":groups=ops\r\nbob:" H5 "\n";
+	struct fixture *f = *state;
+	char text[2048];
+	struct snapshot before;
+	struct run r;
+
+	file_put(f->path, orig, 0640);
+	run_tool(&r, NULL, 0, "-L", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	assert_non_null(strstr(r.out, "Locked alice in "));
+	file_get(f->path, text, sizeof(text));
+	assert_string_equal(text, "# x\nalice:!" H6 ":groups=ops\r\nbob:" H5 "\n");
+	assert_int_equal(login_check(f->path, "alice", "Hello world!", NULL), CREDENTIALS_DENIED);
+
+	snapshot_take(f->path, &before);
+	run_tool(&r, NULL, 0, "--lock", f->path, "alice", NULL);
+	expect_status(&r, 0, "note: alice is locked already");
+	assert_non_null(strstr(r.out, "No change to alice"));
+	snapshot_expect_same(f->path, &before);
+
+	run_tool(&r, NULL, 0, "-U", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	assert_non_null(strstr(r.out, "Unlocked alice in "));
+	file_get(f->path, text, sizeof(text));
+	assert_string_equal(text, orig);
+	assert_int_equal(login_check(f->path, "alice", "Hello world!", NULL), CREDENTIALS_OK);
+	snapshot_take(f->path, &before);
+	run_tool(&r, NULL, 0, "--unlock", f->path, "alice", NULL);
+	expect_status(&r, 0, "note: alice is not locked");
+	snapshot_expect_same(f->path, &before);
+	assert_int_equal(before.st.st_mode & 07777, 0640);
+
+	run_tool(&r, NULL, 0, "-L", f->path, "carol", NULL);
+	expect_status(&r, 1, "no user carol");
+	snapshot_expect_same(f->path, &before);
+}
+
+/* --expires and --groups set, replace in place and remove their fields, and
+ * refuse values the parser would. */
+static void test_expires_and_groups(void **state)
+{
+	static const char *const bad_dates[] = {"2027-02-30", "27-01-31",   "2027-1-31",
+						"tomorrow",   "1969-12-31", ""};
+	static const char *const bad_groups[] = {"ops,ops", "a b", "ops,", ",ops", "é"};
+	struct fixture *f = *state;
+	char text[2048];
+	struct snapshot before;
+	struct run r;
+
+	file_put(f->path, "alice:" H6 ":totp=" SECRET "\nbob:" H6 "\n", 0600);
+	run_tool(&r, NULL, 0, "--expires", "2027-01-31", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	assert_non_null(strstr(r.out, "Set alice's expiry date to 2027-01-31 in "));
+	run_tool(&r, NULL, 0, "--groups", "ops,dev", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	file_get(f->path, text, sizeof(text));
+	assert_string_equal(text, "alice:" H6 ":totp=" SECRET
+				  ":expires=2027-01-31:groups=ops,dev\nbob:" H6 "\n");
+
+	/* Replaced where they stand. */
+	run_tool(&r, NULL, 0, "--expires", "2028-02-29", "--groups", "admin", f->path, "alice",
+		 NULL);
+	expect_status(&r, 0, NULL);
+	file_get(f->path, text, sizeof(text));
+	assert_string_equal(text, "alice:" H6 ":totp=" SECRET
+				  ":expires=2028-02-29:groups=admin\nbob:" H6 "\n");
+
+	snapshot_take(f->path, &before);
+	for (size_t i = 0; i < sizeof(bad_dates) / sizeof(bad_dates[0]); i++) {
+		run_tool(&r, NULL, 0, "--expires", bad_dates[i], f->path, "alice", NULL);
+		expect_status(&r, 2, "--expires: ");
+	}
+	for (size_t i = 0; i < sizeof(bad_groups) / sizeof(bad_groups[0]); i++) {
+		run_tool(&r, NULL, 0, "--groups", bad_groups[i], f->path, "alice", NULL);
+		expect_status(&r, 2, "--groups: ");
+	}
+	run_tool(&r, NULL, 0, "--expires", "2027-01-31", f->path, "carol", NULL);
+	expect_status(&r, 1, "no user carol");
+	snapshot_expect_same(f->path, &before);
+
+	/* A date that has come is written, with a note: a way to turn an
+	 * account off on a known day, or now. */
+	run_tool(&r, NULL, 0, "--expires", "2020-01-01", f->path, "bob", NULL);
+	expect_status(&r, 0, "2020-01-01 has come: bob is refused from now on");
+	assert_int_equal(login_check(f->path, "bob", "Hello world!", NULL), CREDENTIALS_DENIED);
+
+	run_tool(&r, NULL, 0, "--expires", "never", "--groups", "", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	assert_non_null(strstr(r.out, "Removed alice's expiry date in "));
+	assert_non_null(strstr(r.out, "Removed alice's groups in "));
+	file_get(f->path, text, sizeof(text));
+	assert_string_equal(text, "alice:" H6 ":totp=" SECRET "\nbob:" H6 ":expires=2020-01-01\n");
+	snapshot_take(f->path, &before);
+	run_tool(&r, NULL, 0, "--expires", "never", "--groups", "", f->path, "alice", NULL);
+	expect_status(&r, 0, "note: alice has no expiry date");
+	assert_non_null(strstr(r.err, "note: alice has no groups"));
+	snapshot_expect_same(f->path, &before);
+	expect_dir_holds(f->dir, "users", NULL);
+}
+
+/* Several changes in one run are one write; a change that would leave an
+ * entry sockgate refuses is not made, and the message quotes nothing of it. */
+static void test_changes_combined_and_checked(void **state)
+{
+	struct fixture *f = *state;
+	char text[2048];
+	struct snapshot before;
+	struct run r;
+
+	file_put(f->path, "alice:" H6 "\ndave:plaintext-pw\n", 0600);
+	run_tool(&r, NULL, 0, "-L", "--expires", "2030-06-01", "--groups", "ops", f->path, "alice",
+		 NULL);
+	/* dave's line is another's problem: a warning, as for a password. */
+	expect_status(&r, 0, "warning: ");
+	file_get(f->path, text, sizeof(text));
+	assert_string_equal(text,
+			    "alice:!" H6 ":expires=2030-06-01:groups=ops\ndave:plaintext-pw\n");
+
+	snapshot_take(f->path, &before);
+	run_tool(&r, NULL, 0, "-L", f->path, "dave", NULL);
+	expect_status(&r, 1, "sockgate refuses dave's entry as it stands");
+	assert_null(strstr(r.err, "plaintext-pw"));
+	snapshot_expect_same(f->path, &before);
+
+	/* A password repairs it, and may come with changes (--stdin). */
+	run_tool(&r, "pw\n", 0, "--stdin", "-m", "sha512", "-L", f->path, "dave", NULL);
+	expect_status(&r, 0, NULL);
+	assert_non_null(strstr(r.out, "Updated password for dave in "));
+	assert_non_null(strstr(r.out, "Locked dave in "));
+	assert_null(strstr(r.err, "sockgate will refuse"));
+	file_get(f->path, text, sizeof(text));
+	assert_non_null(strstr(text, "\ndave:!$6$"));
+}
+
+/* A secret in a file others can read is theirs too: the tool says so. */
+static void test_totp_readable_file_warns(void **state)
+{
+	struct fixture *f = *state;
+	struct run r;
+
+	file_put(f->path, "alice:" H6 "\n", 0600);
+	run_tool(&r, NULL, 0, "--totp", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	assert_null(strstr(r.err, "readable"));
+	assert_int_equal(chmod(f->path, 0640), 0);
+	run_tool(&r, NULL, 0, "--totp", f->path, "alice", NULL);
+	expect_status(&r, 0,
+		      "is readable by group or others (mode 0640), and so is alice's "
+		      "TOTP secret");
+	/* Other changes keep quiet about it. */
+	run_tool(&r, NULL, 0, "-L", f->path, "alice", NULL);
+	expect_status(&r, 0, NULL);
+	assert_null(strstr(r.err, "readable"));
+}
+
+/* -l: the name, then the state, tab-separated, in file order. */
+static void test_list_state(void **state)
+{
+	struct fixture *f = *state;
+	struct run r;
+
+	file_put(f->path,
+		 "# users\n"
+		 "carol:" H6 "\n"
+		 "alice:!" H6 ":groups=ops,dev:expires=2027-01-31:totp=" SECRET "\r\n"
+		 "bob:" H5 ":totp=" SECRET ":totp_alg=SHA512:totp_digits=8:totp_period=60\n"
+		 "dave:!" H5 "\n",
+		 0600);
+	run_tool(&r, NULL, 0, "-l", f->path, NULL);
+	expect_status(&r, 0, NULL);
+	assert_string_equal(r.out, "carol\n"
+				   "alice\ttotp(SHA1,6,30)\tlocked\texpires=2027-01-31\t"
+				   "groups=ops,dev\n"
+				   "bob\ttotp(SHA512,8,60)\n"
+				   "dave\tlocked\n");
+	assert_null(strstr(r.out, SECRET));
+	assert_string_equal(r.err, "");
+}
+
+/* Combinations that mean nothing are usage errors, and touch nothing. */
+static void test_usage_changes(void **state)
+{
+	static const struct {
+		const char *args[6];
+		const char *why;
+	} cases[] = {
+		{{"-D", "-L", "F", "u"}, "do not combine with -D, -v or -l"},
+		{{"-v", "--totp", "F", "u"}, "do not combine with -D, -v or -l"},
+		{{"-l", "--groups", "ops", "F"}, "do not combine with -D, -v or -l"},
+		{{"-L", "-U", "F", "u"}, "use only one of -L and -U"},
+		{{"--totp", "--totp-remove", "F", "u"}, "use only one of"},
+		{{"--totp-remove", "--totp-secret", SECRET, "F", "u"}, "use only one of"},
+		{{"--totp-digits", "8", "F", "u"}, "only apply with --totp"},
+		{{"--issuer", "x", "-L", "F", "u"}, "only apply with --totp"},
+		{{"-m", "bcrypt", "-L", "F", "u"}, "-m applies to a new password"},
+		{{"--totp", "--totp-digits", "9", "F", "u"}, "--totp-digits: 9 is not 6, 7 or 8"},
+		{{"--totp", "--totp-period", "5", "F", "u"}, "--totp-period: 5 is not 10 to 300"},
+		{{"--totp", "--totp-period", "30s", "F", "u"}, "--totp-period"},
+		{{"--totp", "--totp-algorithm", "MD5", "F", "u"}, "--totp-algorithm"},
+		{{"--totp", "--issuer", "a:b", "F", "u"}, "--issuer: "},
+		{{"--totp", "--issuer", "", "F", "u"}, "--issuer: "},
+		{{"--totp", "F", NULL}, "usage: "},
+	};
+	struct fixture *f = *state;
+	struct snapshot before;
+
+	file_put(f->path, "u:" H6 "\n", 0600);
+	snapshot_take(f->path, &before);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *args[6];
+		struct run r;
+
+		for (size_t j = 0; j < 6; j++)
+			args[j] = cases[i].args[j] != NULL && strcmp(cases[i].args[j], "F") == 0
+					  ? f->path
+					  : cases[i].args[j];
+		run_tool(&r, NULL, 0, args[0], args[1], args[2], args[3], args[4], args[5], NULL);
+		if (r.status != 2 || strstr(r.err, cases[i].why) == NULL)
+			fail_msg("case %zu: exit %d, expected 2 and \"%s\"; stderr: %s", i,
+				 r.status, cases[i].why, r.err);
+		assert_string_equal(r.out, "");
+		assert_null(strstr(r.err, SECRET));
+	}
+	snapshot_expect_same(f->path, &before);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
@@ -896,6 +1527,19 @@ int main(void)
 		T(test_no_leftovers),
 		T(test_symlink),
 		T(test_repair),
+		T(test_password_change_keeps_fields),
+		T(test_password_repairs_broken_entry),
+		T(test_totp_enrol),
+		T(test_totp_with_new_user),
+		T(test_totp_secret_import),
+		T(test_totp_qr_on_terminal),
+		T(test_totp_remove),
+		T(test_lock_unlock),
+		T(test_expires_and_groups),
+		T(test_changes_combined_and_checked),
+		T(test_totp_readable_file_warns),
+		T(test_list_state),
+		T(test_usage_changes),
 		cmocka_unit_test(test_usage),
 	};
 #undef T
