@@ -56,8 +56,16 @@ static void check_config(const struct config *cfg)
 			die("a gateway without an upstream", gw);
 		check_addrs(gw->upstream, gw->n_upstream, gw);
 		check_addrs(gw->listen, gw->n_listen, gw);
-		if (gw->authenticate && gw->credentials == NULL)
+		if (gw->authenticate && gw->auth == CONFIG_AUTH_FILE && gw->credentials == NULL)
 			die("an authenticating gateway without credentials", gw);
+		if (gw->auth == CONFIG_AUTH_PAM &&
+		    (gw->credentials != NULL || gw->login.second_factor != CONFIG_FACTOR_NONE ||
+		     gw->pam_service == NULL || strchr(gw->pam_service, '/') != NULL))
+			die("a PAM gateway with credentials, a second factor or a bad service", gw);
+		if (gw->login.second_factor == CONFIG_FACTOR_TOTP)
+			check_text(gw->login.code_prompt, 1, gw);
+		if (gw->login.totp_window > 10)
+			die("a TOTP window wider than 10", gw);
 		if ((gw->credentials == NULL) != (gw->credentials_path == NULL) ||
 		    (gw->credentials_path != NULL && gw->credentials_path[0] != '/'))
 			die("credentials path missing or relative", gw);
