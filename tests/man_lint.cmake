@@ -1,10 +1,10 @@
-# Runs `mandoc -Tlint -W warning` on every man/*.[158] page and fails on any message. Cross
+# Runs `mandoc -Tlint -W warning` on every man/*.[1578] page and fails on any message. Cross
 # references to pages not installed here are only STYLE messages, which -W warning omits.
 # Usage: cmake -DMANDOC=/usr/bin/mandoc -DMAN_DIR=.../man -P man_lint.cmake
 if(NOT MANDOC)
   message(FATAL_ERROR "mandoc not found: install it (Debian package mandoc) to lint the man pages")
 endif()
-file(GLOB pages "${MAN_DIR}/*.[158]")
+file(GLOB pages "${MAN_DIR}/*.[1578]")
 if(NOT pages)
   message(FATAL_ERROR "no man pages found in ${MAN_DIR}")
 endif()

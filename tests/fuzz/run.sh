@@ -19,7 +19,7 @@ build=$(cd "$1" && pwd)
 seconds=$2
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-targets=(credentials line config tls)
+targets=(credentials line config tls proxy)
 
 # Kept when something fails: the reproducers live here.
 work=$(mktemp -d "${TMPDIR:-/tmp}/sockgate-fuzz.XXXXXX")
@@ -49,6 +49,7 @@ for t in "${targets[@]}"; do
 		args+=(-max_len=8192)
 		;;
 	line) args+=(-max_len=4096) ;;
+	proxy) args+=(-max_len=1100) ;;
 	esac
 	[ -f "$here/$t.dict" ] && args+=("-dict=$here/$t.dict")
 
