@@ -54,7 +54,8 @@ static void admission_refuse(struct admission *a, int fd, const struct sockaddr 
 				     {"REMOTE_PORT", port}, {"REASON", reason}));
 	}
 	/* Best effort, never blocking: the socket is non-blocking and fresh. */
-	(void)!send(fd, message, strlen(message), MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (message[0] != '\0')
+		(void)!send(fd, message, strlen(message), MSG_NOSIGNAL | MSG_DONTWAIT);
 	close(fd);
 }
 
@@ -78,41 +79,80 @@ static bool admission_early_drop(struct admission *a, const struct config_limits
 	return a->drop_seed % 100 < p;
 }
 
-bool admission_admit(struct admission *a, const struct config_limits *lim, struct gateway *gw,
-		     unsigned logging_in, int fd, const struct sockaddr *peer, uint64_t now_ms,
-		     uint32_t *ticket)
+bool admission_listed(const struct config_gateway *cfg, const struct sockaddr *peer)
 {
-	const char *name = gw->cfg->name;
+	if (net_cidrs_contain(cfg->deny, cfg->n_deny, peer))
+		return false;
+	return cfg->n_allow == 0 || net_cidrs_contain(cfg->allow, cfg->n_allow, peer);
+}
+
+bool admission_check_source(struct admission *a, const struct config_gateway *cfg,
+			    const struct sockaddr *peer, uint64_t now_ms, uint32_t *ticket,
+			    struct admission_refusal *r)
+{
 	uint64_t remaining = 0;
-	char why[64];
 
 	*ticket = 0;
-	if (admission_early_drop(a, lim, logging_in)) {
-		admission_refuse(a, fd, peer, name, now_ms, "Too many connections.\n",
-				 "too many connections logging in (limits.startups)");
+	/* Before the penalty table: a listed-out address costs it nothing. */
+	if (!admission_listed(cfg, peer)) {
+		r->message = "Access denied.\n";
+		snprintf(r->reason, sizeof(r->reason), "address not allowed (allow/deny)");
 		return false;
 	}
 	switch (a->penalties == NULL
 			? PENALTY_ALLOW
 			: penalty_admit(a->penalties, peer, now_ms, &remaining, ticket)) {
 	case PENALTY_ALLOW:
-		break;
+		return true;
 	case PENALTY_REFUSE_PENALISED:
-		snprintf(why, sizeof(why), "source penalised for %llu ms more",
+		r->message = "Too many failed logins from your address; try again later.\n";
+		snprintf(r->reason, sizeof(r->reason), "source penalised for %llu ms more",
 			 (unsigned long long)remaining);
-		admission_refuse(a, fd, peer, name, now_ms,
-				 "Too many failed logins from your address; try again later.\n",
-				 why);
 		return false;
 	case PENALTY_REFUSE_STARTUPS:
-		admission_refuse(a, fd, peer, name, now_ms, "Too many connections.\n",
-				 "too many connections logging in from this source");
+		break;
+	}
+	r->message = "Too many connections.\n";
+	snprintf(r->reason, sizeof(r->reason), "too many connections logging in from this source");
+	return false;
+}
+
+bool admission_admit(struct admission *a, const struct config_limits *lim, struct gateway *gw,
+		     unsigned logging_in, int fd, const struct sockaddr *peer, uint64_t now_ms,
+		     uint32_t *ticket)
+{
+	const struct config_gateway *cfg = gw->cfg;
+	struct admission_refusal r;
+
+	*ticket = 0;
+	if (cfg->proxy_protocol.enabled) {
+		/* Only the balancers may connect, and they must speak first. */
+		if (!net_cidrs_contain(cfg->proxy_protocol.from, cfg->proxy_protocol.n_from,
+				       peer)) {
+			admission_refuse(a, fd, peer, cfg->name, now_ms, "",
+					 "not a proxy_protocol.from source");
+			return false;
+		}
+	} else if (!admission_listed(cfg, peer)) {
+		admission_refuse(a, fd, peer, cfg->name, now_ms, "Access denied.\n",
+				 "address not allowed (allow/deny)");
+		return false;
+	}
+	if (admission_early_drop(a, lim, logging_in)) {
+		admission_refuse(a, fd, peer, cfg->name, now_ms, "Too many connections.\n",
+				 "too many connections logging in (limits.startups)");
+		return false;
+	}
+	/* Behind a balancer, the client's own address comes with the header. */
+	if (!cfg->proxy_protocol.enabled &&
+	    !admission_check_source(a, cfg, peer, now_ms, ticket, &r)) {
+		admission_refuse(a, fd, peer, cfg->name, now_ms, r.message, r.reason);
 		return false;
 	}
 	if (!gateway_session_begin(gw)) {
 		if (*ticket != 0)
 			penalty_login_done(a->penalties, peer, *ticket);
-		admission_refuse(a, fd, peer, name, now_ms, "Too many connections.\n",
+		admission_refuse(a, fd, peer, cfg->name, now_ms, "Too many connections.\n",
 				 "max_sessions reached");
 		return false;
 	}

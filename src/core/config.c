@@ -46,7 +46,9 @@ enum option_type {
 	OPT_GROUPS,    /* ( { ... }, ... ) parsed with sub; offset2 is the count */
 	OPT_BOOL,      /* true or false */
 	OPT_CIDRS,     /* "ADDRESS[/BITS]" or a list of them; offset2 is the count */
-	OPT_ENUM,      /* one of names[], stored as its index (unsigned); def is an index */
+	OPT_ENUM,      /* one of names[], stored as its index (unsigned); def is an index;
+			* true and false count as "true" and "false" if names has them */
+	OPT_STRINGS,   /* a string or a list of them, min..max bytes each; offset2 is the count */
 	OPT_N_TYPES
 };
 
@@ -91,6 +93,11 @@ static int finish_gateway(struct loader *ld, const config_setting_t *s, void *ba
 /* clang-format off */
 static const char *const second_factors[] = { "none", "totp", NULL };
 static const char *const auth_backends[] = { "file", "pam", NULL };
+static const char *const target_modes[] = { "none", "suffix", "menu", NULL };
+static const char *const authenticate_modes[] = { "false", "true", "pass", NULL };
+static const char *const proxy_versions[] = { "any", "v1", "v2", NULL };
+static const char *const proxy_out_versions[] = { "none", "v1", "v2", NULL };
+static const char *const balance_modes[] = { "first", "roundrobin", "leastconn", "source", NULL };
 
 static const struct option login_options[] = {
 	{ .name = "username_prompt", .type = OPT_STRING, .min = 1, .max = CONFIG_MAX_TEXT,
@@ -117,6 +124,10 @@ static const struct option login_options[] = {
 	  .def_str = "Verification code: ", FIELD(struct config_login, code_prompt) },
 	{ .name = "totp_window", .type = OPT_UINT, .min = 0, .max = 10, .def = 1,
 	  FIELD(struct config_login, totp_window) },
+	{ .name = "target", .type = OPT_ENUM, .names = target_modes, .def = CONFIG_TARGET_NONE,
+	  FIELD(struct config_login, target) },
+	{ .name = "target_prompt", .type = OPT_STRING, .min = 1, .max = CONFIG_MAX_TEXT,
+	  .def_str = "Target: ", FIELD(struct config_login, target_prompt) },
 	{ .name = NULL },
 };
 
@@ -188,6 +199,59 @@ static const struct section upstream_tls_section = { .options = upstream_tls_opt
 						     .finish = finish_upstream_tls };
 static const struct section timeouts_section = { .options = timeouts_options };
 
+static const struct option proxy_in_options[] = {
+	{ .name = "accept", .type = OPT_ENUM, .names = proxy_versions, .def = CONFIG_PROXY_ANY,
+	  FIELD(struct config_proxy_in, accept) },
+	{ .name = "from", .type = OPT_CIDRS, .flags = OPT_REQUIRED, .min = 1,
+	  FIELD(struct config_proxy_in, from), .offset2 = offsetof(struct config_proxy_in, n_from) },
+	{ .name = "timeout", .type = OPT_DURATION, .min = 100, .max = 60 * MS_PER_S,
+	  .def = 3 * MS_PER_S, FIELD(struct config_proxy_in, timeout_ms) },
+	{ .name = NULL },
+};
+
+static const struct section proxy_in_section = { .options = proxy_in_options };
+
+static int finish_health(struct loader *ld, const config_setting_t *s, void *base);
+static const struct option health_options[] = {
+	{ .name = "interval", .type = OPT_DURATION, .min = 100, .max = 3600 * MS_PER_S,
+	  .def = 5 * MS_PER_S, FIELD(struct config_health, interval_ms) },
+	{ .name = "timeout", .type = OPT_DURATION, .min = 10, .max = 3600 * MS_PER_S,
+	  .def = 2 * MS_PER_S, FIELD(struct config_health, timeout_ms) },
+	{ .name = "fall", .type = OPT_UINT, .min = 1, .max = 100, .def = 3,
+	  FIELD(struct config_health, fall) },
+	{ .name = "rise", .type = OPT_UINT, .min = 1, .max = 100, .def = 2,
+	  FIELD(struct config_health, rise) },
+	{ .name = NULL },
+};
+
+static const struct section health_section = { .options = health_options,
+					       .finish = finish_health };
+
+static const struct option target_options[] = {
+	{ .name = "name", .type = OPT_NAME, .flags = OPT_REQUIRED, .min = 1, .max = 64,
+	  FIELD(struct config_target, name) },
+	{ .name = "upstream", .type = OPT_ADDRS, .flags = OPT_REQUIRED, .min = 1,
+	  FIELD(struct config_target, upstream),
+	  .offset2 = offsetof(struct config_target, n_upstream) },
+	{ .name = "users", .type = OPT_STRINGS, .min = 1, .max = 255,
+	  FIELD(struct config_target, users), .offset2 = offsetof(struct config_target, n_users) },
+	{ .name = "groups", .type = OPT_STRINGS, .min = 1, .max = 64,
+	  FIELD(struct config_target, groups), .offset2 = offsetof(struct config_target, n_groups) },
+	{ .name = NULL },
+};
+
+static const struct section target_section = { .options = target_options };
+
+static const struct option pass_options[] = {
+	{ .name = "from_gateway", .type = OPT_NAME, .flags = OPT_REQUIRED, .min = 1, .max = 64,
+	  FIELD(struct config_pass, from_gateway) },
+	{ .name = "duration", .type = OPT_DURATION, .min = 1 * MS_PER_S, .max = 86400 * MS_PER_S,
+	  .def = 600 * MS_PER_S, FIELD(struct config_pass, duration_ms) },
+	{ .name = NULL },
+};
+
+static const struct section pass_section = { .options = pass_options };
+
 static const struct option gateway_options[] = {
 	{ .name = "name", .type = OPT_NAME, .flags = OPT_REQUIRED, .min = 1,
 	  .max = CONFIG_MAX_NAME, FIELD(struct config_gateway, name) },
@@ -196,8 +260,11 @@ static const struct option gateway_options[] = {
 	{ .name = "upstream", .type = OPT_ADDRS, .flags = OPT_REQUIRED, .min = 1,
 	  FIELD(struct config_gateway, upstream),
 	  .offset2 = offsetof(struct config_gateway, n_upstream) },
-	{ .name = "authenticate", .type = OPT_BOOL, .def = 1,
-	  FIELD(struct config_gateway, authenticate) },
+	{ .name = "authenticate", .type = OPT_ENUM, .names = authenticate_modes,
+	  .def = CONFIG_AUTHENTICATE_YES, FIELD(struct config_gateway, authenticate_mode) },
+	{ .name = "pass", .type = OPT_GROUP, .offset = offsetof(struct config_gateway, pass),
+	  .sub = &pass_section, .flags = OPT_OPTIONAL,
+	  .offset2 = offsetof(struct config_gateway, pass.enabled) },
 	{ .name = "auth", .type = OPT_ENUM, .names = auth_backends, .def = CONFIG_AUTH_FILE,
 	  FIELD(struct config_gateway, auth) },
 	{ .name = "pam_service", .type = OPT_STRING, .min = 1, .max = 64,
@@ -215,6 +282,29 @@ static const struct option gateway_options[] = {
 	  FIELD(struct config_gateway, max_sessions) },
 	{ .name = "max_sessions_per_user", .type = OPT_UINT, .min = 0, .max = 1000000, .def = 0,
 	  FIELD(struct config_gateway, max_sessions_per_user) },
+	{ .name = "proxy_protocol", .type = OPT_GROUP, .flags = OPT_OPTIONAL,
+	  .offset = offsetof(struct config_gateway, proxy_protocol),
+	  .offset2 = offsetof(struct config_gateway, proxy_protocol.enabled),
+	  .sub = &proxy_in_section },
+	{ .name = "upstream_proxy_protocol", .type = OPT_ENUM, .names = proxy_out_versions,
+	  .def = CONFIG_PROXY_OUT_NONE, FIELD(struct config_gateway, upstream_proxy_protocol) },
+	{ .name = "upstream_proxy_protocol_user_tlv", .type = OPT_UINT, .min = 0xE0, .max = 0xEC,
+	  .def = 0xE0, FIELD(struct config_gateway, upstream_proxy_protocol_user_tlv) },
+	{ .name = "upstream_proxy_protocol_key", .type = OPT_PATH, .min = 1,
+	  .max = CONFIG_MAX_PATH - 1, FIELD(struct config_gateway, upstream_proxy_protocol_key),
+	  .offset2 = offsetof(struct config_gateway, upstream_proxy_protocol_key_path) },
+	{ .name = "balance", .type = OPT_ENUM, .names = balance_modes, .def = CONFIG_BALANCE_FIRST,
+	  FIELD(struct config_gateway, balance) },
+	{ .name = "health", .type = OPT_GROUP, .flags = OPT_OPTIONAL,
+	  .offset = offsetof(struct config_gateway, health),
+	  .offset2 = offsetof(struct config_gateway, health.enabled), .sub = &health_section },
+	{ .name = "targets", .type = OPT_GROUPS, .min = 1, FIELD(struct config_gateway, targets),
+	  .offset2 = offsetof(struct config_gateway, n_targets),
+	  .elem_size = sizeof(struct config_target), .sub = &target_section },
+	{ .name = "allow", .type = OPT_CIDRS, .min = 1, FIELD(struct config_gateway, allow),
+	  .offset2 = offsetof(struct config_gateway, n_allow) },
+	{ .name = "deny", .type = OPT_CIDRS, .min = 1, FIELD(struct config_gateway, deny),
+	  .offset2 = offsetof(struct config_gateway, n_deny) },
 	{ .name = "tls", .type = OPT_GROUP, .flags = OPT_OPTIONAL,
 	  .offset = offsetof(struct config_gateway, tls),
 	  .offset2 = offsetof(struct config_gateway, tls.enabled), .sub = &tls_section },
@@ -318,7 +408,8 @@ static const struct option top_options[] = {
 	{ .name = NULL },
 };
 
-static const struct section top_section = { .options = top_options };
+static int finish_top(struct loader *ld, const config_setting_t *s, void *base);
+static const struct section top_section = { .options = top_options, .finish = finish_top };
 /* clang-format on */
 
 /* ---- messages ---- */
@@ -743,6 +834,53 @@ static void release_addrs(const struct option *o, void *base)
 	*(size_t *)field_at(base, o->offset2) = 0;
 }
 
+static int load_one_string(struct loader *ld, const struct option *o, const config_setting_t *s,
+			   void *base)
+{
+	char ***arr = field_at(base, o->offset), **grown;
+	size_t *n = field_at(base, o->offset2);
+	const char *v;
+	size_t len;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return cf_error(ld, s, "must be a string, not %s", type_name(s));
+	v = config_setting_get_string(s);
+	len = strlen(v);
+	if ((long long)len < o->min || (long long)len > o->max)
+		return cf_error(ld, s, "\"%.64s\" is %zu bytes long; %lld..%lld allowed", v, len,
+				o->min, o->max);
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*arr)[i], v) == 0)
+			return cf_error(ld, s, "\"%.64s\" is listed twice", v);
+	grown = realloc(*arr, (*n + 1) * sizeof(**arr));
+	if (grown == NULL)
+		return cf_oom(ld, s);
+	*arr = grown;
+	(*arr)[*n] = strdup(v);
+	if ((*arr)[*n] == NULL)
+		return cf_oom(ld, s);
+	(*n)++;
+	return 0;
+}
+
+static int load_strings(struct loader *ld, const struct option *o, const config_setting_t *s,
+			void *base)
+{
+	return load_list(ld, o, s, base, load_one_string, "", "name");
+}
+
+static void release_strings(const struct option *o, void *base)
+{
+	char ***arr = field_at(base, o->offset);
+	size_t *n = field_at(base, o->offset2);
+
+	for (size_t i = 0; i < *n; i++)
+		free((*arr)[i]);
+	free(*arr);
+	*arr = NULL;
+	*n = 0;
+}
+
 /* ---- booleans and address blocks ---- */
 
 static int load_bool(struct loader *ld, const struct option *o, const config_setting_t *s,
@@ -766,9 +904,12 @@ static int load_enum(struct loader *ld, const struct option *o, const config_set
 			 : o->names[i + 1] == NULL ? " or "
 						   : ", ",
 			 o->names[i]);
-	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+	if (config_setting_type(s) == CONFIG_TYPE_BOOL)
+		v = config_setting_get_bool(s) ? "true" : "false";
+	else if (config_setting_type(s) == CONFIG_TYPE_STRING)
+		v = config_setting_get_string(s);
+	else
 		return cf_error(ld, s, "must be %s, not %s", allowed, type_name(s));
-	v = config_setting_get_string(s);
 	for (unsigned i = 0; o->names[i] != NULL; i++)
 		if (strcmp(v, o->names[i]) == 0)
 			return store_uint(ld, s, o, base, i);
@@ -970,6 +1111,7 @@ static const struct option_handler handlers[OPT_N_TYPES] = {
 	[OPT_BOOL] = { "true or false", load_bool, set_default_bool, NULL },
 	[OPT_CIDRS] = { "\"ADDRESS/BITS\" or a list of them", load_cidrs, NULL, release_cidrs },
 	[OPT_ENUM] = { "one of its names", load_enum, set_default_number, NULL },
+	[OPT_STRINGS] = { "a string or a list of them", load_strings, NULL, release_strings },
 	/* clang-format on */
 };
 
@@ -1129,12 +1271,73 @@ static int check_listen(struct loader *ld, const config_setting_t *s,
 
 /* Names and listen addresses are unique across gateways; earlier gateways are
  * complete when a later one is finished. */
+/* A pass names a login gateway of the same file. */
+static int finish_top(struct loader *ld, const config_setting_t *s, void *base)
+{
+	const struct config *cfg = base;
+
+	for (size_t i = 0; i < cfg->n_gateways; i++) {
+		const struct config_gateway *g = &cfg->gateways[i], *from;
+
+		if (g->authenticate_mode != CONFIG_AUTHENTICATE_PASS)
+			continue;
+		from = config_find_gateway(cfg, g->pass.from_gateway);
+		if (from == NULL || from == g || !from->authenticate)
+			return cf_error(ld, s,
+					"gateway \"%s\": pass.from_gateway \"%s\" is not another "
+					"gateway with a login",
+					g->name, g->pass.from_gateway);
+	}
+	return 0;
+}
+
+static int finish_health(struct loader *ld, const config_setting_t *s, void *base)
+{
+	const struct config_health *h = base;
+
+	if (h->timeout_ms > h->interval_ms)
+		return cf_error(ld, s, "timeout (%u ms) is longer than interval (%u ms)",
+				h->timeout_ms, h->interval_ms);
+	return 0;
+}
+
 static int finish_gateway(struct loader *ld, const config_setting_t *s, void *base)
 {
 	struct config_gateway *gw = base;
 	size_t idx = (size_t)(gw - ld->cfg->gateways);
 
 	gw->line = (int)config_setting_source_line(s);
+	gw->authenticate = gw->authenticate_mode == CONFIG_AUTHENTICATE_YES;
+	if (gw->authenticate_mode == CONFIG_AUTHENTICATE_PASS && !gw->pass.enabled)
+		return cf_error(ld, s,
+				"authenticate = \"pass\" needs a pass group: pass = { "
+				"from_gateway = \"NAME\"; duration = SECONDS; };");
+	if (gw->pass.enabled && gw->authenticate_mode != CONFIG_AUTHENTICATE_PASS)
+		return cf_error(ld, config_setting_get_member(s, "pass"),
+				"a pass group needs authenticate = \"pass\"");
+	if (gw->n_targets > 0 && gw->login.target == CONFIG_TARGET_NONE &&
+	    gw->authenticate_mode == CONFIG_AUTHENTICATE_YES)
+		return cf_error(ld, config_setting_get_member(s, "targets"),
+				"targets need login.target = \"suffix\" or \"menu\" to be chosen");
+	if (gw->login.target != CONFIG_TARGET_NONE && gw->n_targets == 0)
+		return cf_error(ld, s, "login.target needs a targets list");
+	for (size_t i = 0; i < gw->n_targets; i++) {
+		const struct config_target *t = &gw->targets[i];
+
+		if (t->n_users == 0 && t->n_groups == 0)
+			return cf_error(ld, config_setting_get_member(s, "targets"),
+					"target \"%s\" names no users and no groups: nobody "
+					"could use it",
+					t->name);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(gw->targets[j].name, t->name) == 0)
+				return cf_error(ld, config_setting_get_member(s, "targets"),
+						"two targets are named \"%s\"", t->name);
+	}
+	if (gw->upstream_proxy_protocol_key != NULL &&
+	    gw->upstream_proxy_protocol != CONFIG_PROXY_OUT_V2)
+		return cf_error(ld, config_setting_get_member(s, "upstream_proxy_protocol_key"),
+				"a signature needs upstream_proxy_protocol = \"v2\"");
 	/* Required unless the gateway only relays, or asks PAM. */
 	if (gw->authenticate && gw->auth == CONFIG_AUTH_FILE && gw->credentials == NULL)
 		return cf_error(ld, s, "missing required setting 'credentials' (a file name)%s",

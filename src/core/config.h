@@ -45,6 +45,75 @@ struct config_login {
 	unsigned second_factor;    /* enum config_second_factor */
 	char *code_prompt;         /* asked after the password, with a second factor */
 	unsigned totp_window;      /* time steps accepted either side of now */
+	unsigned target;           /* enum config_target_mode */
+	char *target_prompt;       /* "menu": asked after the list */
+};
+
+/* How a user names the target of a gateway with targets. */
+enum config_target_mode {
+	CONFIG_TARGET_NONE = 0, /* the gateway's own upstream */
+	CONFIG_TARGET_SUFFIX,   /* "user@target" at the username prompt */
+	CONFIG_TARGET_MENU,     /* a numbered list after the login */
+};
+
+enum config_authenticate {
+	CONFIG_AUTHENTICATE_NO = 0, /* a plain relay */
+	CONFIG_AUTHENTICATE_YES,    /* the login */
+	CONFIG_AUTHENTICATE_PASS,   /* no prompt: a pass from another gateway's login */
+};
+
+enum config_proxy_accept {
+	CONFIG_PROXY_ANY = 0,
+	CONFIG_PROXY_V1,
+	CONFIG_PROXY_V2,
+};
+
+/* PROXY protocol from the load balancers in front. */
+struct config_proxy_in {
+	bool enabled;
+	unsigned accept;       /* enum config_proxy_accept */
+	struct net_cidr *from; /* the balancers: only they may, and they must */
+	size_t n_from;
+	unsigned timeout_ms; /* for the whole header */
+};
+
+enum config_proxy_out {
+	CONFIG_PROXY_OUT_NONE = 0,
+	CONFIG_PROXY_OUT_V1,
+	CONFIG_PROXY_OUT_V2,
+};
+
+enum config_balance {
+	CONFIG_BALANCE_FIRST = 0, /* in order: the first that is up */
+	CONFIG_BALANCE_ROUNDROBIN,
+	CONFIG_BALANCE_LEASTCONN,
+	CONFIG_BALANCE_SOURCE, /* by the client's address */
+};
+
+/* Active TCP checks of the upstreams. */
+struct config_health {
+	bool enabled;
+	unsigned interval_ms, timeout_ms;
+	unsigned fall, rise; /* failed / passed checks that change the state */
+};
+
+/* A named upstream pool, and who may use it. */
+struct config_target {
+	char *name;
+	struct config_addr *upstream;
+	size_t n_upstream;
+	char **users; /* n_users names */
+	size_t n_users;
+	char **groups;
+	size_t n_groups;
+};
+
+/* A gateway that admits by pass: whoever logged in on from_gateway from the
+ * same address within duration. */
+struct config_pass {
+	bool enabled; /* the group is there */
+	char *from_gateway;
+	uint64_t duration_ms;
 };
 
 enum config_second_factor {
@@ -104,10 +173,12 @@ struct config_gateway {
 	size_t n_listen;
 	struct config_addr *upstream; /* tried in order until one connects */
 	size_t n_upstream;
-	bool authenticate;    /* false: a plain relay, no login (benchmarks, trusted nets) */
-	unsigned auth;        /* enum config_auth */
-	char *pam_service;    /* auth = pam: the service (/etc/pam.d/NAME) */
-	char *pam_config_dir; /* as written; NULL: PAM's own (/etc/pam.d) */
+	bool authenticate;          /* the login: authenticate_mode is YES */
+	unsigned authenticate_mode; /* enum config_authenticate */
+	struct config_pass pass;    /* authenticate = "pass" */
+	unsigned auth;              /* enum config_auth */
+	char *pam_service;          /* auth = pam: the service (/etc/pam.d/NAME) */
+	char *pam_config_dir;       /* as written; NULL: PAM's own (/etc/pam.d) */
 	char *pam_config_dir_path;
 	char *credentials;      /* as written; NULL without authenticate */
 	char *credentials_path; /* resolved: $CREDENTIALS_DIRECTORY/x for relative paths */
@@ -120,6 +191,16 @@ struct config_gateway {
 	unsigned max_sessions_per_user; /* logged-in sessions of one user; 0 = no limit */
 	struct config_tls tls;
 	struct config_upstream_tls upstream_tls;
+	struct config_proxy_in proxy_protocol;
+	unsigned upstream_proxy_protocol;          /* enum config_proxy_out */
+	unsigned upstream_proxy_protocol_user_tlv; /* user; then gateway, signature, target */
+	char *upstream_proxy_protocol_key, *upstream_proxy_protocol_key_path;
+	unsigned balance; /* enum config_balance */
+	struct config_health health;
+	struct config_target *targets;
+	size_t n_targets;
+	struct net_cidr *allow, *deny; /* checked before anything else; no allow: all */
+	size_t n_allow, n_deny;
 };
 
 /* Brute-force defences, per source (netblock); see penalty.h. */

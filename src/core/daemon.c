@@ -18,6 +18,7 @@
 #include "endpoints.h"
 #include "fault.h"
 #include "gateway.h"
+#include "health.h"
 #include "log.h"
 #include "lograte.h"
 #include "loop.h"
@@ -37,6 +38,8 @@ struct daemon {
 	struct config *config;
 	struct gateway **gws; /* one per config->gateways[i] */
 	size_t n_gws;
+	struct health **checks; /* the active checks of the gateways' pools */
+	size_t n_checks;
 	struct loop *loop;
 	struct endpoints *endpoints;
 	struct worker **workers;
@@ -225,19 +228,75 @@ static void daemon_accept(struct gateway *gw, int fd, const struct sockaddr *pee
 
 /* ---- systemd ------------------------------------------------------------ */
 
+/* Stops the active checks (the pools they check may be on their way out). */
+static void daemon_stop_checks(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_checks; i++)
+		health_stop(d->checks[i]);
+	free(d->checks);
+	d->checks = NULL;
+	d->n_checks = 0;
+}
+
+/* Active checks for every pool of the gateways that ask for them. A check
+ * that cannot start is logged; the pool then relies on passive marking. */
+static void daemon_start_checks(struct daemon *d)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < d->n_gws; i++)
+		if (d->gws[i]->cfg->health.enabled)
+			n += 1 + d->gws[i]->cfg->n_targets;
+	if (n == 0 || (d->checks = calloc(n, sizeof(*d->checks))) == NULL)
+		return;
+	for (size_t i = 0; i < d->n_gws; i++) {
+		const struct gateway *gw = d->gws[i];
+		struct errbuf err;
+
+		if (!gw->cfg->health.enabled)
+			continue;
+		for (size_t t = 0; t <= gw->cfg->n_targets; t++) {
+			struct pool *p = t == 0 ? gw->pool : gw->target_pools[t - 1];
+			struct health *hc = health_start(d->loop, p, &gw->cfg->health, &err);
+
+			if (hc == NULL)
+				log_msg(LOG_ERR, "gateway %s: health checks not started: %s",
+					gw->cfg->name, err.msg);
+			else
+				d->checks[d->n_checks++] = hc;
+		}
+	}
+}
+
+/* Upstream members down, over every pool. */
+static unsigned daemon_upstreams_down(const struct daemon *d)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < d->n_gws; i++) {
+		n += pool_down(d->gws[i]->pool);
+		for (size_t t = 0; t < d->gws[i]->cfg->n_targets; t++)
+			n += pool_down(d->gws[i]->target_pools[t]);
+	}
+	return n;
+}
+
 static void daemon_update_status(struct daemon *d)
 {
-	unsigned sessions = 0, logging_in = 0;
-	char status[sizeof(d->status)];
+	unsigned sessions = 0, logging_in = 0, down = daemon_upstreams_down(d);
+	char status[sizeof(d->status)], down_text[48] = "";
 
 	for (unsigned i = 0; i < d->n_workers; i++) {
 		sessions += session_set_count(worker_sessions(d->workers[i]));
 		logging_in += session_set_logging_in(worker_sessions(d->workers[i]));
 	}
+	if (down > 0)
+		snprintf(down_text, sizeof(down_text), ", %u upstream%s down", down,
+			 down == 1 ? "" : "s");
 	snprintf(status, sizeof(status),
-		 "%u sessions, %u logging in, %u password checks pending, %u penalised sources",
+		 "%u sessions, %u logging in, %u password checks pending, %u penalised sources%s",
 		 sessions, logging_in, auth_pool_pending(d->auth),
-		 penalty_active(d->penalties, loop_now_ms(d->loop)));
+		 penalty_active(d->penalties, loop_now_ms(d->loop)), down_text);
 	/* Kept only once sent: a status that could not go out is tried again at
 	 * the next update, so systemd's copy does not stay stale. */
 	if (strcmp(status, d->status) != 0 && notify_status(status))
@@ -469,11 +528,14 @@ static int daemon_reload(struct daemon *d)
 	for (size_t i = 0; i < d->n_gws; i++)
 		if (daemon_find_gateway(gws, cfg->n_gateways, d->gws[i]->cfg->name) == NULL)
 			gateway_retire(d->gws[i]);
+	daemon_stop_checks(d);
 	daemon_free_gateways(d->gws, d->n_gws);
 	config_unref(d->config);
 	d->config = cfg;
 	d->gws = gws;
 	d->n_gws = cfg->n_gateways;
+	daemon_start_checks(d);
+	daemon_update_status(d);
 	log_event(LOG_NOTICE, LOG_EV_RELOADED, "configuration reloaded",
 		  LOG_FIELDS({"SOCKGATE_CONFIG", d->config_path}));
 	daemon_warn_mixed_costs(d->gws, d->n_gws, false);
@@ -641,6 +703,7 @@ static void daemon_shutdown(struct daemon *d)
 	 * returns to its session, then the workers close their sessions. */
 	endpoints_free(d->endpoints);
 	d->endpoints = NULL;
+	daemon_stop_checks(d);
 	if (d->auth != NULL)
 		auth_pool_stop(d->auth);
 	if (d->pam != NULL)
@@ -715,6 +778,7 @@ int daemon_run(const char *config_path)
 		goto out;
 	}
 	d.exit_code = 0;
+	daemon_start_checks(&d);
 	daemon_update_status(&d);
 	loop_timer_arm(d.loop, &d.status_timer, DAEMON_STATUS_MS, daemon_status_timer, &d);
 	d.watchdog_usec = notify_watchdog_usec();

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 /* The TLS contexts of cfg; errors say which gateway. */
@@ -57,6 +58,71 @@ static int gateway_load_tls(struct gateway *gw, const struct config_gateway *cfg
 	return 0;
 }
 
+_Static_assert((int)POOL_FIRST == (int)CONFIG_BALANCE_FIRST &&
+		       (int)POOL_ROUNDROBIN == (int)CONFIG_BALANCE_ROUNDROBIN &&
+		       (int)POOL_LEASTCONN == (int)CONFIG_BALANCE_LEASTCONN &&
+		       (int)POOL_SOURCE == (int)CONFIG_BALANCE_SOURCE,
+	       "the balance modes of config and pool");
+
+/* A pool of addrs, the gateway's or a target's. */
+static struct pool *gateway_pool(const struct config_gateway *cfg, const char *target,
+				 const struct config_addr *addrs, size_t n, const struct pool *prev)
+{
+	struct pool_addr *pa = calloc(n, sizeof(*pa));
+	struct pool *p;
+
+	if (pa == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		pa[i].ss = addrs[i].ss;
+		pa[i].len = addrs[i].len;
+		memcpy(pa[i].text, addrs[i].text, sizeof(pa[i].text));
+		memcpy(pa[i].resolved, addrs[i].resolved, sizeof(pa[i].resolved));
+	}
+	p = pool_create(cfg->name, target, pa, n, (enum pool_balance)cfg->balance,
+			cfg->health.enabled, prev);
+	free(pa);
+	return p;
+}
+
+/* The pools of the upstream list and of each target; the members of prev's
+ * pools of the same name keep their state. */
+static int gateway_make_pools(struct gateway *gw, const struct config_gateway *cfg,
+			      const struct gateway *prev)
+{
+	gw->pool = gateway_pool(cfg, NULL, cfg->upstream, cfg->n_upstream,
+				prev != NULL ? prev->pool : NULL);
+	if (gw->pool == NULL)
+		return -1;
+	if (cfg->n_targets == 0)
+		return 0;
+	gw->target_pools = calloc(cfg->n_targets, sizeof(*gw->target_pools));
+	if (gw->target_pools == NULL)
+		return -1;
+	for (size_t i = 0; i < cfg->n_targets; i++) {
+		const struct config_target *t = &cfg->targets[i];
+		const struct pool *old = NULL;
+
+		for (size_t j = 0; prev != NULL && j < prev->cfg->n_targets; j++)
+			if (strcmp(prev->cfg->targets[j].name, t->name) == 0)
+				old = prev->target_pools[j];
+		gw->target_pools[i] = gateway_pool(cfg, t->name, t->upstream, t->n_upstream, old);
+		if (gw->target_pools[i] == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+static void gateway_free_pools(struct gateway *gw, const struct config_gateway *cfg)
+{
+	pool_unref(gw->pool);
+	gw->pool = NULL;
+	for (size_t i = 0; gw->target_pools != NULL && i < cfg->n_targets; i++)
+		pool_unref(gw->target_pools[i]);
+	free(gw->target_pools);
+	gw->target_pools = NULL;
+}
+
 /* A PAM service that does not exist falls back to PAM's "other" service: a
  * typo would be a runtime surprise, so it is a load error. */
 static int gateway_check_pam(const struct config_gateway *cfg, struct errbuf *err)
@@ -99,6 +165,15 @@ struct gateway *gateway_create(struct config *config, const struct config_gatewa
 		free(gw);
 		return NULL;
 	}
+	if (gateway_make_pools(gw, cfg, prev) < 0) {
+		gateway_free_pools(gw, cfg);
+		tls_context_unref(gw->tls);
+		tls_context_unref(gw->upstream_tls);
+		credentials_unref(gw->creds);
+		free(gw);
+		errbuf_set(err, "out of memory");
+		return NULL;
+	}
 	if (prev != NULL) {
 		gw->counters = prev->counters;
 		__atomic_add_fetch(&gw->counters->refs, 1, __ATOMIC_RELAXED);
@@ -115,6 +190,7 @@ struct gateway *gateway_create(struct config *config, const struct config_gatewa
 				user_sessions_free(gw->counters->per_user);
 			}
 			free(gw->counters);
+			gateway_free_pools(gw, cfg);
 			tls_context_unref(gw->tls);
 			tls_context_unref(gw->upstream_tls);
 			credentials_unref(gw->creds);
@@ -148,6 +224,7 @@ void gateway_unref(struct gateway *gw)
 	credentials_unref(gw->creds);
 	tls_context_unref(gw->tls);
 	tls_context_unref(gw->upstream_tls);
+	gateway_free_pools(gw, gw->cfg);
 	config_unref(gw->config);
 	free(gw);
 }

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "credentials.h"
 #include "errbuf.h"
+#include "pool.h"
 #include "tls.h"
 #include "user_sessions.h"
 
@@ -33,6 +34,8 @@ struct gateway {
 	struct credentials *creds;        /* NULL if the gateway does not authenticate */
 	struct tls_context *tls;          /* the listeners' TLS, or NULL */
 	struct tls_context *upstream_tls; /* TLS to the upstream, or NULL */
+	struct pool *pool;                /* the upstream list's state */
+	struct pool **target_pools;       /* one per cfg->targets[] */
 	struct gateway_counters *counters;
 };
 

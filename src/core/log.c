@@ -36,6 +36,7 @@ static const char *const log_event_ids[LOG_EV__COUNT] = {
 	[LOG_EV_REVOKED] = "aea77d37de4d4d38b8c8cebff328e0b0",
 	[LOG_EV_UNAUTH_SUMMARY] = "511bd625a26142aeb39b4cb1db0307bd",
 	[LOG_EV_STALLED] = "968844cec9a04dff89125fd41822bf0c",
+	[LOG_EV_UPSTREAM_STATE] = "47009cdfa31b4059bc6971c360c76f28",
 };
 
 void log_init(const char *ident, int max_priority)

@@ -504,3 +504,15 @@ bool net_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b)
 		       memcmp(&a6->sin6_addr, &b6->sin6_addr, sizeof(a6->sin6_addr)) == 0;
 	return false;
 }
+
+bool net_cidrs_contain(const struct net_cidr *list, size_t n, const struct sockaddr *sa)
+{
+	uint8_t key[NET_ADDR_KEY_LEN];
+
+	if (n == 0 || !net_addr_key(sa, key))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (net_cidr_contains(&list[i], key))
+			return true;
+	return false;
+}

@@ -99,6 +99,9 @@ void net_addr_key_mask(uint8_t key[NET_ADDR_KEY_LEN], unsigned bits);
 /* Whether a key (net_addr_key()) lies in c. */
 bool net_cidr_contains(const struct net_cidr *c, const uint8_t key[NET_ADDR_KEY_LEN]);
 
+/* Whether sa lies in any of the n ranges. */
+bool net_cidrs_contain(const struct net_cidr *list, size_t n, const struct sockaddr *sa);
+
 /* Two socket addresses are the same address and port (IPv4 or IPv6). */
 bool net_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
 /* The address is the wildcard (0.0.0.0 or ::). */

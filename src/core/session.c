@@ -350,7 +350,7 @@ static void session_log_closed(const struct session *s, const char *reason)
 	log_event(LOG_INFO, LOG_EV_SESSION_CLOSED, "session closed",
 		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
 			     {"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", s->user},
-			     {"UPSTREAM", s->connected ? s->choice.current->text : NULL},
+			     {"UPSTREAM", s->connected ? s->choice.addr->text : NULL},
 			     {"SOCKGATE_STATE", session_state_text(s)}, {"REASON", reason},
 			     {"BYTES_IN", in}, {"BYTES_OUT", out}, {"DURATION_MS", dur},
 			     {"SOCKGATE_TLS", tls_text},
@@ -387,6 +387,7 @@ static void session_close(struct session *s, const char *reason)
 	session_close_side(s, &s->upstream_io, &s->upstream);
 	relay_dir_release(&s->up);
 	relay_dir_release(&s->down);
+	upstream_choice_end(&s->choice);
 	if (s->login != NULL) {
 		loop_timer_disarm(set->env.loop, &s->login->delay);
 		login_wipe(s->login);
@@ -585,7 +586,8 @@ static void session_begin(struct session *s)
 	if (!cfg->authenticate) {
 		/* A plain relay: straight to the upstream. */
 		session_enter(s, SESSION_CONNECTING);
-		upstream_choice_begin(&s->choice, cfg);
+		upstream_choice_begin(&s->choice, s->gw->pool, &s->peer.sa,
+				      loop_now_ms(session_loop(s)));
 		session_connect_next(s);
 		return;
 	}
@@ -799,7 +801,7 @@ static void session_logged_in(struct session *s)
 	s->login = NULL;
 	loop_timer_disarm(session_loop(s), &s->timer);
 	session_enter(s, SESSION_CONNECTING);
-	upstream_choice_begin(&s->choice, session_cfg(s));
+	upstream_choice_begin(&s->choice, s->gw->pool, &s->peer.sa, loop_now_ms(session_loop(s)));
 	session_connect_next(s);
 }
 
@@ -1103,12 +1105,13 @@ static void session_log_upstream_failure(const struct session *s, const char *wh
 	log_event(LOG_WARNING, LOG_EV_UPSTREAM_UNREACHABLE, "upstream connect failed",
 		  LOG_FIELDS({"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", s->user},
 			     {"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
-			     {"UPSTREAM", s->choice.current->text}, {"REASON", what}));
+			     {"UPSTREAM", s->choice.addr->text}, {"REASON", what}));
 }
 
 static void session_upstream_failed(struct session *s, const char *what)
 {
 	session_log_upstream_failure(s, what);
+	upstream_choice_failed(&s->choice, what, loop_now_ms(session_loop(s)));
 	session_close_side(s, &s->upstream_io, &s->upstream);
 	session_connect_next(s);
 }
@@ -1139,7 +1142,7 @@ static void session_connect_next(struct session *s)
 {
 	const struct config_gateway *cfg = session_cfg(s);
 	struct loop *loop = session_loop(s);
-	const struct config_addr *a;
+	const struct pool_addr *a;
 
 	while ((a = upstream_choice_next(&s->choice)) != NULL) {
 		struct errbuf err;
@@ -1147,6 +1150,7 @@ static void session_connect_next(struct session *s)
 
 		if (fd < 0) {
 			session_log_upstream_failure(s, err.msg);
+			upstream_choice_failed(&s->choice, err.msg, loop_now_ms(loop));
 			continue;
 		}
 		transport_tcp(&s->upstream, fd);
@@ -1207,8 +1211,8 @@ static void session_upstream_tls(struct session *s)
 
 	if (u->server_name != NULL)
 		snprintf(host, sizeof(host), "%s", u->server_name);
-	else if (net_split_hostport(s->choice.current->text, 0, host, port, &err) < 0)
-		snprintf(host, sizeof(host), "%s", s->choice.current->resolved);
+	else if (net_split_hostport(s->choice.addr->text, 0, host, port, &err) < 0)
+		snprintf(host, sizeof(host), "%s", s->choice.addr->resolved);
 	s->upstream.ops = NULL; /* the TLS transport takes the socket over */
 	if (transport_tls_client(&s->upstream, fd, s->gw->upstream_tls, host, &err) < 0) {
 		loop_io_del(session_loop(s), &s->upstream_io);
@@ -1242,6 +1246,7 @@ static void session_connected(struct session *s)
 
 	loop_timer_disarm(loop, &s->timer);
 	s->connected = true;
+	upstream_choice_connected(&s->choice);
 	(void)net_set_nodelay(s->upstream.fd);
 	(void)net_set_oobinline(s->upstream.fd);
 	session_choose_splice(s);

@@ -1,15 +1,46 @@
 /* upstream: the choice of upstream address (see upstream.h). */
 #include "upstream.h"
 
-void upstream_choice_begin(struct upstream_choice *c, const struct config_gateway *cfg)
+#include <string.h>
+
+void upstream_choice_begin(struct upstream_choice *c, struct pool *pool,
+			   const struct sockaddr *client, uint64_t now_ms)
 {
-	c->cfg = cfg;
-	c->next = 0;
-	c->current = NULL;
+	memset(c, 0, sizeof(*c));
+	c->pool = pool;
+	c->current = -1;
+	c->n = pool_order(pool, client, now_ms, c->order, UPSTREAM_MAX_TRIES);
 }
 
-const struct config_addr *upstream_choice_next(struct upstream_choice *c)
+const struct pool_addr *upstream_choice_next(struct upstream_choice *c)
 {
-	c->current = c->next < c->cfg->n_upstream ? &c->cfg->upstream[c->next++] : NULL;
-	return c->current;
+	if (c->next >= c->n) {
+		c->current = -1;
+		c->addr = NULL;
+		return NULL;
+	}
+	c->current = (int)c->order[c->next++];
+	c->addr = pool_addr(c->pool, (size_t)c->current);
+	return c->addr;
+}
+
+void upstream_choice_failed(struct upstream_choice *c, const char *why, uint64_t now_ms)
+{
+	if (c->current >= 0)
+		pool_failed(c->pool, (size_t)c->current, why, now_ms);
+}
+
+void upstream_choice_connected(struct upstream_choice *c)
+{
+	if (c->current >= 0 && !c->connected) {
+		pool_connected(c->pool, (size_t)c->current);
+		c->connected = true;
+	}
+}
+
+void upstream_choice_end(struct upstream_choice *c)
+{
+	if (c->connected)
+		pool_released(c->pool, (size_t)c->current);
+	c->connected = false;
 }
