@@ -678,6 +678,7 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 			.id = d->n_workers,
 			.auth = d->auth,
 			.pam = d->pam,
+			.admission = d->admission,
 			.penalties = d->penalties,
 			.lograte = d->lograte,
 			.scratch_len = d->config->relay_buffer,

@@ -1,5 +1,6 @@
 /* gateway: live gateways and their counters (see gateway.h). */
 #include "gateway.h"
+#include "proxy.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -123,6 +124,34 @@ static void gateway_free_pools(struct gateway *gw, const struct config_gateway *
 	gw->target_pools = NULL;
 }
 
+/* The secret that signs the identity sent in PROXY v2 headers. */
+static int gateway_load_proxy_key(struct gateway *gw, const struct config_gateway *cfg,
+				  uid_t owner_uid, struct errbuf *err)
+{
+	struct errbuf why;
+
+	gw->proxy_key = malloc(PROXY_KEY_MAX);
+	if (gw->proxy_key == NULL)
+		return errbuf_set(err, "out of memory");
+	if (proxy_key_load(cfg->upstream_proxy_protocol_key_path, owner_uid, gw->proxy_key,
+			   PROXY_KEY_MAX, &gw->proxy_key_len, &why) < 0) {
+		free(gw->proxy_key);
+		gw->proxy_key = NULL;
+		return errbuf_set(err, "gateway \"%s\": upstream_proxy_protocol_key: %s", cfg->name,
+				  why.msg);
+	}
+	return 0;
+}
+
+static void gateway_free_key(struct gateway *gw)
+{
+	if (gw->proxy_key != NULL) {
+		explicit_bzero(gw->proxy_key, PROXY_KEY_MAX);
+		free(gw->proxy_key);
+	}
+	gw->proxy_key = NULL;
+}
+
 /* A PAM service that does not exist falls back to PAM's "other" service: a
  * typo would be a runtime surprise, so it is a load error. */
 static int gateway_check_pam(const struct config_gateway *cfg, struct errbuf *err)
@@ -165,7 +194,16 @@ struct gateway *gateway_create(struct config *config, const struct config_gatewa
 		free(gw);
 		return NULL;
 	}
+	if (cfg->upstream_proxy_protocol_key_path != NULL &&
+	    gateway_load_proxy_key(gw, cfg, owner_uid, err) < 0) {
+		tls_context_unref(gw->tls);
+		tls_context_unref(gw->upstream_tls);
+		credentials_unref(gw->creds);
+		free(gw);
+		return NULL;
+	}
 	if (gateway_make_pools(gw, cfg, prev) < 0) {
+		gateway_free_key(gw);
 		gateway_free_pools(gw, cfg);
 		tls_context_unref(gw->tls);
 		tls_context_unref(gw->upstream_tls);
@@ -225,6 +263,7 @@ void gateway_unref(struct gateway *gw)
 	tls_context_unref(gw->tls);
 	tls_context_unref(gw->upstream_tls);
 	gateway_free_pools(gw, gw->cfg);
+	gateway_free_key(gw);
 	config_unref(gw->config);
 	free(gw);
 }

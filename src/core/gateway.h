@@ -7,6 +7,7 @@
 #define SOCKGATE_GATEWAY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "config.h"
@@ -36,6 +37,8 @@ struct gateway {
 	struct tls_context *upstream_tls; /* TLS to the upstream, or NULL */
 	struct pool *pool;                /* the upstream list's state */
 	struct pool **target_pools;       /* one per cfg->targets[] */
+	uint8_t *proxy_key;               /* upstream_proxy_protocol_key, or NULL */
+	size_t proxy_key_len;
 	struct gateway_counters *counters;
 };
 

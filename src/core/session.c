@@ -18,6 +18,7 @@
 #include "log.h"
 #include "login.h"
 #include "net.h"
+#include "proxy.h"
 #include "relay.h"
 #include "tls.h"
 #include "transport.h"
@@ -87,6 +88,9 @@ struct session {
 		struct sockaddr_in in;
 		struct sockaddr_in6 in6;
 	} peer;
+	struct sockaddr_storage local; /* the address the client reached (a PROXY header's dst) */
+	bool have_local;
+	char id[28]; /* for logs and PROXY v2's UNIQUE_ID: unique across restarts */
 	const char *close_reason;
 	char *close_detail; /* close_reason when it had to be made: freed with s */
 	unsigned holds;
@@ -113,10 +117,14 @@ static void session_penalise(struct session *s, enum penalty_event ev, const cha
 static void session_login_abandoned(struct session *s, const char *why);
 static void session_yield(struct session *s);
 static void session_begin(struct session *s);
+static void session_after_proxy(struct session *s);
+static void session_read_proxy(struct session *s);
+static void session_proxy_timeout(struct loop_timer *t);
 static void session_handshake(struct session *s);
 static void session_grace_timeout(struct loop_timer *t);
 static void session_connected(struct session *s);
 static void session_upstream_failed(struct session *s, const char *what);
+static int session_send_proxy_out(struct session *s);
 static void session_choose_splice(struct session *s);
 
 /* The state as logs name it: a login in progress by its step. */
@@ -124,6 +132,7 @@ static const char *session_state_text(const struct session *s)
 {
 	static const char *const names[] = {
 		[SESSION_NEW] = "new",
+		[SESSION_PROXY] = "proxy",
 		[SESSION_HANDSHAKE] = "handshake",
 		[SESSION_LOGIN] = "login",
 		[SESSION_VERIFYING] = "verifying",
@@ -350,10 +359,12 @@ static void session_log_closed(const struct session *s, const char *reason)
 	log_event(LOG_INFO, LOG_EV_SESSION_CLOSED, "session closed",
 		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
 			     {"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", s->user},
+			     {"SOCKGATE_TARGET",
+			      s->choice.pool != NULL ? pool_target(s->choice.pool) : NULL},
 			     {"UPSTREAM", s->connected ? s->choice.addr->text : NULL},
-			     {"SOCKGATE_STATE", session_state_text(s)}, {"REASON", reason},
-			     {"BYTES_IN", in}, {"BYTES_OUT", out}, {"DURATION_MS", dur},
-			     {"SOCKGATE_TLS", tls_text},
+			     {"SOCKGATE_SESSION", s->id}, {"SOCKGATE_STATE", session_state_text(s)},
+			     {"REASON", reason}, {"BYTES_IN", in}, {"BYTES_OUT", out},
+			     {"DURATION_MS", dur}, {"SOCKGATE_TLS", tls_text},
 			     {"SOCKGATE_TLS_SUBJECT", subject[0] != '\0' ? subject : NULL}));
 }
 
@@ -532,6 +543,24 @@ static void session_grace_timeout(struct loop_timer *t)
 	session_finish(s, "\nLogin timed out.\n", "login grace time expired");
 }
 
+/* A random prefix per process, then a counter: unique across workers,
+ * restarts and instances behind one balancer, without a syscall per session. */
+static void session_make_id(struct session *s)
+{
+	static uint32_t prefix;
+	static uint64_t counter;
+	uint32_t p = __atomic_load_n(&prefix, __ATOMIC_RELAXED);
+
+	if (p == 0) {
+		if (getrandom(&p, sizeof(p), GRND_NONBLOCK) != sizeof(p))
+			p = (uint32_t)loop_clock_ms() ^ (uint32_t)getpid() << 16;
+		p |= 1;
+		__atomic_store_n(&prefix, p, __ATOMIC_RELAXED);
+	}
+	snprintf(s->id, sizeof(s->id), "%08x%016llx", p,
+		 (unsigned long long)__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
+}
+
 static void session_start_task(struct loop_task *t)
 {
 	struct session *s = t->arg;
@@ -540,6 +569,7 @@ static void session_start_task(struct loop_task *t)
 
 	s->holds--;
 	s->started_ms = s->active_ms = loop_now_ms(set->env.loop);
+	session_make_id(s);
 	session_set_link(set, s);
 	s->state = SESSION_NEW;
 	s->c.wr = true;
@@ -569,12 +599,103 @@ static void session_start_task(struct loop_task *t)
 		session_close(s, "out of memory");
 		return;
 	}
+	if (cfg->proxy_protocol.enabled) {
+		if (loop_timer_arm(set->env.loop, &s->life, cfg->proxy_protocol.timeout_ms,
+				   session_proxy_timeout, s) < 0) {
+			session_close(s, "out of memory");
+			return;
+		}
+		session_enter(s, SESSION_PROXY);
+		session_read_proxy(s);
+		return;
+	}
+	session_after_proxy(s);
+}
+
+/* What comes first once the client's address is known: TLS, or the prompt. */
+static void session_after_proxy(struct session *s)
+{
 	if (s->gw->tls != NULL) {
 		session_enter(s, SESSION_HANDSHAKE);
 		session_handshake(s);
 		return;
 	}
 	session_begin(s);
+}
+
+static void session_proxy_timeout(struct loop_timer *t)
+{
+	session_close(t->arg, "no PROXY header in time");
+}
+
+/* The PROXY header of a balancer: peeked until complete, then exactly its
+ * bytes read, so what follows (a TLS handshake, login lines) stays in the
+ * socket. Its source address becomes the client's, and the per-source checks
+ * the accept could not make are made now. A health check (v2 LOCAL, v1
+ * UNKNOWN) is closed at once. */
+static void session_read_proxy(struct session *s)
+{
+	const struct config_gateway *cfg = session_cfg(s);
+	unsigned accept = cfg->proxy_protocol.accept == CONFIG_PROXY_V1   ? PROXY_V1
+			  : cfg->proxy_protocol.accept == CONFIG_PROXY_V2 ? PROXY_V2
+									  : PROXY_V1 | PROXY_V2;
+	uint8_t buf[PROXY_V2_MAX];
+	struct proxy_header h;
+	struct admission_refusal r;
+	struct errbuf why;
+	char reason[ERRBUF_LEN + 32];
+	uint32_t ticket = 0;
+	ssize_t n;
+
+	n = recv(s->client.fd, buf, sizeof(buf), MSG_PEEK);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR) {
+			s->c.rd = false;
+			return;
+		}
+		session_close(s, "balancer reset before the PROXY header");
+		return;
+	}
+	if (n == 0) {
+		session_close(s, "balancer closed before the PROXY header");
+		return;
+	}
+	switch (proxy_parse(buf, (size_t)n, accept, &h, &why)) {
+	case PROXY_NEED_MORE:
+		s->c.rd = false; /* the rest comes with the next event */
+		return;
+	case PROXY_INVALID:
+		snprintf(reason, sizeof(reason), "bad PROXY header: %s", why.msg);
+		free(s->close_detail);
+		s->close_detail = strdup(reason);
+		session_close(s, s->close_detail != NULL ? s->close_detail : "bad PROXY header");
+		return;
+	case PROXY_OK:
+		break;
+	}
+	if (recv(s->client.fd, buf, h.length, 0) != (ssize_t)h.length) {
+		session_close(s, "balancer reset during the PROXY header");
+		return;
+	}
+	loop_timer_disarm(session_loop(s), &s->life);
+	if (h.family != AF_INET && h.family != AF_INET6) {
+		session_close(s, "PROXY health check (no client address)");
+		return;
+	}
+	memcpy(&s->peer, &h.src,
+	       h.family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+	memcpy(&s->local, &h.dst, sizeof(s->local));
+	s->have_local = true;
+	if (!admission_check_source(s->set->env.admission, cfg, &s->peer.sa,
+				    loop_now_ms(session_loop(s)), &ticket, &r)) {
+		snprintf(reason, sizeof(reason), "refused: %s", r.reason);
+		free(s->close_detail);
+		s->close_detail = strdup(reason);
+		session_finish(s, r.message, s->close_detail != NULL ? s->close_detail : "refused");
+		return;
+	}
+	s->source_ticket = ticket;
+	session_after_proxy(s);
 }
 
 /* The connection is ready for its first words: the prompt, or for a plain
@@ -1176,6 +1297,48 @@ static void session_connect_next(struct session *s)
 		       "no upstream reachable");
 }
 
+/* upstream_proxy_protocol: the header goes first, before any TLS, as
+ * HAProxy's send-proxy does; it fits a fresh socket's buffer, so one send()
+ * writes it whole or the upstream is no good. v2 carries the session's id, the
+ * user, the gateway and the target, signed with the gateway's key if any. */
+static int session_send_proxy_out(struct session *s)
+{
+	const struct config_gateway *cfg = session_cfg(s);
+	struct sockaddr_storage local;
+	socklen_t len = sizeof(local);
+	const struct sockaddr *dst = (const struct sockaddr *)&local;
+	uint8_t buf[PROXY_V2_MAX + 64];
+	ssize_t n;
+
+	if (cfg->upstream_proxy_protocol == CONFIG_PROXY_OUT_NONE)
+		return 0;
+	if (s->have_local)
+		dst = (const struct sockaddr *)&s->local;
+	else if (getsockname(s->client.fd, (struct sockaddr *)&local, &len) < 0)
+		return -1;
+	if (cfg->upstream_proxy_protocol == CONFIG_PROXY_OUT_V1) {
+		n = proxy_build_v1(&s->peer.sa, dst, (char *)buf, sizeof(buf));
+	} else {
+		struct proxy_out o = {
+			.src = &s->peer.sa,
+			.dst = dst,
+			.unique_id = s->id,
+			.user = s->user,
+			.gateway = cfg->name,
+			.target = s->choice.pool != NULL ? pool_target(s->choice.pool) : NULL,
+			.user_tlv = cfg->upstream_proxy_protocol_user_tlv,
+			.key = s->gw->proxy_key,
+			.key_len = s->gw->proxy_key_len,
+			.now = (uint64_t)time(NULL),
+		};
+
+		n = proxy_build_v2(&o, buf, sizeof(buf));
+	}
+	if (n <= 0 || send(s->upstream.fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+		return -1;
+	return 0;
+}
+
 /* The upstream's TLS handshake, as far as the socket allows; the connect
  * timeout covers it. A failure tries the next upstream. */
 static void session_upstream_handshake(struct session *s)
@@ -1383,6 +1546,13 @@ static void session_client_cb(struct loop_io *io, uint32_t events)
 	session_note(&s->c, events);
 	transport_ready(&s->client, &s->c.rd, &s->c.wr);
 	switch (s->state) {
+	case SESSION_PROXY:
+		if (events & (EPOLLHUP | EPOLLERR)) {
+			session_close(s, "balancer reset before the PROXY header");
+			return;
+		}
+		session_read_proxy(s);
+		return;
 	case SESSION_HANDSHAKE:
 		session_handshake(s);
 		return;
@@ -1443,6 +1613,10 @@ static void session_upstream_cb(struct loop_io *io, uint32_t events)
 
 			snprintf(what, sizeof(what), "connect: %s", strerror(errno));
 			session_upstream_failed(s, what);
+			return;
+		}
+		if (session_send_proxy_out(s) < 0) {
+			session_upstream_failed(s, "cannot send the PROXY header");
 			return;
 		}
 		if (s->gw->upstream_tls != NULL) {

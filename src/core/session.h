@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "admission.h"
 #include "auth.h"
 #include "errbuf.h"
 #include "gateway.h"
@@ -22,6 +23,7 @@
 
 enum session_state {
 	SESSION_NEW = 0,
+	SESSION_PROXY,     /* the balancer's PROXY header, before anything else */
 	SESSION_HANDSHAKE, /* TLS, before the first prompt */
 	SESSION_LOGIN,
 	SESSION_VERIFYING,
@@ -37,6 +39,7 @@ struct session_env {
 	struct loop *loop;
 	struct auth_pool *auth;
 	struct pamauth_pool *pam;
+	struct admission *admission;     /* the sources PROXY headers name */
 	struct penalty_table *penalties; /* shared by all loops; may be NULL */
 	struct lograte *lograte;         /* shared by all loops; may be NULL */
 	size_t scratch_len;              /* the relay's read buffer, one per set */

@@ -29,6 +29,7 @@ struct worker *worker_create(const struct worker_settings *set, struct errbuf *e
 	struct session_env env = {
 		.auth = set->auth,
 		.pam = set->pam,
+		.admission = set->admission,
 		.penalties = set->penalties,
 		.lograte = set->lograte,
 		.scratch_len = set->scratch_len,
