@@ -126,6 +126,7 @@ static enum auth_result auth_check(struct auth_pool *pool, struct auth_job *job)
 		.password = job->password,
 		.code = job->with_code ? job->code : NULL,
 		.totp_window = job->totp_window,
+		.target = job->target,
 	};
 
 	for (unsigned i = 0;; i++) {

@@ -53,6 +53,7 @@ struct auth_job {
 	 * (one byte more than is kept marks it overlong), wiped after use. */
 	bool with_code;
 	unsigned totp_window;
+	const struct credentials_access *target; /* the target named, or NULL */
 	char code[AUTH_MAX_CODE + 2];
 };
 

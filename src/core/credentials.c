@@ -940,6 +940,35 @@ const char *credentials_revoked(const struct credentials *old_c, const struct cr
 	return NULL;
 }
 
+bool credentials_access_allows(const struct credentials_access *a, const char *user,
+			       const char *groups, size_t groups_len)
+{
+	for (size_t i = 0; i < a->n_users; i++)
+		if (strcmp(a->users[i], user) == 0)
+			return true;
+	for (size_t i = 0; i < a->n_groups; i++) {
+		size_t len = strlen(a->groups[i]);
+
+		for (size_t at = 0; groups != NULL && at < groups_len;) {
+			const char *comma = memchr(groups + at, ',', groups_len - at);
+			size_t end = comma != NULL ? (size_t)(comma - groups) : groups_len;
+
+			if (end - at == len && memcmp(groups + at, a->groups[i], len) == 0)
+				return true;
+			at = end + 1;
+		}
+	}
+	return false;
+}
+
+bool credentials_user_allowed(const struct credentials *c, const char *user,
+			      const struct credentials_access *a)
+{
+	const struct credentials_entry *e = c != NULL ? entry_find(c, user) : NULL;
+
+	return e != NULL && credentials_access_allows(a, e->user, e->groups, e->groups_len);
+}
+
 bool credentials_user_info(const struct credentials *c, const char *user,
 			   struct credentials_info *info)
 {
@@ -1061,6 +1090,9 @@ void credentials_check(const struct credentials *c, const struct credentials_req
 		v->why = CREDENTIALS_NO_SECOND_FACTOR;
 	else if (req->code != NULL && !code_ok)
 		v->why = CREDENTIALS_BAD_CODE;
+	else if (req->target != NULL &&
+		 !credentials_access_allows(req->target, e->user, e->groups, e->groups_len))
+		v->why = CREDENTIALS_NOT_PERMITTED;
 	else
 		v->result = CREDENTIALS_OK;
 	if (v->result == CREDENTIALS_OK && req->code != NULL) {
@@ -1081,6 +1113,8 @@ const char *credentials_denial_text(enum credentials_denial why)
 		return "account expired";
 	case CREDENTIALS_NO_SECOND_FACTOR:
 		return "no second factor enrolled";
+	case CREDENTIALS_NOT_PERMITTED:
+		return "target not permitted";
 	case CREDENTIALS_BAD_CODE:
 		return "wrong verification code";
 	}

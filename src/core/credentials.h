@@ -76,6 +76,17 @@ struct credentials_request {
 	const char *code;     /* the verification code, or NULL: the gateway asks none */
 	unsigned totp_window; /* time steps accepted either side of now */
 	time_t now;
+	/* With a target chosen at the username prompt: who may reach it (its
+	 * users, and users in its groups). Not permitted fails like the rest. */
+	const struct credentials_access *target;
+};
+
+/* Who may reach something: these users, and members of these groups. */
+struct credentials_access {
+	char *const *users;
+	size_t n_users;
+	char *const *groups;
+	size_t n_groups;
 };
 
 /* Why a login was denied: for the log only, never for the client. */
@@ -85,6 +96,7 @@ enum credentials_denial {
 	CREDENTIALS_EXPIRED,
 	CREDENTIALS_NO_SECOND_FACTOR, /* a code was asked, the user has no secret */
 	CREDENTIALS_BAD_CODE,
+	CREDENTIALS_NOT_PERMITTED, /* the target named is not the user's */
 };
 
 struct credentials_verdict {
@@ -141,6 +153,14 @@ bool credentials_user_info(const struct credentials *c, const char *user,
 			   struct credentials_info *info);
 /* The i-th user in name order, and its line (0 past the end). */
 size_t credentials_user_at(const struct credentials *c, size_t i, const char **user);
+
+/* Whether user (with the groups in groups, "a,b", groups_len bytes) may
+ * reach what a names. */
+bool credentials_access_allows(const struct credentials_access *a, const char *user,
+			       const char *groups, size_t groups_len);
+/* The same for user's entry in c (its groups field). */
+bool credentials_user_allowed(const struct credentials *c, const char *user,
+			      const struct credentials_access *a);
 
 /* "YYYY-MM-DD" (len 10) as days since 1970-01-01; -1 if it is no date. */
 int credentials_parse_date(const char *s, size_t len, int64_t *day);

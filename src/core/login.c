@@ -1,6 +1,7 @@
 /* login: the dialogue's steps (see login.h). */
 #include "login.h"
 
+#include <stdio.h>
 #include <string.h>
 
 const char *login_first_prompt(const struct config_login *cfg)
@@ -69,6 +70,10 @@ enum login_verdict login_take_line(struct login *l, const struct config_login *c
 		return login_on_username(l, cfg, line, len, prompt);
 	if (l->step == LOGIN_PASSWORD)
 		return login_on_password(l, cfg, line, len, prompt);
+	if (l->step == LOGIN_TARGET) {
+		snprintf(l->answer, sizeof(l->answer), "%.*s", (int)len, line);
+		return LOGIN_TARGET_ANSWER;
+	}
 	if (l->step == LOGIN_PAM) {
 		login_keep_secret(l->job.password, sizeof(l->job.password), line, len);
 		return LOGIN_PAM_ANSWER;
@@ -79,6 +84,11 @@ enum login_verdict login_take_line(struct login *l, const struct config_login *c
 void login_await_pam(struct login *l)
 {
 	l->step = LOGIN_PAM;
+}
+
+void login_await_target(struct login *l)
+{
+	l->step = LOGIN_TARGET;
 }
 
 void login_restart(struct login *l)
@@ -93,10 +103,8 @@ void login_restart(struct login *l)
 const char *login_step_name(const struct login *l)
 {
 	static const char *const names[LOGIN__STEPS] = {
-		[LOGIN_USERNAME] = "username",
-		[LOGIN_PASSWORD] = "password",
-		[LOGIN_CODE] = "code",
-		[LOGIN_PAM] = "pam",
+		[LOGIN_USERNAME] = "username", [LOGIN_PASSWORD] = "password", [LOGIN_CODE] = "code",
+		[LOGIN_PAM] = "pam",           [LOGIN_TARGET] = "target",
 	};
 
 	return (unsigned)l->step < LOGIN__STEPS ? names[l->step] : "?";

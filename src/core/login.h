@@ -18,7 +18,8 @@ enum login_step {
 	LOGIN_USERNAME = 0,
 	LOGIN_PASSWORD,
 	LOGIN_CODE,
-	LOGIN_PAM, /* a PAM module asked something (pamauth.h) */
+	LOGIN_PAM,    /* a PAM module asked something (pamauth.h) */
+	LOGIN_TARGET, /* after the login: which target (login.target = "menu") */
 	LOGIN__STEPS
 };
 
@@ -30,16 +31,18 @@ struct login {
 	unsigned failures;       /* attempts answered as wrong */
 	unsigned empty_lines;    /* at the username prompt, over all attempts */
 	bool pam;                /* PAM asks everything after the user name */
+	char answer[72];         /* the menu's answer */
 	struct loop_timer delay; /* the pause before a failure answer (the session's) */
 	struct auth_job job;     /* the answers, handed to the password check */
 };
 
 enum login_verdict {
-	LOGIN_ASK,        /* send *prompt (the next step's, or the same one again) */
-	LOGIN_CHECK,      /* every step is answered: check job's user and password */
-	LOGIN_TOO_EMPTY,  /* more empty lines than cfg allows: end the connection */
-	LOGIN_PAM_START,  /* PAM: the user name is in job.user; start the transaction */
-	LOGIN_PAM_ANSWER, /* PAM: the answer to its prompt is in job.password */
+	LOGIN_ASK,           /* send *prompt (the next step's, or the same one again) */
+	LOGIN_CHECK,         /* every step is answered: check job's user and password */
+	LOGIN_TOO_EMPTY,     /* more empty lines than cfg allows: end the connection */
+	LOGIN_PAM_START,     /* PAM: the user name is in job.user; start the transaction */
+	LOGIN_PAM_ANSWER,    /* PAM: the answer to its prompt is in job.password */
+	LOGIN_TARGET_ANSWER, /* the target chosen from the menu is in answer */
 };
 
 /* The prompt of the first step. */
@@ -52,6 +55,8 @@ enum login_verdict login_take_line(struct login *l, const struct config_login *c
 
 /* A PAM module asked something: the next line answers it. */
 void login_await_pam(struct login *l);
+/* The menu of targets is shown: the next line picks one. */
+void login_await_target(struct login *l);
 
 /* After a failure: the dialogue starts over at its first step. */
 void login_restart(struct login *l);

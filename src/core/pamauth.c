@@ -2,7 +2,9 @@
 #include "pamauth.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +188,30 @@ static void pamauth_no_delay(int retval, unsigned usec, void *appdata)
 	(void)appdata;
 }
 
+/* The directory's groups of user, by NSS (sssd, files), for targets that
+ * name groups: "a,b", cut at len. Blocking, as PAM is: on this thread. */
+static void pamauth_groups(const char *user, char *out, size_t len)
+{
+	struct passwd pw, *found = NULL;
+	char buf[4096], gbuf[4096];
+	gid_t gids[64];
+	int n = 64;
+
+	out[0] = '\0';
+	if (getpwnam_r(user, &pw, buf, sizeof(buf), &found) != 0 || found == NULL)
+		return;
+	if (getgrouplist(user, pw.pw_gid, gids, &n) < 0)
+		n = 64; /* more than 64: the first 64 */
+	for (int i = 0; i < n; i++) {
+		struct group gr, *g = NULL;
+		size_t used = strlen(out);
+
+		if (getgrgid_r(gids[i], &gr, gbuf, sizeof(gbuf), &g) != 0 || g == NULL)
+			continue;
+		snprintf(out + used, len - used, "%s%s", used > 0 ? "," : "", g->gr_name);
+	}
+}
+
 static void pamauth_run(struct pamauth_pool *pool, struct pamauth_job *job)
 {
 	struct pamauth_conv_ctx cx = {.pool = pool, .job = job, .answered_ms = pamauth_clock_ms()};
@@ -214,6 +240,8 @@ static void pamauth_run(struct pamauth_pool *pool, struct pamauth_job *job)
 			if (pam_get_item(h, PAM_USER, &item) == PAM_SUCCESS && item != NULL)
 				snprintf(job->pam_user, sizeof(job->pam_user), "%s",
 					 (const char *)item);
+			pamauth_groups(job->pam_user[0] != '\0' ? job->pam_user : job->user,
+				       job->groups, sizeof(job->groups));
 			break;
 		case PAM_NEW_AUTHTOK_REQD:
 			job->result = PAMAUTH_CHANGE_PASSWORD;

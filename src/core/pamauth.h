@@ -60,7 +60,8 @@ struct pamauth_job {
 	size_t prompt_at;                        /* where the prompt starts in text */
 	bool echo;                               /* the prompt's answer may be shown */
 	char pam_user[CREDENTIALS_MAX_USER + 1]; /* PAM_USER at the end (modules may map it) */
-	uint64_t tail_ms; /* from the last answer to the end: what a client can time */
+	char groups[1024]; /* on success: the user's groups by NSS, "a,b" (targets) */
+	uint64_t tail_ms;  /* from the last answer to the end: what a client can time */
 	/* private: the pool's lock guards them */
 	struct pamauth_pool *pool;
 	int state;

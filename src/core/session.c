@@ -91,6 +91,8 @@ struct session {
 	struct sockaddr_storage local; /* the address the client reached (a PROXY header's dst) */
 	bool have_local;
 	char id[28]; /* for logs and PROXY v2's UNIQUE_ID: unique across restarts */
+	int target;  /* index into cfg->targets, or -1: the gateway's own upstream */
+	struct credentials_access access; /* who may reach the target named */
 	const char *close_reason;
 	char *close_detail; /* close_reason when it had to be made: freed with s */
 	unsigned holds;
@@ -125,6 +127,8 @@ static void session_grace_timeout(struct loop_timer *t);
 static void session_connected(struct session *s);
 static void session_upstream_failed(struct session *s, const char *what);
 static int session_send_proxy_out(struct session *s);
+static void session_authenticated(struct session *s, const char *groups, size_t groups_len);
+static const char *session_groups(struct session *s, size_t *len);
 static void session_choose_splice(struct session *s);
 
 /* The state as logs name it: a login in progress by its step. */
@@ -570,6 +574,7 @@ static void session_start_task(struct loop_task *t)
 	s->holds--;
 	s->started_ms = s->active_ms = loop_now_ms(set->env.loop);
 	session_make_id(s);
+	s->target = -1;
 	session_set_link(set, s);
 	s->state = SESSION_NEW;
 	s->c.wr = true;
@@ -922,7 +927,9 @@ static void session_logged_in(struct session *s)
 	s->login = NULL;
 	loop_timer_disarm(session_loop(s), &s->timer);
 	session_enter(s, SESSION_CONNECTING);
-	upstream_choice_begin(&s->choice, s->gw->pool, &s->peer.sa, loop_now_ms(session_loop(s)));
+	upstream_choice_begin(&s->choice,
+			      s->target >= 0 ? s->gw->target_pools[s->target] : s->gw->pool,
+			      &s->peer.sa, loop_now_ms(session_loop(s)));
 	session_connect_next(s);
 }
 
@@ -956,9 +963,13 @@ static void session_auth_done(struct loop_task *t)
 	}
 	s->holds--;
 	switch (login->job.result) {
-	case AUTH_OK:
-		session_logged_in(s);
+	case AUTH_OK: {
+		size_t len;
+		const char *groups = session_groups(s, &len);
+
+		session_authenticated(s, groups, len);
 		return;
+	}
 	case AUTH_DENIED:
 	case AUTH_ERROR:
 		/* A hash crypt cannot use answers as a wrong password would: the
@@ -978,11 +989,133 @@ static void session_auth_done(struct loop_task *t)
 	session_finish(s, "Service unavailable.\n", "password check failed");
 }
 
+/* ---- targets -------------------------------------------------------------- */
+
+/* Who may reach target i. */
+static void session_target_access(struct session *s, int i)
+{
+	const struct config_target *t = &session_cfg(s)->targets[i];
+
+	s->access = (struct credentials_access){t->users, t->n_users, t->groups, t->n_groups};
+}
+
+/* login.target = "suffix": "alice@db2" names user alice and target db2 (the
+ * last '@', and only if a target has that name: "bob@example.com" stays a
+ * user name). No target named is no target permitted: the check fails like
+ * a wrong password. */
+static void session_take_suffix(struct session *s)
+{
+	const struct config_gateway *cfg = session_cfg(s);
+	char *user = s->login->job.user, *at = strrchr(user, '@');
+
+	s->target = -1;
+	s->access = (struct credentials_access){0};
+	for (size_t i = 0; at != NULL && i < cfg->n_targets; i++) {
+		if (strcmp(at + 1, cfg->targets[i].name) == 0) {
+			s->target = (int)i;
+			*at = '\0';
+			session_target_access(s, s->target);
+			break;
+		}
+	}
+}
+
+/* Logged in: with a menu of targets, the user picks one first. groups: the
+ * user's ("a,b"), from the credentials file or NSS. */
+static void session_authenticated(struct session *s, const char *groups, size_t groups_len)
+{
+	const struct config_gateway *cfg = session_cfg(s);
+	const char *user = s->login->job.user;
+	int permitted[64], n = 0;
+	char line[128];
+
+	if (cfg->login.target != CONFIG_TARGET_MENU) {
+		session_logged_in(s);
+		return;
+	}
+	for (size_t i = 0; i < cfg->n_targets && n < 64; i++) {
+		session_target_access(s, (int)i);
+		if (credentials_access_allows(&s->access, user, groups, groups_len))
+			permitted[n++] = (int)i;
+	}
+	if (n == 0) {
+		session_finish(s, "Not permitted.\n", "no target permitted for this user");
+		return;
+	}
+	if (n == 1) {
+		s->target = permitted[0];
+		session_logged_in(s);
+		return;
+	}
+	for (int k = 0; k < n; k++) {
+		snprintf(line, sizeof(line), "%s%3d) %s\n", k == 0 ? "Targets:\n" : "", k + 1,
+			 cfg->targets[permitted[k]].name);
+		if (session_queue(s, line) < 0) {
+			session_close(s, "out of memory");
+			return;
+		}
+	}
+	if (session_queue(s, cfg->login.target_prompt) < 0) {
+		session_close(s, "out of memory");
+		return;
+	}
+	s->target = -1;
+	login_await_target(s->login);
+	session_enter(s, SESSION_LOGIN);
+	session_login_input(s);
+}
+
+/* The menu's answer: a number of the list, or a name; anything else, or a
+ * target not the user's, is "not permitted". */
+static void session_pick_target(struct session *s, const char *groups, size_t groups_len)
+{
+	const struct config_gateway *cfg = session_cfg(s);
+	const char *answer = s->login->answer, *user = s->login->job.user;
+	char *end;
+	long k = strtol(answer, &end, 10);
+	int seen = 0;
+
+	for (size_t i = 0; i < cfg->n_targets; i++) {
+		session_target_access(s, (int)i);
+		if (!credentials_access_allows(&s->access, user, groups, groups_len))
+			continue;
+		seen++;
+		if ((end != answer && *end == '\0' && k == seen) ||
+		    strcmp(answer, cfg->targets[i].name) == 0) {
+			s->target = (int)i;
+			session_logged_in(s);
+			return;
+		}
+	}
+	session_finish(s, "Not permitted.\n", "target not permitted");
+}
+
+/* The user's groups for targets: the file's, or NSS's through PAM. */
+static const char *session_groups(struct session *s, size_t *len)
+{
+	struct credentials_info info;
+
+	if (s->pam != NULL) {
+		*len = strlen(s->pam->groups);
+		return s->pam->groups;
+	}
+	if (credentials_user_info(s->gw->creds, s->login->job.user, &info) && info.groups != NULL) {
+		*len = info.groups_len;
+		return info.groups;
+	}
+	*len = 0;
+	return NULL;
+}
+
 /* Every step is answered: the check runs off the loop. */
 static void session_submit_check(struct session *s)
 {
 	struct auth_job *job = &s->login->job;
 
+	if (session_cfg(s)->login.target == CONFIG_TARGET_SUFFIX) {
+		session_take_suffix(s);
+		job->target = &s->access;
+	}
 	job->slot = s->gw->counters->creds_now;
 	job->reply_loop = session_loop(s);
 	job->done = session_auth_done;
@@ -1013,7 +1146,17 @@ static void session_pam_done(struct session *s, struct pamauth_job *job)
 			session_close(s, "out of memory");
 			return;
 		}
-		session_logged_in(s);
+		/* A target named at the prompt is checked now, with the
+		 * directory's groups: not permitted fails like the rest. */
+		if (session_cfg(s)->login.target == CONFIG_TARGET_SUFFIX &&
+		    !credentials_access_allows(&s->access, login->job.user, job->groups,
+					       strlen(job->groups))) {
+			floor = pamauth_failure_floor_ms(s->set->env.pam);
+			session_login_failed(s, "target not permitted",
+					     floor > job->tail_ms ? floor - job->tail_ms : 0);
+			return;
+		}
+		session_authenticated(s, job->groups, strlen(job->groups));
 		return;
 	case PAMAUTH_DENIED:
 	case PAMAUTH_ERROR:
@@ -1086,6 +1229,8 @@ static void session_start_pam(struct session *s)
 	job->arg = s;
 	job->service = cfg->pam_service;
 	job->config_dir = cfg->pam_config_dir_path;
+	if (cfg->login.target == CONFIG_TARGET_SUFFIX)
+		session_take_suffix(s);
 	memcpy(job->user, s->login->job.user, sizeof(job->user));
 	session_log_fields(s, job->rhost, port, sizeof(job->rhost));
 	/* No answer is awaited past the grace time (the timer ends the session
@@ -1134,6 +1279,13 @@ static void session_on_line(struct session *s, char *line, size_t len)
 	case LOGIN_PAM_ANSWER:
 		session_answer_pam(s);
 		return;
+	case LOGIN_TARGET_ANSWER: {
+		size_t glen;
+		const char *groups = session_groups(s, &glen);
+
+		session_pick_target(s, groups, glen);
+		return;
+	}
 	}
 }
 

@@ -426,7 +426,7 @@ static int setup_timing(void **state)
 
 /* An unknown user costs what a wrong password costs: medians of 50 each,
  * taken in alternation (no failure delay here, to see the hashing), within
- * 10 %. Without the dummy hash an unknown user costs next to nothing. */
+ * 25 %. Without the dummy hash an unknown user costs next to nothing. */
 static void unknown_user_costs_like_wrong_password(void **state)
 {
 	struct fixture *f = *state;
@@ -440,7 +440,9 @@ static void unknown_user_costs_like_wrong_password(void **state)
 	assert_int_equal(
 		timing_medians(f->port, attempts, 2, 50, 100, "incorrect.\nUsername: ", medians),
 		0);
-	assert_true(timing_alike(medians, names, 2, 0.10));
+	/* Without the dummy an unknown user takes next to nothing; 25 % leaves
+	 * room for a loaded machine without hiding that. */
+	assert_true(timing_alike(medians, names, 2, 0.25));
 }
 
 int main(void)

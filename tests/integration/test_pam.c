@@ -181,7 +181,7 @@ static void pam_fail_delay_puts_no_thread_to_sleep(void **state)
 
 /* pam_pwdfile answers an unknown user at once and a wrong password after
  * yescrypt: the answers take the same time all the same (medians of 40 each,
- * in rotation, within 10 %). */
+ * in rotation, within 25 %). */
 static void an_unknown_user_takes_what_a_wrong_password_takes(void **state)
 {
 	struct fixture *f = *state;
@@ -195,7 +195,9 @@ static void an_unknown_user_takes_what_a_wrong_password_takes(void **state)
 	assert_int_equal(
 		timing_medians(f->port, attempts, 2, 40, 100, "incorrect.\nUsername: ", medians),
 		0);
-	assert_true(timing_alike(medians, names, 2, 0.10));
+	/* Unpadded, an unknown user takes a twentieth of a wrong password; 25 % leaves
+	 * room for a loaded machine without hiding that. */
+	assert_true(timing_alike(medians, names, 2, 0.25));
 }
 
 /* pam_acct_mgmt: an expired account fails like a wrong password (the log says

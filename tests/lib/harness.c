@@ -522,6 +522,22 @@ ssize_t harness_read_all(int fd, void *buf, size_t cap, int timeout_ms)
 	}
 }
 
+ssize_t harness_read_some(int fd, void *buf, size_t cap, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		ssize_t n;
+
+		if (wait_fd(fd, POLLIN, deadline) <= 0)
+			return -1;
+		n = read(fd, buf, cap);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		return n;
+	}
+}
+
 int harness_read_exact(int fd, void *buf, size_t len, int timeout_ms)
 {
 	long long deadline = now_ms() + timeout_ms;

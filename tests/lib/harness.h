@@ -105,6 +105,10 @@ int harness_read_port(int fd, int timeout_ms);
  * than cap bytes arrive. */
 ssize_t harness_read_all(int fd, void *buf, size_t cap, int timeout_ms);
 
+/* Reads what fd has within timeout_ms (at least one byte, at most cap). Returns the byte
+ * count, 0 at EOF, or -1 on timeout or error. */
+ssize_t harness_read_some(int fd, void *buf, size_t cap, int timeout_ms);
+
 /* Reads exactly len bytes from fd into buf; for output that has no newline, like a prompt.
  * Returns 0, or -1 on timeout, EOF or error. */
 int harness_read_exact(int fd, void *buf, size_t len, int timeout_ms);
