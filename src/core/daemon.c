@@ -28,7 +28,11 @@
 #include "session.h"
 #include "worker.h"
 
-#define DAEMON_STATUS_MS 1000
+/* Passes remembered at most (a login each), and the longest they may last
+ * (pass.duration's bound). */
+#define DAEMON_MAX_PASSES      65536
+#define DAEMON_PASS_MAX_AGE_MS (86400 * 1000ull)
+#define DAEMON_STATUS_MS       1000
 /* Sources whose unauthenticated connections are told apart in the summaries. */
 #define DAEMON_LOGRATE_SOURCES 4096
 #define DAEMON_RELOAD_WAITERS  16
@@ -47,6 +51,7 @@ struct daemon {
 	struct auth_pool *auth;
 	struct totp_replay *replay; /* verification codes used, across reloads */
 	struct pamauth_pool *pam;   /* PAM transactions of auth = "pam" gateways */
+	struct passes *passes;      /* logins that let binary clients in (pass gateways) */
 	struct penalty_table *penalties;
 	struct admission *admission;
 	struct loop_io sig_io;
@@ -228,6 +233,37 @@ static void daemon_accept(struct gateway *gw, int fd, const struct sockaddr *pee
 
 /* ---- systemd ------------------------------------------------------------ */
 
+/* A reload ends the passes of users it revoked (removed, password changed,
+ * locked, expired) and of login gateways that are gone. */
+struct daemon_pass_judge {
+	struct daemon *d;
+	struct gateway **gws;
+	size_t n;
+	time_t now;
+};
+
+static bool daemon_keep_pass(const char *gateway, const char *user, void *arg)
+{
+	struct daemon_pass_judge *j = arg;
+	struct gateway *was = daemon_find_gateway(j->d->gws, j->d->n_gws, gateway);
+	struct gateway *now = daemon_find_gateway(j->gws, j->n, gateway);
+
+	if (now == NULL || !now->grants_passes)
+		return false;
+	if (was == NULL || was->creds == NULL || now->creds == NULL)
+		return true; /* PAM's users are the directory's */
+	return credentials_revoked(was->creds, now->creds, user, j->now) == NULL;
+}
+
+static void daemon_end_passes(struct daemon *d, struct gateway **gws, size_t n)
+{
+	struct daemon_pass_judge j = {d, gws, n, time(NULL)};
+	size_t ended = d->passes != NULL ? passes_filter(d->passes, daemon_keep_pass, &j) : 0;
+
+	if (ended > 0)
+		log_msg(LOG_NOTICE, "reload ended %zu pass%s", ended, ended == 1 ? "" : "es");
+}
+
 /* Stops the active checks (the pools they check may be on their way out). */
 static void daemon_stop_checks(struct daemon *d)
 {
@@ -328,6 +364,8 @@ static void daemon_status_timer(struct loop_timer *t)
 {
 	struct daemon *d = t->arg;
 
+	if (d->passes != NULL)
+		passes_expire(d->passes, DAEMON_PASS_MAX_AGE_MS, loop_now_ms(d->loop));
 	lograte_flush(d->lograte, loop_now_ms(d->loop), false, daemon_log_summary, d);
 	daemon_update_status(d);
 	loop_timer_arm(d->loop, t, DAEMON_STATUS_MS, daemon_status_timer, d);
@@ -529,6 +567,7 @@ static int daemon_reload(struct daemon *d)
 		if (daemon_find_gateway(gws, cfg->n_gateways, d->gws[i]->cfg->name) == NULL)
 			gateway_retire(d->gws[i]);
 	daemon_stop_checks(d);
+	daemon_end_passes(d, gws, cfg->n_gateways);
 	daemon_free_gateways(d->gws, d->n_gws);
 	config_unref(d->config);
 	d->config = cfg;
@@ -670,6 +709,9 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 	d->pam = pamauth_pool_create(&pam, err);
 	if (d->pam == NULL)
 		return -1;
+	d->passes = passes_create(DAEMON_MAX_PASSES);
+	if (d->passes == NULL)
+		return errbuf_set(err, "out of memory");
 	d->workers = calloc(n, sizeof(*d->workers));
 	if (d->workers == NULL)
 		return errbuf_set(err, "out of memory");
@@ -679,6 +721,7 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 			.auth = d->auth,
 			.pam = d->pam,
 			.admission = d->admission,
+			.passes = d->passes,
 			.penalties = d->penalties,
 			.lograte = d->lograte,
 			.scratch_len = d->config->relay_buffer,
@@ -718,6 +761,8 @@ static void daemon_shutdown(struct daemon *d)
 	d->auth = NULL;
 	pamauth_pool_free(d->pam);
 	d->pam = NULL;
+	passes_free(d->passes);
+	d->passes = NULL;
 	totp_replay_free(d->replay);
 	d->replay = NULL;
 	if (d->loop != NULL) {

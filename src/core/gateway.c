@@ -241,6 +241,13 @@ struct gateway *gateway_create(struct config *config, const struct config_gatewa
 	gw->refs = 1;
 	gw->config = config_ref(config);
 	gw->cfg = cfg;
+	for (size_t i = 0; i < config->n_gateways; i++) {
+		const struct config_gateway *g = &config->gateways[i];
+
+		if (g->authenticate_mode == CONFIG_AUTHENTICATE_PASS &&
+		    strcmp(g->pass.from_gateway, cfg->name) == 0)
+			gw->grants_passes = true;
+	}
 	return gw;
 }
 

@@ -37,6 +37,7 @@ struct gateway {
 	struct tls_context *upstream_tls; /* TLS to the upstream, or NULL */
 	struct pool *pool;                /* the upstream list's state */
 	struct pool **target_pools;       /* one per cfg->targets[] */
+	bool grants_passes;               /* a pass gateway names this one */
 	uint8_t *proxy_key;               /* upstream_proxy_protocol_key, or NULL */
 	size_t proxy_key_len;
 	struct gateway_counters *counters;

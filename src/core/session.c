@@ -120,6 +120,10 @@ static void session_login_abandoned(struct session *s, const char *why);
 static void session_yield(struct session *s);
 static void session_begin(struct session *s);
 static void session_after_proxy(struct session *s);
+static void session_admit_pass(struct session *s);
+static void session_life_timeout(struct loop_timer *t);
+static void session_log_login(const struct session *s, enum log_event ev, const char *user,
+			      const char *reason);
 static void session_read_proxy(struct session *s);
 static void session_proxy_timeout(struct loop_timer *t);
 static void session_handshake(struct session *s);
@@ -709,6 +713,10 @@ static void session_begin(struct session *s)
 {
 	const struct config_gateway *cfg = session_cfg(s);
 
+	if (cfg->authenticate_mode == CONFIG_AUTHENTICATE_PASS) {
+		session_admit_pass(s);
+		return;
+	}
 	if (!cfg->authenticate) {
 		/* A plain relay: straight to the upstream. */
 		session_enter(s, SESSION_CONNECTING);
@@ -733,6 +741,49 @@ static void session_begin(struct session *s)
 	 * will say so. */
 	if (s->tls_up)
 		session_login_input(s);
+}
+
+/* authenticate = "pass": no prompt. The client's address logged in on
+ * pass.from_gateway within pass.duration, or the connection just ends (a
+ * binary client would not understand a line). The pass's user and target go
+ * on to the logs, the caps and the PROXY header. */
+static void session_admit_pass(struct session *s)
+{
+	const struct config_gateway *cfg = session_cfg(s);
+	char user[PASSES_MAX_NAME + 1], target[PASSES_MAX_NAME + 1], from[PASSES_MAX_NAME + 16];
+
+	if (!passes_find(s->set->env.passes, cfg->pass.from_gateway, &s->peer.sa,
+			 cfg->pass.duration_ms, loop_now_ms(session_loop(s)), user, target)) {
+		session_close(s, "no pass for this address");
+		return;
+	}
+	s->user = strdup(user);
+	if (s->user == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < cfg->n_targets; i++)
+		if (strcmp(cfg->targets[i].name, target) == 0)
+			s->target = (int)i;
+	snprintf(from, sizeof(from), "pass from %s", cfg->pass.from_gateway);
+	session_log_login(s, LOG_EV_LOGIN_OK, s->user, from);
+	if (!gateway_user_begin(s->gw, s->user)) {
+		session_close(s, "max_sessions_per_user reached");
+		return;
+	}
+	s->counted_user = true;
+	if (cfg->session_timeout_ms > 0 &&
+	    loop_timer_arm(session_loop(s), &s->life, cfg->session_timeout_ms, session_life_timeout,
+			   s) < 0) {
+		session_close(s, "out of memory");
+		return;
+	}
+	loop_timer_disarm(session_loop(s), &s->timer);
+	session_enter(s, SESSION_CONNECTING);
+	upstream_choice_begin(&s->choice,
+			      s->target >= 0 ? s->gw->target_pools[s->target] : s->gw->pool,
+			      &s->peer.sa, loop_now_ms(session_loop(s)));
+	session_connect_next(s);
 }
 
 /* The client's TLS handshake, as far as the socket allows. A failure counts
@@ -910,6 +961,10 @@ static void session_logged_in(struct session *s)
 		return;
 	}
 	s->counted_user = true;
+	if (s->gw->grants_passes)
+		passes_grant(s->set->env.passes, cfg->name, &s->peer.sa, s->user,
+			     s->target >= 0 ? cfg->targets[s->target].name : NULL,
+			     loop_now_ms(session_loop(s)));
 	if (cfg->session_timeout_ms > 0 &&
 	    loop_timer_arm(session_loop(s), &s->life, cfg->session_timeout_ms, session_life_timeout,
 			   s) < 0) {

@@ -19,6 +19,7 @@
 #include "lograte.h"
 #include "loop.h"
 #include "pamauth.h"
+#include "passes.h"
 #include "penalty.h"
 
 enum session_state {
@@ -40,6 +41,7 @@ struct session_env {
 	struct auth_pool *auth;
 	struct pamauth_pool *pam;
 	struct admission *admission;     /* the sources PROXY headers name */
+	struct passes *passes;           /* logins that admit binary clients later */
 	struct penalty_table *penalties; /* shared by all loops; may be NULL */
 	struct lograte *lograte;         /* shared by all loops; may be NULL */
 	size_t scratch_len;              /* the relay's read buffer, one per set */

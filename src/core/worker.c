@@ -30,6 +30,7 @@ struct worker *worker_create(const struct worker_settings *set, struct errbuf *e
 		.auth = set->auth,
 		.pam = set->pam,
 		.admission = set->admission,
+		.passes = set->passes,
 		.penalties = set->penalties,
 		.lograte = set->lograte,
 		.scratch_len = set->scratch_len,

@@ -21,6 +21,7 @@ struct worker_settings {
 	struct auth_pool *auth;          /* where its sessions check passwords */
 	struct pamauth_pool *pam;        /* where they ask PAM */
 	struct admission *admission;     /* checks sources a PROXY header names */
+	struct passes *passes;           /* shared: passes granted and used */
 	struct penalty_table *penalties; /* shared; may be NULL */
 	struct lograte *lograte;         /* shared; may be NULL */
 	size_t scratch_len;              /* the relay's read buffer */
