@@ -127,6 +127,7 @@ static enum auth_result auth_check(struct auth_pool *pool, struct auth_job *job)
 		.code = job->with_code ? job->code : NULL,
 		.totp_window = job->totp_window,
 		.target = job->target,
+		.peer = (const struct sockaddr *)&job->peer,
 	};
 
 	for (unsigned i = 0;; i++) {

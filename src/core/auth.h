@@ -54,6 +54,7 @@ struct auth_job {
 	bool with_code;
 	unsigned totp_window;
 	const struct credentials_access *target; /* the target named, or NULL */
+	struct sockaddr_storage peer;            /* the client (from= networks) */
 	char code[AUTH_MAX_CODE + 2];
 };
 

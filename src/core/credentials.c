@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "file.h"
+#include "net.h"
 #include "totp.h"
 
 /* crypt(3)'s base-64 alphabet: every strong method writes its parameters, salt
@@ -39,6 +40,8 @@ struct credentials_entry {
 	int64_t expires_day;      /* refused from this day (days since 1970-01-01 UTC), or
 				     CREDENTIALS_NEVER */
 	struct totp_params *totp; /* NULL: no second factor enrolled */
+	struct net_cidr *from;    /* from=: the networks the user may log in from */
+	size_t n_from;
 	unsigned char totp_key[TOTP_REPLAY_KEY_LEN]; /* names user and secret for replays */
 };
 
@@ -272,6 +275,9 @@ static const struct hash_method *hash_check(const char *hash, size_t len, char *
 
 static void entry_free(struct credentials_entry *e)
 {
+	free(e->from);
+	e->from = NULL;
+	e->n_from = 0;
 	if (e->totp != NULL) {
 		explicit_bzero(e->totp, sizeof(*e->totp));
 		free(e->totp);
@@ -573,12 +579,75 @@ static int totp_key_make(struct credentials_entry *e)
 	return ok ? 0 : -1;
 }
 
+/* The fields after the hash. The TOTP ones come last: from index FIELD_TOTP
+ * on, they need e->totp. */
+static const char *const field_names[] = {"expires",  "groups",      "from",       "totp",
+					  "totp_alg", "totp_digits", "totp_period"};
+enum { FIELD_TOTP = 3, FIELD_COUNT = 7 };
+
+const char *credentials_next_field(const char *p, const char *end)
+{
+	for (const char *c = memchr(p, ':', (size_t)(end - p)); c != NULL;
+	     c = c + 1 < end ? memchr(c + 1, ':', (size_t)(end - c - 1)) : NULL) {
+		for (size_t k = 0; k < FIELD_COUNT; k++) {
+			size_t n = strlen(field_names[k]);
+
+			if ((size_t)(end - c - 1) > n && memcmp(c + 1, field_names[k], n) == 0 &&
+			    c[1 + n] == '=')
+				return c;
+		}
+	}
+	return NULL;
+}
+
+/* from=RANGE,RANGE...: the networks the user may log in from. */
+static int from_parse(struct credentials_entry *e, const char *v, size_t vlen, char *why,
+		      size_t why_size)
+{
+	size_t at = 0;
+
+	if (vlen == 0) {
+		snprintf(why, why_size, "from: an empty list of networks");
+		return -1;
+	}
+	while (at <= vlen) {
+		const char *comma = memchr(v + at, ',', vlen - at);
+		size_t end = comma != NULL ? (size_t)(comma - v) : vlen;
+		char one[64];
+		struct net_cidr *grown;
+		struct errbuf err;
+
+		if (end - at == 0 || end - at >= sizeof(one) || e->n_from >= CREDENTIALS_MAX_FROM) {
+			snprintf(why, why_size, "from: %s",
+				 end - at == 0 ? "an empty network"
+				 : e->n_from >= CREDENTIALS_MAX_FROM
+					 ? "more than 32 networks"
+					 : "a network longer than 63 characters");
+			return -1;
+		}
+		memcpy(one, v + at, end - at);
+		one[end - at] = '\0';
+		grown = realloc(e->from, (e->n_from + 1) * sizeof(*e->from));
+		if (grown == NULL) {
+			snprintf(why, why_size, "out of memory");
+			return -1;
+		}
+		e->from = grown;
+		if (net_parse_cidr(one, &e->from[e->n_from], &err) < 0) {
+			snprintf(why, why_size, "from: %.150s", err.msg);
+			return -1;
+		}
+		e->n_from++;
+		at = end + 1;
+	}
+	return 0;
+}
+
 /* One "name=value" field after the hash. */
 static int field_parse(struct credentials_entry *e, const char *f, size_t len, unsigned *seen,
 		       char *why, size_t why_size)
 {
-	static const char *const names[] = {"expires",  "groups",      "totp",
-					    "totp_alg", "totp_digits", "totp_period"};
+	const char *const *names = field_names;
 	const char *eq = memchr(f, '=', len), *v;
 	size_t nlen, vlen, k;
 	struct errbuf err;
@@ -590,13 +659,13 @@ static int field_parse(struct credentials_entry *e, const char *f, size_t len, u
 	nlen = (size_t)(eq - f);
 	v = eq + 1;
 	vlen = len - nlen - 1;
-	for (k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+	for (k = 0; k < FIELD_COUNT; k++)
 		if (strlen(names[k]) == nlen && memcmp(f, names[k], nlen) == 0)
 			break;
-	if (k == sizeof(names) / sizeof(names[0])) {
+	if (k == FIELD_COUNT) {
 		snprintf(why, why_size,
-			 "unknown field \"%.*s\" (known: expires, groups, totp, totp_alg, "
-			 "totp_digits, totp_period)",
+			 "unknown field \"%.*s\" (known: expires, groups, from, totp, "
+			 "totp_alg, totp_digits, totp_period)",
 			 (int)(nlen < 32 ? nlen : 32), f);
 		return -1;
 	}
@@ -605,7 +674,7 @@ static int field_parse(struct credentials_entry *e, const char *f, size_t len, u
 		return -1;
 	}
 	*seen |= 1u << k;
-	if (k >= 2 && e->totp == NULL) {
+	if (k >= FIELD_TOTP && e->totp == NULL) {
 		e->totp = calloc(1, sizeof(*e->totp));
 		if (e->totp == NULL) {
 			snprintf(why, why_size, "out of memory");
@@ -632,18 +701,20 @@ static int field_parse(struct credentials_entry *e, const char *f, size_t len, u
 		return 0;
 	}
 	case 2:
+		return from_parse(e, v, vlen, why, why_size);
+	case 3:
 		if (totp_secret_decode(v, vlen, e->totp, &err) < 0) {
 			snprintf(why, why_size, "totp: %.150s", err.msg);
 			return -1;
 		}
 		return 0;
-	case 3:
+	case 4:
 		if (totp_alg_parse(v, vlen, &e->totp->alg) < 0) {
 			snprintf(why, why_size, "totp_alg is not SHA1, SHA256 or SHA512");
 			return -1;
 		}
 		return 0;
-	case 4:
+	case 5:
 		if (vlen != 1 || v[0] < '6' || v[0] > '8') {
 			snprintf(why, why_size, "totp_digits is not 6, 7 or 8");
 			return -1;
@@ -723,7 +794,7 @@ static int line_parse(char *line, size_t len, unsigned lineno, const char *name,
 				  "with sockgate-passwd (yescrypt, bcrypt or sha512-crypt)",
 				  name, lineno, out->user, why);
 	while (f != NULL) {
-		char *next = memchr(f + 1, ':', (size_t)(end - f - 1));
+		char *next = (char *)credentials_next_field(f + 1, end);
 		size_t flen = (size_t)((next != NULL ? next : end) - f - 1);
 
 		if (field_parse(out, f + 1, flen, &seen, why, sizeof(why)) < 0)
@@ -1086,6 +1157,9 @@ void credentials_check(const struct credentials *c, const struct credentials_req
 		v->why = CREDENTIALS_LOCKED;
 	else if (entry_expired(e, req->now))
 		v->why = CREDENTIALS_EXPIRED;
+	else if (e->n_from > 0 &&
+		 (req->peer == NULL || !net_cidrs_contain(e->from, e->n_from, req->peer)))
+		v->why = CREDENTIALS_WRONG_NETWORK;
 	else if (req->code != NULL && e->totp == NULL)
 		v->why = CREDENTIALS_NO_SECOND_FACTOR;
 	else if (req->code != NULL && !code_ok)
@@ -1115,6 +1189,8 @@ const char *credentials_denial_text(enum credentials_denial why)
 		return "no second factor enrolled";
 	case CREDENTIALS_NOT_PERMITTED:
 		return "target not permitted";
+	case CREDENTIALS_WRONG_NETWORK:
+		return "address not allowed for this user";
 	case CREDENTIALS_BAD_CODE:
 		return "wrong verification code";
 	}

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -28,6 +29,7 @@
 #define CREDENTIALS_TOTP_PERIOD_MIN 10          /* seconds per TOTP time step */
 #define CREDENTIALS_TOTP_PERIOD_MAX 300
 #define CREDENTIALS_NEVER           INT64_MAX /* an expiry date that never comes */
+#define CREDENTIALS_MAX_FROM        32        /* networks in one from= field */
 
 struct credentials;
 
@@ -43,7 +45,7 @@ enum credentials_result {
  * or "user:hash[:field]..." with a hash libxcrypt can check and that names a
  * known strong method ($y$ yescrypt, $gy$ gost-yescrypt, $7$ scrypt,
  * $2b$/$2y$/$2a$ bcrypt, $6$ sha512-crypt, $5$ sha256-crypt), '!' before it for
- * a locked account, and fields "expires=YYYY-MM-DD", "groups=a,b",
+ * a locked account, and fields "expires=YYYY-MM-DD", "groups=a,b", "from=RANGES",
  * "totp=BASE32", "totp_alg=SHA1|SHA256|SHA512", "totp_digits=6|7|8",
  * "totp_period=SECONDS"; a plaintext or unknown hash, a bad field, a duplicate
  * user or an invalid user name is refused with "FILE:LINE: problem".
@@ -79,6 +81,7 @@ struct credentials_request {
 	/* With a target chosen at the username prompt: who may reach it (its
 	 * users, and users in its groups). Not permitted fails like the rest. */
 	const struct credentials_access *target;
+	const struct sockaddr *peer; /* the client, for from= (NULL: unknown) */
 };
 
 /* Who may reach something: these users, and members of these groups. */
@@ -97,6 +100,7 @@ enum credentials_denial {
 	CREDENTIALS_NO_SECOND_FACTOR, /* a code was asked, the user has no secret */
 	CREDENTIALS_BAD_CODE,
 	CREDENTIALS_NOT_PERMITTED, /* the target named is not the user's */
+	CREDENTIALS_WRONG_NETWORK, /* the client is outside the user's from= networks */
 };
 
 struct credentials_verdict {
@@ -161,6 +165,11 @@ bool credentials_access_allows(const struct credentials_access *a, const char *u
 /* The same for user's entry in c (its groups field). */
 bool credentials_user_allowed(const struct credentials *c, const char *user,
 			      const struct credentials_access *a);
+
+/* In a line's text after the hash: the ':' that starts the next field after
+ * p, one followed by a field's name and '=' (so an IPv6 address in from=
+ * keeps its colons), or NULL. Editors of the file split fields with it. */
+const char *credentials_next_field(const char *p, const char *end);
 
 /* "YYYY-MM-DD" (len 10) as days since 1970-01-01; -1 if it is no date. */
 int credentials_parse_date(const char *s, size_t len, int64_t *day);

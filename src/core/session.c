@@ -1171,6 +1171,7 @@ static void session_submit_check(struct session *s)
 		session_take_suffix(s);
 		job->target = &s->access;
 	}
+	memcpy(&job->peer, &s->peer, sizeof(s->peer));
 	job->slot = s->gw->counters->creds_now;
 	job->reply_loop = session_loop(s);
 	job->done = session_auth_done;

@@ -646,7 +646,8 @@ static bool field_next(const char **p, const char *end, const char **field, size
 	if (*p >= end)
 		return false;
 	start = *p + 1;
-	colon = memchr(start, ':', (size_t)(end - start));
+	/* The daemon's rule: a field starts at ':' NAME '=' (IPv6 in from=). */
+	colon = credentials_next_field(start, end);
 	*field = start;
 	*len = (size_t)((colon != NULL ? colon : end) - start);
 	*p = colon != NULL ? colon : end;

@@ -27,8 +27,17 @@
 #define T        FIXTURE_TIMEOUT_MS
 
 static const char *const users[] = {
-	"alice",  PASSWORD,          "bob",    PASSWORD, "carol:expires=2001-02-03",
-	PASSWORD, "dave:groups=ops", PASSWORD, NULL,
+	"alice",
+	PASSWORD,
+	"bob",
+	PASSWORD,
+	"carol:expires=2001-02-03",
+	PASSWORD,
+	"dave:groups=ops",
+	PASSWORD,
+	"erin:from=127.0.0.50,::1",
+	PASSWORD,
+	NULL,
 };
 
 static int start(void **state, const char *top, const char *extra)
@@ -242,11 +251,45 @@ static void revoke_on_reload_ends_locked_and_expired_users(void **state)
 	close(dave);
 }
 
+/* from=: erin may log in from 127.0.0.50 (and ::1) only; from anywhere
+ * else her right password fails like a wrong one. */
+static void a_user_logs_in_only_from_her_networks(void **state)
+{
+	struct fixture *f = *state;
+	char seen[4096], wrong[4096], line[1024];
+	int fd;
+
+	fd = harness_connect_from("127.0.0.51", "127.0.0.1", f->port);
+	assert_true(fd >= 0);
+	expect_str(fd, "Username: ");
+	send_str(fd, "erin\nwrong\n");
+	assert_true(fixture_expect(fd, "Username: ", wrong, sizeof(wrong), T) > 0);
+	close(fd);
+	assert_int_equal(fixture_log_wait(f, "login failed", line, sizeof(line)), 0);
+	fd = harness_connect_from("127.0.0.51", "127.0.0.1", f->port);
+	assert_true(fd >= 0);
+	expect_str(fd, "Username: ");
+	send_str(fd, "erin\n" PASSWORD "\n");
+	assert_true(fixture_expect(fd, "Username: ", seen, sizeof(seen), T) > 0);
+	close(fd);
+	assert_string_equal(seen, wrong);
+	assert_int_equal(fixture_log_wait(f, "login failed", line, sizeof(line)), 0);
+	assert_non_null(strstr(line, "reason=\"address not allowed for this user\""));
+	fd = harness_connect_from("127.0.0.50", "127.0.0.1", f->port);
+	assert_true(fd >= 0);
+	expect_str(fd, "Username: ");
+	send_str(fd, "erin\n" PASSWORD "\n");
+	expect_str(fd, "You are now logged in.\n");
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(locked_and_expired_fail_like_a_wrong_password,
 						setup_plain, teardown),
+		cmocka_unit_test_setup_teardown(a_user_logs_in_only_from_her_networks, setup_plain,
+						teardown),
 		cmocka_unit_test_setup_teardown(a_session_ends_at_its_time_limit, setup_life,
 						teardown),
 		cmocka_unit_test_setup_teardown(one_user_gets_at_most_max_sessions, setup_per_user,
