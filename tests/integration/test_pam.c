@@ -51,12 +51,13 @@ static void write_text(const char *path, const char *text, mode_t mode)
 /* The stacks, in DIR/pam.d, and their files. */
 static void write_stacks(const struct fixture *f)
 {
-	static const char *const users[] = {"alice", "bob", "dave", "erin"};
+	/* root: a user NSS knows (its group root), for targets by group. */
+	static const char *const users[] = {"alice", "bob", "dave", "erin", "root"};
 	char path[PATH_MAX + 64], text[3 * PATH_MAX], salt[CRYPT_GENSALT_OUTPUT_SIZE];
 	struct crypt_data cd;
 	size_t o = 0;
 
-	for (size_t i = 0; i < 4; i++) {
+	for (size_t i = 0; i < 5; i++) {
 		const char *h;
 
 		memset(&cd, 0, sizeof(cd));
@@ -96,7 +97,8 @@ static void write_stacks(const struct fixture *f)
 }
 
 /* A gateway with auth = "pam" on service; login settings added. */
-static int start(void **state, const char *service, const char *top, const char *login)
+static int start_with(void **state, const char *service, const char *top, const char *login,
+		      const char *extra)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	char gw[PATH_MAX + 512];
@@ -111,11 +113,16 @@ static int start(void **state, const char *service, const char *top, const char 
 	assert_int_equal(fixture_upstream(f, NULL), 0);
 	snprintf(gw, sizeof(gw),
 		 "auth = \"pam\"; pam_service = \"%s\"; pam_config_dir = \"%s/pam.d\";\n"
-		 "login = { failure_delay = 0; max_attempts = 100; %s };\n",
-		 service, f->dir, login);
+		 "login = { failure_delay = 0; max_attempts = 100; %s };\n%s",
+		 service, f->dir, login, extra);
 	assert_int_equal(fixture_config(f, top, gw), 0);
 	assert_int_equal(fixture_start(f), 0);
 	return 0;
+}
+
+static int start(void **state, const char *service, const char *top, const char *login)
+{
+	return start_with(state, service, top, login, "");
 }
 
 static int setup_plain(void **state)
@@ -338,6 +345,38 @@ static void a_missing_service_is_a_configuration_error(void **state)
 	fixture_teardown(&f, 0);
 }
 
+static int setup_targets(void **state)
+{
+	return start_with(state, "plain", NULL, "target = \"menu\";",
+			  "targets = ( { name = \"ops\"; upstream = \"127.0.0.1:1\"; "
+			  "groups = ( \"root\" ); } );");
+}
+
+/* A PAM gateway's groups come from NSS: root is in group root and reaches
+ * the target that names it; alice, whom NSS does not know, reaches none. */
+static void pam_users_groups_come_from_nss(void **state)
+{
+	struct fixture *f = *state;
+	char buf[4096], line[1024];
+	int fd = harness_connect("127.0.0.1", f->port);
+
+	assert_true(fd >= 0);
+	expect_str(fd, "Username: ");
+	send_str(fd, "alice\n" PASSWORD "\n");
+	assert_true(fixture_expect(fd, "Not permitted.\n", buf, sizeof(buf), T) > 0);
+	close(fd);
+	fd = harness_connect("127.0.0.1", f->port);
+	assert_true(fd >= 0);
+	expect_str(fd, "Username: ");
+	send_str(fd, "root\n" PASSWORD "\n");
+	/* One target: no menu; its upstream (port 1) refuses, so the answer
+	 * is "Service unavailable." after a login that got that far. */
+	assert_true(fixture_expect(fd, "Service unavailable.\n", buf, sizeof(buf), T) > 0);
+	assert_null(strstr(buf, "Not permitted"));
+	close(fd);
+	assert_int_equal(fixture_log_wait(f, "user=\"root\"", line, sizeof(line)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -355,6 +394,8 @@ int main(void)
 			a_silent_client_holds_pam_no_longer_than_its_grace_time, setup_one_thread,
 			teardown),
 		cmocka_unit_test(a_missing_service_is_a_configuration_error),
+		cmocka_unit_test_setup_teardown(pam_users_groups_come_from_nss, setup_targets,
+						teardown),
 	};
 
 	return test_exit(cmocka_run_group_tests_name("pam", tests, NULL, NULL));
