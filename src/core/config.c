@@ -199,6 +199,18 @@ static const struct section upstream_tls_section = { .options = upstream_tls_opt
 						     .finish = finish_upstream_tls };
 static const struct section timeouts_section = { .options = timeouts_options };
 
+static const struct option record_options[] = {
+	{ .name = "directory", .type = OPT_STRING, .flags = OPT_REQUIRED, .min = 1,
+	  .max = CONFIG_MAX_PATH - 1, FIELD(struct config_record, directory) },
+	{ .name = "max_bytes", .type = OPT_UINT, .min = 4096, .max = 1LL << 40,
+	  .def = 100LL << 20, FIELD(struct config_record, max_bytes) },
+	{ .name = "max_total_bytes", .type = OPT_UINT, .min = 4096, .max = 1LL << 50,
+	  .def = 10LL << 30, FIELD(struct config_record, max_total_bytes) },
+	{ .name = NULL },
+};
+
+static const struct section record_section = { .options = record_options };
+
 static const struct option proxy_in_options[] = {
 	{ .name = "accept", .type = OPT_ENUM, .names = proxy_versions, .def = CONFIG_PROXY_ANY,
 	  FIELD(struct config_proxy_in, accept) },
@@ -301,6 +313,9 @@ static const struct option gateway_options[] = {
 	{ .name = "targets", .type = OPT_GROUPS, .min = 1, FIELD(struct config_gateway, targets),
 	  .offset2 = offsetof(struct config_gateway, n_targets),
 	  .elem_size = sizeof(struct config_target), .sub = &target_section },
+	{ .name = "record", .type = OPT_GROUP, .flags = OPT_OPTIONAL,
+	  .offset = offsetof(struct config_gateway, record),
+	  .offset2 = offsetof(struct config_gateway, record.enabled), .sub = &record_section },
 	{ .name = "allow", .type = OPT_CIDRS, .min = 1, FIELD(struct config_gateway, allow),
 	  .offset2 = offsetof(struct config_gateway, n_allow) },
 	{ .name = "deny", .type = OPT_CIDRS, .min = 1, FIELD(struct config_gateway, deny),
@@ -385,6 +400,26 @@ static const struct option log_limits_options[] = {
 
 static const struct section log_limits_section = { .options = log_limits_options };
 
+static const struct option control_options[] = {
+	{ .name = "socket", .type = OPT_STRING, .min = 1, .max = 107,
+	  .def_str = "/run/sockgate/control", FIELD(struct config_control, socket) },
+	{ .name = "group", .type = OPT_NAME, .min = 1, .max = 32,
+	  FIELD(struct config_control, group) },
+	{ .name = NULL },
+};
+
+static const struct section control_section = { .options = control_options };
+
+static const struct option metrics_options[] = {
+	{ .name = "listen", .type = OPT_ADDRS, .flags = OPT_REQUIRED | OPT_PASSIVE, .min = 1,
+	  FIELD(struct config_metrics, listen), .offset2 = offsetof(struct config_metrics, n_listen) },
+	{ .name = NULL },
+};
+
+static const struct section metrics_section = { .options = metrics_options };
+
+
+
 static const struct option top_options[] = {
 	{ .name = "workers", .type = OPT_AUTO_UINT, .min = 1, .max = 256, .def = 0,
 	  FIELD(struct config, workers) },
@@ -402,6 +437,12 @@ static const struct option top_options[] = {
 	  .sub = &penalties_section },
 	{ .name = "log_limits", .type = OPT_GROUP, .offset = offsetof(struct config, log_limits),
 	  .sub = &log_limits_section },
+	{ .name = "control", .type = OPT_GROUP, .flags = OPT_OPTIONAL,
+	  .offset = offsetof(struct config, control),
+	  .offset2 = offsetof(struct config, control.enabled), .sub = &control_section },
+	{ .name = "metrics", .type = OPT_GROUP, .flags = OPT_OPTIONAL,
+	  .offset = offsetof(struct config, metrics),
+	  .offset2 = offsetof(struct config, metrics.enabled), .sub = &metrics_section },
 	{ .name = "gateways", .type = OPT_GROUPS, .flags = OPT_REQUIRED, .min = 1,
 	  FIELD(struct config, gateways), .offset2 = offsetof(struct config, n_gateways),
 	  .elem_size = sizeof(struct config_gateway), .sub = &gateway_section },

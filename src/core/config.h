@@ -138,6 +138,14 @@ enum config_verify_client {
 	CONFIG_VERIFY_REQUIRED, /* no valid certificate, no prompt */
 };
 
+/* Session recordings of a gateway. */
+struct config_record {
+	bool enabled;
+	char *directory;
+	uint64_t max_bytes;       /* one session's recording */
+	uint64_t max_total_bytes; /* the directory's, all gateways that share it */
+};
+
 /* TLS on the gateway's listeners. Paths: as written, and resolved as the
  * credentials path is. */
 struct config_tls {
@@ -201,6 +209,7 @@ struct config_gateway {
 	size_t n_targets;
 	struct net_cidr *allow, *deny; /* checked before anything else; no allow: all */
 	size_t n_allow, n_deny;
+	struct config_record record;
 };
 
 /* Brute-force defences, per source (netblock); see penalty.h. */
@@ -231,6 +240,20 @@ struct config_log_limits {
 	unsigned interval_ms; /* per-source window and summary period */
 };
 
+/* The control socket of sockgatectl. */
+struct config_control {
+	bool enabled;
+	char *socket; /* a path */
+	char *group;  /* besides root, the group whose members may use it; NULL: root only */
+};
+
+/* The Prometheus listener. */
+struct config_metrics {
+	bool enabled;
+	struct config_addr *listen;
+	size_t n_listen;
+};
+
 struct config {
 	int refs; /* atomic; see config_ref() */
 	char *path;
@@ -242,6 +265,8 @@ struct config {
 	struct config_limits limits;
 	struct config_penalties penalties;
 	struct config_log_limits log_limits;
+	struct config_control control;
+	struct config_metrics metrics;
 	struct config_gateway *gateways;
 	size_t n_gateways;
 };

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "admission.h"
 #include "auth.h"
 #include "config.h"
+#include "control.h"
 #include "endpoints.h"
 #include "fault.h"
 #include "gateway.h"
@@ -68,6 +70,12 @@ struct daemon {
 	bool fault_posted;
 	char status[256];
 	int exit_code;
+	struct control *control; /* sockgatectl's socket, or NULL */
+	time_t started, loaded;  /* the start, the last configuration loaded */
+	char reload_error[ERRBUF_LEN];
+	bool draining;
+	uint64_t drain_until_ms;
+	struct loop_timer drain_timer;
 };
 
 /* ---- gateways ----------------------------------------------------------- */
@@ -543,6 +551,10 @@ static int daemon_reload(struct daemon *d)
 	struct gateway **gws;
 
 	notify_reloading();
+	if (d->draining) {
+		errbuf_set(&err, "draining: the daemon is on its way out");
+		goto failed;
+	}
 	cfg = config_load(d->config_path, &err);
 	if (cfg == NULL)
 		goto failed;
@@ -575,6 +587,7 @@ static int daemon_reload(struct daemon *d)
 	d->n_gws = cfg->n_gateways;
 	daemon_start_checks(d);
 	daemon_update_status(d);
+	d->loaded = time(NULL);
 	log_event(LOG_NOTICE, LOG_EV_RELOADED, "configuration reloaded",
 		  LOG_FIELDS({"SOCKGATE_CONFIG", d->config_path}));
 	daemon_warn_mixed_costs(d->gws, d->n_gws, false);
@@ -585,6 +598,7 @@ static int daemon_reload(struct daemon *d)
 	notify_ready(d->status);
 	return 0;
 failed:
+	snprintf(d->reload_error, sizeof(d->reload_error), "%s", err.msg);
 	log_event(LOG_ERR, LOG_EV_RELOAD_FAILED, "reload failed, keeping the running configuration",
 		  LOG_FIELDS({"SOCKGATE_CONFIG", d->config_path}, {"REASON", err.msg}));
 	notify_ready(d->status);
@@ -747,6 +761,10 @@ static void daemon_shutdown(struct daemon *d)
 	 * returns to its session, then the workers close their sessions. */
 	endpoints_free(d->endpoints);
 	d->endpoints = NULL;
+	control_stop(d->control);
+	d->control = NULL;
+	if (d->loop != NULL)
+		loop_timer_disarm(d->loop, &d->drain_timer);
 	daemon_stop_checks(d);
 	if (d->auth != NULL)
 		auth_pool_stop(d->auth);
@@ -780,6 +798,144 @@ static void daemon_shutdown(struct daemon *d)
 		lograte_flush(d->lograte, loop_clock_ms(), true, daemon_log_summary, d);
 	lograte_free(d->lograte);
 	loop_free(d->loop);
+}
+
+/* ---- sockgatectl ----------------------------------------------------------- */
+
+static struct gateway **daemon_ctl_gateways(void *arg, size_t *n)
+{
+	struct daemon *d = arg;
+
+	*n = d->n_gws;
+	return d->gws;
+}
+
+static void daemon_ctl_row(struct table *t, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void daemon_ctl_row(struct table *t, const char *key, const char *fmt, ...)
+{
+	char value[512];
+	const char *cells[2] = {key, value};
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(value, sizeof(value), fmt, ap);
+	va_end(ap);
+	(void)table_add(t, cells);
+}
+
+static void daemon_ctl_status(void *arg, struct table *t)
+{
+	struct daemon *d = arg;
+	char when[32];
+	struct tm tm;
+	unsigned sessions = 0, logging_in = 0;
+
+	for (unsigned i = 0; i < d->n_workers; i++) {
+		sessions += session_set_count(worker_sessions(d->workers[i]));
+		logging_in += session_set_logging_in(worker_sessions(d->workers[i]));
+	}
+	daemon_ctl_row(t, "version", "%s", SOCKGATE_VERSION);
+	daemon_ctl_row(t, "uptime_s", "%lld", (long long)(time(NULL) - d->started));
+	daemon_ctl_row(t, "config", "%s", d->config_path);
+	gmtime_r(&d->loaded, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	daemon_ctl_row(t, "loaded", "%s", when);
+	daemon_ctl_row(t, "workers", "%u", d->n_workers);
+	daemon_ctl_row(t, "sessions", "%u", sessions);
+	daemon_ctl_row(t, "logging_in", "%u", logging_in);
+	daemon_ctl_row(t, "relaying", "%u", sessions - logging_in);
+	for (size_t i = 0; i < d->n_gws; i++) {
+		char key[96];
+
+		snprintf(key, sizeof(key), "gateway.%s.sessions", d->gws[i]->cfg->name);
+		daemon_ctl_row(t, key, "%u",
+			       __atomic_load_n(&d->gws[i]->counters->sessions, __ATOMIC_RELAXED));
+		snprintf(key, sizeof(key), "gateway.%s.logging_in", d->gws[i]->cfg->name);
+		daemon_ctl_row(t, key, "%u",
+			       __atomic_load_n(&d->gws[i]->counters->logging_in, __ATOMIC_RELAXED));
+	}
+	daemon_ctl_row(t, "password_checks_pending", "%u", auth_pool_pending(d->auth));
+	daemon_ctl_row(t, "penalised_sources", "%u",
+		       penalty_active(d->penalties, loop_now_ms(d->loop)));
+	daemon_ctl_row(t, "upstreams_down", "%u", daemon_upstreams_down(d));
+	daemon_ctl_row(t, "passes", "%zu", passes_count(d->passes));
+	daemon_ctl_row(t, "draining", "%s", d->draining ? "yes" : "no");
+}
+
+static int daemon_ctl_reload(void *arg, char *why, size_t len)
+{
+	struct daemon *d = arg;
+
+	if (daemon_reload(d) == 0)
+		return 0;
+	snprintf(why, len, "reload failed: %s", d->reload_error);
+	return -1;
+}
+
+/* Draining: once a second (and at once) the sessions are counted; none left,
+ * or the deadline passed, and the loop stops (the sessions left are closed
+ * as at any stop). */
+static void daemon_drain_check(struct loop_timer *t)
+{
+	struct daemon *d = t->arg;
+	unsigned sessions = 0;
+	char status[96];
+
+	for (unsigned i = 0; i < d->n_workers; i++)
+		sessions += session_set_count(worker_sessions(d->workers[i]));
+	if (sessions == 0 || loop_now_ms(d->loop) >= d->drain_until_ms) {
+		log_msg(LOG_NOTICE, "drained: %u session%s left, stopping", sessions,
+			sessions == 1 ? "" : "s");
+		loop_stop(d->loop);
+		return;
+	}
+	snprintf(status, sizeof(status), "draining: %u session%s left", sessions,
+		 sessions == 1 ? "" : "s");
+	(void)notify_status(status);
+	(void)loop_timer_arm(d->loop, &d->drain_timer, 200, daemon_drain_check, d);
+}
+
+static void daemon_ctl_drain(void *arg, unsigned timeout_s)
+{
+	struct daemon *d = arg;
+
+	if (d->draining)
+		return;
+	d->draining = true;
+	d->drain_until_ms = loop_now_ms(d->loop) + (timeout_s > 0 ? timeout_s : 3600) * 1000ull;
+	/* No new connections: the listeners close (the balancer's checks fail). */
+	endpoints_free(d->endpoints);
+	d->endpoints = NULL;
+	log_msg(LOG_NOTICE,
+		"draining: no new connections, stopping when the last session "
+		"ends or in %u s",
+		timeout_s > 0 ? timeout_s : 3600);
+	(void)loop_timer_arm(d->loop, &d->drain_timer, 0, daemon_drain_check, d);
+}
+
+static void daemon_start_control(struct daemon *d)
+{
+	struct control_env env = {
+		.loop = d->loop,
+		.workers = d->workers,
+		.n_workers = d->n_workers,
+		.penalties = d->penalties,
+		.passes = d->passes,
+		.arg = d,
+		.gateways = daemon_ctl_gateways,
+		.status = daemon_ctl_status,
+		.reload = daemon_ctl_reload,
+		.drain = daemon_ctl_drain,
+	};
+	struct errbuf err;
+
+	if (!d->config->control.enabled)
+		return;
+	d->control = control_start(&d->config->control, &env, &err);
+	if (d->control == NULL)
+		log_msg(LOG_ERR, "control socket not started: %s", err.msg);
 }
 
 int daemon_run(const char *config_path)
@@ -824,7 +980,9 @@ int daemon_run(const char *config_path)
 		goto out;
 	}
 	d.exit_code = 0;
+	d.started = d.loaded = time(NULL);
 	daemon_start_checks(&d);
+	daemon_start_control(&d);
 	daemon_update_status(&d);
 	loop_timer_arm(d.loop, &d.status_timer, DAEMON_STATUS_MS, daemon_status_timer, &d);
 	d.watchdog_usec = notify_watchdog_usec();

@@ -1,6 +1,7 @@
 /* passes: addresses that logged in recently (see passes.h). */
 #include "passes.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,4 +192,42 @@ size_t passes_count(struct passes *p)
 	n = p->count;
 	pthread_mutex_unlock(&p->lock);
 	return n;
+}
+
+void passes_list(struct passes *p, uint64_t now_ms, passes_list_fn *fn, void *arg)
+{
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < PASSES_BUCKETS; i++) {
+		for (struct pass *e = p->buckets[i]; e != NULL; e = e->next) {
+			char addr[INET6_ADDRSTRLEN] = "?";
+
+			inet_ntop(e->key[0], e->key + 1, addr, sizeof(addr));
+			fn(e->gateway, addr, e->user, e->target, now_ms - e->granted_ms, arg);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+size_t passes_revoke(struct passes *p, const struct net_cidr *range, const char *user)
+{
+	size_t ended = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < PASSES_BUCKETS; i++) {
+		for (struct pass **e = &p->buckets[i]; *e != NULL;) {
+			struct pass *x = *e;
+
+			if ((range != NULL && !net_cidr_contains(range, x->key)) ||
+			    (user != NULL && strcmp(user, x->user) != 0)) {
+				e = &x->next;
+				continue;
+			}
+			*e = x->next;
+			free(x);
+			p->count--;
+			ended++;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ended;
 }

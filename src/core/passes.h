@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "net.h"
+
 #define PASSES_MAX_NAME 255
 
 struct passes;
@@ -40,5 +42,15 @@ size_t passes_filter(struct passes *p, passes_keep_fn *keep, void *arg);
 void passes_expire(struct passes *p, uint64_t max_age_ms, uint64_t now_ms);
 
 size_t passes_count(struct passes *p);
+
+/* Calls fn for every pass (under the lock: fn must not call back): its login
+ * gateway, address, user, target ("" for none) and age. */
+typedef void passes_list_fn(const char *gateway, const char *addr, const char *user,
+			    const char *target, uint64_t age_ms, void *arg);
+void passes_list(struct passes *p, uint64_t now_ms, passes_list_fn *fn, void *arg);
+
+/* Ends the passes of addresses in range (NULL: any) and of user (NULL: any),
+ * from any gateway. Returns how many ended. */
+size_t passes_revoke(struct passes *p, const struct net_cidr *range, const char *user);
 
 #endif

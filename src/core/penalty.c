@@ -322,3 +322,40 @@ void penalty_format_source(struct penalty_table *t, const struct sockaddr *sa, c
 	inet_ntop(key[0], key + 1, text, sizeof(text));
 	snprintf(buf, len, "%s/%u", text, bits);
 }
+
+void penalty_list(struct penalty_table *t, uint64_t now_ms, penalty_list_fn *fn, void *arg)
+{
+	pthread_mutex_lock(&t->lock);
+	for (uint32_t b = 0; b < t->n_buckets; b++) {
+		for (uint32_t i = t->buckets[b]; i != PENALTY_NONE; i = t->pool[i].next) {
+			struct penalty_entry *e = &t->pool[i];
+			char text[INET6_ADDRSTRLEN], source[INET6_ADDRSTRLEN + 8];
+
+			if (e->until_ms <= now_ms)
+				continue;
+			inet_ntop(e->key[0], e->key + 1, text, sizeof(text));
+			snprintf(source, sizeof(source), "%s/%u", text,
+				 e->key[0] == AF_INET ? t->set.ipv4_bits : t->set.ipv6_bits);
+			fn(source, entry_blocked(e, now_ms), e->until_ms - now_ms, e->startups,
+			   arg);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool penalty_lift(struct penalty_table *t, const struct sockaddr *sa, uint64_t now_ms)
+{
+	uint8_t key[NET_ADDR_KEY_LEN];
+	struct penalty_entry *e;
+	bool lifted = false;
+
+	pthread_mutex_lock(&t->lock);
+	if (source_key(t, sa, key) && (e = table_get(t, key, now_ms, false)) != NULL &&
+	    e->until_ms > now_ms) {
+		e->until_ms = now_ms;
+		e->blocked = false;
+		lifted = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return lifted;
+}

@@ -76,4 +76,15 @@ unsigned penalty_active(struct penalty_table *t, uint64_t now_ms);
 void penalty_format_source(struct penalty_table *t, const struct sockaddr *sa, char *buf,
 			   unsigned len);
 
+/* Calls fn for every source with a penalty running at now_ms: its netblock
+ * ("192.0.2.7/32"), whether it is refused now, the time left, and its logins
+ * under way. Under the table's lock: fn must not call back into the table. */
+typedef void penalty_list_fn(const char *source, bool refused, uint64_t left_ms, unsigned startups,
+			     void *arg);
+void penalty_list(struct penalty_table *t, uint64_t now_ms, penalty_list_fn *fn, void *arg);
+
+/* Ends the penalty of sa's source (sockgatectl penalties lift). True if there
+ * was one. */
+bool penalty_lift(struct penalty_table *t, const struct sockaddr *sa, uint64_t now_ms);
+
 #endif

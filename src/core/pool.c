@@ -248,3 +248,13 @@ unsigned pool_down(struct pool *p)
 	pthread_mutex_unlock(&p->lock);
 	return n;
 }
+
+bool pool_member_up(struct pool *p, size_t i)
+{
+	bool up;
+
+	pthread_mutex_lock(&p->lock);
+	up = p->m[i].up;
+	pthread_mutex_unlock(&p->lock);
+	return up;
+}

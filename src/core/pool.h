@@ -63,6 +63,9 @@ void pool_released(struct pool *p, size_t i);
 /* An active check of member i. */
 void pool_checked(struct pool *p, size_t i, bool ok, const char *why, unsigned fall, unsigned rise);
 
+/* Whether member i is up now. */
+bool pool_member_up(struct pool *p, size_t i);
+
 /* Members down now, for status lines. */
 unsigned pool_down(struct pool *p);
 

@@ -851,7 +851,7 @@ static void session_log_login(const struct session *s, enum log_event ev, const 
 		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
 			     {"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", user},
 			     {"SOCKGATE_ATTEMPT", attempt}, {"REASON", reason},
-			     {"SOCKGATE_TLS", tls_text},
+			     {"SOCKGATE_SESSION", s->id}, {"SOCKGATE_TLS", tls_text},
 			     {"SOCKGATE_TLS_SUBJECT", subject[0] != '\0' ? subject : NULL}));
 }
 
@@ -870,7 +870,8 @@ static void session_penalise(struct session *s, enum penalty_event ev, const cha
 	log_event(LOG_WARNING, LOG_EV_PENALTY, "source penalised",
 		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
 			     {"SOCKGATE_GATEWAY", session_cfg(s)->name},
-			     {"SOCKGATE_SOURCE", source}, {"DURATION_MS", dur}, {"REASON", why}));
+			     {"SOCKGATE_SOURCE", source}, {"DURATION_MS", dur}, {"REASON", why},
+			     {"SOCKGATE_SESSION", s->id}));
 }
 
 /* The client leaves, or is sent away, before its first attempt was answered:
@@ -1434,7 +1435,8 @@ static void session_log_upstream_failure(const struct session *s, const char *wh
 	log_event(LOG_WARNING, LOG_EV_UPSTREAM_UNREACHABLE, "upstream connect failed",
 		  LOG_FIELDS({"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", s->user},
 			     {"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
-			     {"UPSTREAM", s->choice.addr->text}, {"REASON", what}));
+			     {"UPSTREAM", s->choice.addr->text}, {"REASON", what},
+			     {"SOCKGATE_SESSION", s->id}));
 }
 
 static void session_upstream_failed(struct session *s, const char *what)
@@ -1868,9 +1870,83 @@ void session_set_revoke(struct session_set *set, struct gateway *const *gws, siz
 		log_event(LOG_NOTICE, LOG_EV_REVOKED, "access revoked",
 			  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
 				     {"SOCKGATE_GATEWAY", session_cfg(s)->name},
-				     {"SOCKGATE_USER", s->user}, {"REASON", why}));
+				     {"SOCKGATE_USER", s->user}, {"REASON", why},
+				     {"SOCKGATE_SESSION", s->id}));
 		session_close(s, "access revoked");
 	}
+}
+
+static bool session_matches(const struct session *s, const struct session_filter *f)
+{
+	uint8_t key[NET_ADDR_KEY_LEN];
+
+	if (s->state == SESSION_CLOSED)
+		return false;
+	if (f->gateway != NULL && f->gateway[0] != '\0' &&
+	    strcmp(f->gateway, session_cfg(s)->name) != 0)
+		return false;
+	if (f->user != NULL && f->user[0] != '\0' &&
+	    (s->user == NULL || strcmp(f->user, s->user) != 0))
+		return false;
+	if (f->id != NULL && f->id[0] != '\0' && strcmp(f->id, s->id) != 0)
+		return false;
+	if (f->source != NULL &&
+	    (!net_addr_key(&s->peer.sa, key) || !net_cidr_contains(f->source, key)))
+		return false;
+	return true;
+}
+
+void session_set_describe(struct session_set *set, const struct session_filter *f, struct table *t)
+{
+	uint64_t now = loop_now_ms(set->env.loop);
+
+	for (const struct session *s = set->list; s != NULL; s = s->next) {
+		char addr[NET_ADDRSTRLEN], port[8], client[NET_ADDRSTRLEN + 10], age[24], idle[24],
+			in[24], out[24], tls[128], subject[256];
+		const char *target = s->choice.pool != NULL ? pool_target(s->choice.pool) : NULL;
+		const char *cells[SESSION_N_COLUMNS];
+
+		if (!session_matches(s, f))
+			continue;
+		session_log_fields(s, addr, port, sizeof(addr));
+		snprintf(client, sizeof(client), "%s%s%s:%s", strchr(addr, ':') ? "[" : "", addr,
+			 strchr(addr, ':') ? "]" : "", port);
+		snprintf(age, sizeof(age), "%llu",
+			 (unsigned long long)(now - s->started_ms) / 1000);
+		snprintf(idle, sizeof(idle), "%llu",
+			 (unsigned long long)(now - s->active_ms) / 1000);
+		snprintf(in, sizeof(in), "%llu", (unsigned long long)s->up.bytes);
+		snprintf(out, sizeof(out), "%llu", (unsigned long long)s->down.bytes);
+		cells[0] = s->id;
+		cells[1] = session_cfg(s)->name;
+		cells[2] = s->user;
+		cells[3] = client;
+		cells[4] = s->connected && s->choice.addr != NULL ? s->choice.addr->text : NULL;
+		cells[5] = target;
+		cells[6] = session_state_text(s);
+		cells[7] = age;
+		cells[8] = idle;
+		cells[9] = in;
+		cells[10] = out;
+		cells[11] = session_tls_text(s, tls, sizeof(tls), subject, sizeof(subject));
+		(void)table_add(t, cells);
+	}
+}
+
+unsigned session_set_kill(struct session_set *set, const struct session_filter *f,
+			  const char *reason)
+{
+	struct session *s = set->list, *next;
+	unsigned n = 0;
+
+	for (; s != NULL; s = next) {
+		next = s->next;
+		if (!session_matches(s, f))
+			continue;
+		session_close(s, reason);
+		n++;
+	}
+	return n;
 }
 
 void session_set_close_all(struct session_set *set, const char *reason)

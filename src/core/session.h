@@ -21,6 +21,7 @@
 #include "pamauth.h"
 #include "passes.h"
 #include "penalty.h"
+#include "table.h"
 
 enum session_state {
 	SESSION_NEW = 0,
@@ -59,6 +60,24 @@ void session_set_free(struct session_set *set);
  * relaying (for the start-up limits and status lines). */
 unsigned session_set_count(const struct session_set *set);
 unsigned session_set_logging_in(const struct session_set *set);
+
+/* Which sessions a control request means: NULL or "" matches all. */
+struct session_filter {
+	const char *gateway, *user, *id;
+	const struct net_cidr *source; /* the client's address in it */
+};
+
+/* On the set's loop: a row per matching session into t, whose columns are
+ * SESSION_COLUMNS (sockgatectl sessions). */
+#define SESSION_COLUMNS                                                                            \
+	"id", "gateway", "user", "client", "upstream", "target", "state", "age_s", "idle_s",       \
+		"bytes_in", "bytes_out", "tls"
+#define SESSION_N_COLUMNS 12
+void session_set_describe(struct session_set *set, const struct session_filter *f, struct table *t);
+/* On the set's loop: ends the matching sessions, logging reason. Returns how
+ * many. */
+unsigned session_set_kill(struct session_set *set, const struct session_filter *f,
+			  const char *reason);
 
 /* On the set's loop: ends every session, logging reason. */
 void session_set_close_all(struct session_set *set, const char *reason);

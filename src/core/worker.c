@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -169,4 +170,82 @@ struct worker *worker_least_loaded(struct worker **workers, unsigned n)
 		}
 	}
 	return best;
+}
+
+/* One worker_call() under way: the caller waits on done. */
+struct worker_call {
+	struct loop_task task;
+	struct session_set *sessions;
+	worker_call_fn *fn;
+	void *arg;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool started, done, abandoned;
+};
+
+static void worker_call_task(struct loop_task *t)
+{
+	struct worker_call *c = t->arg;
+	bool abandoned;
+
+	pthread_mutex_lock(&c->lock);
+	abandoned = c->abandoned;
+	c->started = !abandoned;
+	pthread_mutex_unlock(&c->lock);
+	if (!abandoned)
+		c->fn(c->sessions, c->arg);
+	pthread_mutex_lock(&c->lock);
+	c->done = true;
+	abandoned = c->abandoned;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	/* The caller gave up: the call is ours to free. */
+	if (abandoned) {
+		pthread_cond_destroy(&c->cond);
+		pthread_mutex_destroy(&c->lock);
+		free(c);
+	}
+}
+
+int worker_call(struct worker *w, worker_call_fn *fn, void *arg, unsigned timeout_ms)
+{
+	struct worker_call *c = calloc(1, sizeof(*c));
+	pthread_condattr_t attr;
+	struct timespec until;
+	bool done;
+
+	if (c == NULL)
+		return -1;
+	c->sessions = w->sessions;
+	c->fn = fn;
+	c->arg = arg;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	loop_post(w->loop, &c->task, worker_call_task, c);
+	pthread_mutex_lock(&c->lock);
+	while (!c->done && pthread_cond_timedwait(&c->cond, &c->lock, &until) == 0)
+		;
+	/* Begun: arg is in use, so wait for the end whatever the time. */
+	while (!c->done && c->started)
+		pthread_cond_wait(&c->cond, &c->lock);
+	done = c->done;
+	if (!done)
+		c->abandoned = true; /* the task frees c when it runs */
+	pthread_mutex_unlock(&c->lock);
+	if (done) {
+		pthread_cond_destroy(&c->cond);
+		pthread_mutex_destroy(&c->lock);
+		free(c);
+	}
+	return done ? 0 : -1;
 }

@@ -45,6 +45,12 @@ void worker_heartbeat(struct worker *w, uint64_t now_ms);
 /* How long w's loop has left the last question unanswered (0: answered). */
 uint64_t worker_stalled_ms(struct worker *w, uint64_t now_ms);
 
+/* From another thread: runs fn(sessions, arg) on w's loop and waits for it,
+ * at most timeout_ms. Returns 0, or -1 if it did not run in time (then it
+ * may still run later: arg must outlive the worker, or be static). */
+typedef void worker_call_fn(struct session_set *sessions, void *arg);
+int worker_call(struct worker *w, worker_call_fn *fn, void *arg, unsigned timeout_ms);
+
 /* Of n workers, the one with the fewest sessions. */
 struct worker *worker_least_loaded(struct worker **workers, unsigned n);
 

@@ -19,7 +19,7 @@ build=$(cd "$1" && pwd)
 seconds=$2
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-targets=(credentials line config tls proxy)
+targets=(credentials line config tls proxy ctl)
 
 # Kept when something fails: the reproducers live here.
 work=$(mktemp -d "${TMPDIR:-/tmp}/sockgate-fuzz.XXXXXX")
@@ -50,6 +50,7 @@ for t in "${targets[@]}"; do
 		;;
 	line) args+=(-max_len=4096) ;;
 	proxy) args+=(-max_len=1100) ;;
+	ctl) args+=(-max_len=1100) ;;
 	esac
 	[ -f "$here/$t.dict" ] && args+=("-dict=$here/$t.dict")
 

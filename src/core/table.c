@@ -1,0 +1,172 @@
+/* table: text and JSON renderings of rows (see table.h). */
+#include "table.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct table {
+	size_t n_cols, n_rows, cap;
+	char **cols;
+	char **cells; /* n_rows * n_cols */
+};
+
+struct table *table_new(const char *const *columns, size_t n)
+{
+	struct table *t = calloc(1, sizeof(*t));
+
+	if (t == NULL || (t->cols = calloc(n, sizeof(*t->cols))) == NULL) {
+		free(t);
+		return NULL;
+	}
+	t->n_cols = n;
+	for (size_t i = 0; i < n; i++) {
+		if ((t->cols[i] = strdup(columns[i])) == NULL) {
+			table_free(t);
+			return NULL;
+		}
+	}
+	return t;
+}
+
+void table_free(struct table *t)
+{
+	if (t == NULL)
+		return;
+	for (size_t i = 0; i < t->n_cols; i++)
+		free(t->cols[i]);
+	for (size_t i = 0; i < t->n_rows * t->n_cols; i++)
+		free(t->cells[i]);
+	free(t->cols);
+	free(t->cells);
+	free(t);
+}
+
+int table_add(struct table *t, const char *const *cells)
+{
+	if (t->n_rows == t->cap) {
+		size_t cap = t->cap == 0 ? 16 : t->cap * 2;
+		char **grown = realloc(t->cells, cap * t->n_cols * sizeof(*grown));
+
+		if (grown == NULL)
+			return -1;
+		t->cells = grown;
+		t->cap = cap;
+	}
+	for (size_t i = 0; i < t->n_cols; i++) {
+		char *c = strdup(cells[i] != NULL ? cells[i] : "");
+
+		if (c == NULL) {
+			for (size_t j = 0; j < i; j++)
+				free(t->cells[t->n_rows * t->n_cols + j]);
+			return -1;
+		}
+		t->cells[t->n_rows * t->n_cols + i] = c;
+	}
+	t->n_rows++;
+	return 0;
+}
+
+size_t table_rows(const struct table *t)
+{
+	return t->n_rows;
+}
+
+static int put(char **out, size_t *len, const char *s, size_t n)
+{
+	char *grown = realloc(*out, *len + n + 1);
+
+	if (grown == NULL)
+		return -1;
+	memcpy(grown + *len, s, n);
+	*len += n;
+	grown[*len] = '\0';
+	*out = grown;
+	return 0;
+}
+
+int table_json_string(const char *s, char **out, size_t *len)
+{
+	static const char hex[] = "0123456789abcdef";
+	int rc = put(out, len, "\"", 1);
+
+	for (const unsigned char *c = (const unsigned char *)s; *c != '\0' && rc == 0; c++) {
+		char esc[8];
+
+		if (*c == '"' || *c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)*c;
+			rc = put(out, len, esc, 2);
+		} else if (*c < 0x20 || *c >= 0x7f) {
+			/* Logs and names are ASCII; anything else is shown by code. */
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[*c >> 4];
+			esc[5] = hex[*c & 15];
+			rc = put(out, len, esc, 6);
+		} else {
+			rc = put(out, len, (const char *)c, 1);
+		}
+	}
+	return rc == 0 ? put(out, len, "\"", 1) : -1;
+}
+
+int table_render(const struct table *t, bool json, char **out, size_t *len)
+{
+	const char *cell;
+	int rc = 0;
+
+	if (json) {
+		rc = put(out, len, "[", 1);
+		for (size_t r = 0; r < t->n_rows && rc == 0; r++) {
+			rc = put(out, len, r == 0 ? "{" : ",{", r == 0 ? 1 : 2);
+			for (size_t c = 0; c < t->n_cols && rc == 0; c++) {
+				cell = t->cells[r * t->n_cols + c];
+				rc = (c > 0 ? put(out, len, ",", 1) : 0) |
+				     table_json_string(t->cols[c], out, len) |
+				     put(out, len, ":", 1) | table_json_string(cell, out, len);
+			}
+			rc |= put(out, len, "}", 1);
+		}
+		return rc | put(out, len, "]\n", 2);
+	}
+	{
+		size_t *w = calloc(t->n_cols, sizeof(*w));
+
+		if (w == NULL)
+			return -1;
+		for (size_t c = 0; c < t->n_cols; c++) {
+			w[c] = strlen(t->cols[c]);
+			for (size_t r = 0; r < t->n_rows; r++) {
+				size_t l = strlen(t->cells[r * t->n_cols + c]);
+
+				w[c] = l > w[c] ? l : w[c];
+			}
+		}
+		for (size_t r = 0; r <= t->n_rows && rc == 0; r++) {
+			for (size_t c = 0; c < t->n_cols && rc == 0; c++) {
+				char pad[256];
+				size_t l;
+
+				cell = r == 0 ? t->cols[c] : t->cells[(r - 1) * t->n_cols + c];
+				l = strlen(cell);
+				rc = put(out, len, cell, l);
+				if (c + 1 < t->n_cols && rc == 0) {
+					size_t gap = w[c] - l + 2;
+
+					while (gap > 0 && rc == 0) {
+						size_t chunk =
+							gap < sizeof(pad) ? gap : sizeof(pad);
+
+						memset(pad, ' ', chunk);
+						rc = put(out, len, pad, chunk);
+						gap -= chunk;
+					}
+				}
+			}
+			rc |= put(out, len, "\n", 1);
+		}
+		free(w);
+	}
+	return rc;
+}
