@@ -41,16 +41,17 @@ void admission_free(struct admission *a)
  * flood of log lines: past a modest rate they are counted per source and
  * summarised (lograte). */
 static void admission_refuse(struct admission *a, int fd, const struct sockaddr *peer,
-			     const char *gw, uint64_t now_ms, const char *message,
-			     const char *reason)
+			     struct gateway *gw, uint64_t now_ms, enum stats_refusal why,
+			     const char *message, const char *reason)
 {
+	stats_refused(gw->stats, why);
 	if (a->lograte == NULL || lograte_admit(a->lograte, peer, LOGRATE_REFUSED, now_ms)) {
 		char addr[NET_ADDRSTRLEN], port[8];
 
 		net_format_host(peer, addr, sizeof(addr));
 		snprintf(port, sizeof(port), "%u", net_sockaddr_port(peer));
 		log_event(LOG_WARNING, LOG_EV_LIMIT_REACHED, "connection refused",
-			  LOG_FIELDS({"SOCKGATE_GATEWAY", gw}, {"REMOTE_ADDR", addr},
+			  LOG_FIELDS({"SOCKGATE_GATEWAY", gw->cfg->name}, {"REMOTE_ADDR", addr},
 				     {"REMOTE_PORT", port}, {"REASON", reason}));
 	}
 	/* Best effort, never blocking: the socket is non-blocking and fresh. */
@@ -96,6 +97,7 @@ bool admission_check_source(struct admission *a, const struct config_gateway *cf
 	/* Before the penalty table: a listed-out address costs it nothing. */
 	if (!admission_listed(cfg, peer)) {
 		r->message = "Access denied.\n";
+		r->why = STATS_REFUSED_DENIED;
 		snprintf(r->reason, sizeof(r->reason), "address not allowed (allow/deny)");
 		return false;
 	}
@@ -106,6 +108,7 @@ bool admission_check_source(struct admission *a, const struct config_gateway *cf
 		return true;
 	case PENALTY_REFUSE_PENALISED:
 		r->message = "Too many failed logins from your address; try again later.\n";
+		r->why = STATS_REFUSED_PENALISED;
 		snprintf(r->reason, sizeof(r->reason), "source penalised for %llu ms more",
 			 (unsigned long long)remaining);
 		return false;
@@ -113,6 +116,7 @@ bool admission_check_source(struct admission *a, const struct config_gateway *cf
 		break;
 	}
 	r->message = "Too many connections.\n";
+	r->why = STATS_REFUSED_PER_SOURCE;
 	snprintf(r->reason, sizeof(r->reason), "too many connections logging in from this source");
 	return false;
 }
@@ -129,31 +133,32 @@ bool admission_admit(struct admission *a, const struct config_limits *lim, struc
 		/* Only the balancers may connect, and they must speak first. */
 		if (!net_cidrs_contain(cfg->proxy_protocol.from, cfg->proxy_protocol.n_from,
 				       peer)) {
-			admission_refuse(a, fd, peer, cfg->name, now_ms, "",
+			admission_refuse(a, fd, peer, gw, now_ms, STATS_REFUSED_NOT_BALANCER, "",
 					 "not a proxy_protocol.from source");
 			return false;
 		}
 	} else if (!admission_listed(cfg, peer)) {
-		admission_refuse(a, fd, peer, cfg->name, now_ms, "Access denied.\n",
+		admission_refuse(a, fd, peer, gw, now_ms, STATS_REFUSED_DENIED, "Access denied.\n",
 				 "address not allowed (allow/deny)");
 		return false;
 	}
 	if (admission_early_drop(a, lim, logging_in)) {
-		admission_refuse(a, fd, peer, cfg->name, now_ms, "Too many connections.\n",
+		admission_refuse(a, fd, peer, gw, now_ms, STATS_REFUSED_STARTUPS,
+				 "Too many connections.\n",
 				 "too many connections logging in (limits.startups)");
 		return false;
 	}
 	/* Behind a balancer, the client's own address comes with the header. */
 	if (!cfg->proxy_protocol.enabled &&
 	    !admission_check_source(a, cfg, peer, now_ms, ticket, &r)) {
-		admission_refuse(a, fd, peer, cfg->name, now_ms, r.message, r.reason);
+		admission_refuse(a, fd, peer, gw, now_ms, r.why, r.message, r.reason);
 		return false;
 	}
 	if (!gateway_session_begin(gw)) {
 		if (*ticket != 0)
 			penalty_login_done(a->penalties, peer, *ticket);
-		admission_refuse(a, fd, peer, cfg->name, now_ms, "Too many connections.\n",
-				 "max_sessions reached");
+		admission_refuse(a, fd, peer, gw, now_ms, STATS_REFUSED_MAX_SESSIONS,
+				 "Too many connections.\n", "max_sessions reached");
 		return false;
 	}
 	return true;
@@ -165,6 +170,6 @@ void admission_cancel(struct admission *a, struct gateway *gw, int fd, const str
 	if (ticket != 0)
 		penalty_login_done(a->penalties, peer, ticket);
 	gateway_session_end(gw);
-	admission_refuse(a, fd, peer, gw->cfg->name, now_ms, "Service unavailable.\n",
+	admission_refuse(a, fd, peer, gw, now_ms, STATS_REFUSED_OTHER, "Service unavailable.\n",
 			 "out of memory");
 }

@@ -19,6 +19,7 @@
 #include "gateway.h"
 #include "lograte.h"
 #include "penalty.h"
+#include "stats.h"
 
 struct admission;
 
@@ -40,6 +41,7 @@ bool admission_admit(struct admission *a, const struct config_limits *lim, struc
 struct admission_refusal {
 	const char *message;
 	char reason[80];
+	enum stats_refusal why; /* its metrics label */
 };
 
 /* The per-source checks for a client whose address came in a PROXY header

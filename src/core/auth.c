@@ -296,8 +296,17 @@ struct auth_pool *auth_pool_create(const struct auth_pool_settings *settings, st
 	return pool;
 }
 
+uint64_t auth_clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 int auth_pool_submit(struct auth_pool *pool, struct auth_job *job)
 {
+	job->submitted_us = auth_clock_us();
 	pthread_mutex_lock(&pool->lock);
 	if (pool->stopping || pool->queued >= pool->max_queue) {
 		pthread_mutex_unlock(&pool->lock);

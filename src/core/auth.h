@@ -56,6 +56,7 @@ struct auth_job {
 	const struct credentials_access *target; /* the target named, or NULL */
 	struct sockaddr_storage peer;            /* the client (from= networks) */
 	char code[AUTH_MAX_CODE + 2];
+	uint64_t submitted_us; /* set by auth_pool_submit(): the check's time includes its wait */
 };
 
 struct auth_pool_settings {
@@ -87,6 +88,9 @@ unsigned auth_pool_allowed(struct auth_pool *pool, uint64_t now_ms);
  * replay table: a second login with it is denied. Returns 0, or -1 if the queue is full or the pool
  * is stopping; then the job is untouched. */
 int auth_pool_submit(struct auth_pool *pool, struct auth_job *job);
+
+/* The monotonic clock in microseconds (submitted_us). */
+uint64_t auth_clock_us(void);
 
 /* Jobs waiting and running, for status lines. */
 unsigned auth_pool_pending(struct auth_pool *pool);

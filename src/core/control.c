@@ -379,23 +379,20 @@ static void control_accept(struct loop_io *io, uint32_t events)
 		struct control_conn *k = NULL;
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
+		bool allowed;
 
 		if (fd < 0)
 			return;
-		for (size_t i = 0; i < CONTROL_MAX_CONNS && k == NULL; i++)
-			if (!c->conns[i].used)
-				k = &c->conns[i];
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-		    !control_allowed(c, fd, &cred)) {
-			(void)!send(fd, "ERROR permission denied\n", 24,
-				    MSG_NOSIGNAL | MSG_DONTWAIT);
-			close(fd);
+		allowed = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+			  control_allowed(c, fd, &cred);
+		if (!allowed)
 			log_msg(LOG_WARNING,
 				"control socket: uid %u refused (not root, not in the "
 				"control group)",
 				len == sizeof(cred) ? (unsigned)cred.uid : 0u);
-			continue;
-		}
+		for (size_t i = 0; i < CONTROL_MAX_CONNS && k == NULL; i++)
+			if (!c->conns[i].used)
+				k = &c->conns[i];
 		if (k == NULL) {
 			(void)!send(fd, "ERROR busy\n", 11, MSG_NOSIGNAL | MSG_DONTWAIT);
 			close(fd);
@@ -406,9 +403,17 @@ static void control_accept(struct loop_io *io, uint32_t events)
 		k->fd = fd;
 		k->uid = cred.uid;
 		k->used = true;
-		if (loop_io_add(c->env.loop, &k->io, fd, EPOLLIN, control_conn_io, k) < 0 ||
+		k->io.fd = -1;
+		/* A refused peer gets its answer as any other, then the same
+		 * lingering close: closing on its unread request would reset the
+		 * connection, and it might never read why. */
+		if ((!allowed && out_add(k, "ERROR permission denied\n") < 0) ||
+		    loop_io_add(c->env.loop, &k->io, fd, allowed ? EPOLLIN : EPOLLOUT,
+				control_conn_io, k) < 0 ||
 		    loop_timer_arm(c->env.loop, &k->deadline, CONTROL_DEADLINE_MS,
 				   control_conn_deadline, k) < 0) {
+			loop_io_del(c->env.loop, &k->io);
+			free(k->out);
 			close(fd);
 			k->used = false;
 		}

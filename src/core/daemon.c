@@ -18,6 +18,7 @@
 #include "config.h"
 #include "control.h"
 #include "endpoints.h"
+#include "exporter.h"
 #include "fault.h"
 #include "gateway.h"
 #include "health.h"
@@ -27,6 +28,7 @@
 #include "notify.h"
 #include "pamauth.h"
 #include "penalty.h"
+#include "record.h"
 #include "session.h"
 #include "worker.h"
 
@@ -34,7 +36,10 @@
  * (pass.duration's bound). */
 #define DAEMON_MAX_PASSES      65536
 #define DAEMON_PASS_MAX_AGE_MS (86400 * 1000ull)
-#define DAEMON_STATUS_MS       1000
+/* Recorded bytes waiting for the disk, all sessions together: beyond, chunks
+ * are dropped from recordings (and counted), never held from the relay. */
+#define DAEMON_RECORD_QUEUE (16u << 20)
+#define DAEMON_STATUS_MS    1000
 /* Sources whose unauthenticated connections are told apart in the summaries. */
 #define DAEMON_LOGRATE_SOURCES 4096
 #define DAEMON_RELOAD_WAITERS  16
@@ -70,8 +75,10 @@ struct daemon {
 	bool fault_posted;
 	char status[256];
 	int exit_code;
-	struct control *control; /* sockgatectl's socket, or NULL */
-	time_t started, loaded;  /* the start, the last configuration loaded */
+	struct control *control;   /* sockgatectl's socket, or NULL */
+	struct exporter *exporter; /* the metrics and their listener */
+	struct recorder *recorder; /* the writer of session recordings */
+	time_t started, loaded;    /* the start, the last configuration loaded */
 	char reload_error[ERRBUF_LEN];
 	bool draining;
 	uint64_t drain_until_ms;
@@ -186,7 +193,7 @@ static void daemon_warn_config(const struct config *cfg, bool to_stderr)
 
 /* Builds the live gateways of cfg, loading every credentials file. */
 static struct gateway **daemon_build_gateways(struct config *cfg, struct gateway **old,
-					      size_t n_old, struct errbuf *err)
+					      size_t n_old, struct stats *stats, struct errbuf *err)
 {
 	struct gateway **gws = calloc(cfg->n_gateways, sizeof(*gws));
 
@@ -201,6 +208,11 @@ static struct gateway **daemon_build_gateways(struct config *cfg, struct gateway
 		gws[i] = gateway_create(cfg, g, geteuid(), prev, err);
 		if (gws[i] == NULL) {
 			daemon_free_gateways(gws, i);
+			return NULL;
+		}
+		if (stats != NULL && (gws[i]->stats = stats_gateway_get(stats, g->name)) == NULL) {
+			daemon_free_gateways(gws, i + 1);
+			errbuf_set(err, "out of memory");
 			return NULL;
 		}
 	}
@@ -227,6 +239,7 @@ static void daemon_accept(struct gateway *gw, int fd, const struct sockaddr *pee
 	struct session *s;
 	uint32_t ticket;
 
+	stats_inc(&gw->stats->accepted);
 	if (!admission_admit(d->admission, &d->config->limits, gw, daemon_logging_in(d), fd, peer,
 			     now, &ticket))
 		return;
@@ -345,6 +358,8 @@ static void daemon_update_status(struct daemon *d)
 	 * the next update, so systemd's copy does not stay stale. */
 	if (strcmp(status, d->status) != 0 && notify_status(status))
 		memcpy(d->status, status, sizeof(status));
+	exporter_publish(d->exporter, d->gws, d->n_gws, auth_pool_pending(d->auth),
+			 penalty_active(d->penalties, loop_now_ms(d->loop)));
 }
 
 /* One line for what lograte counted of a source (or of the sources beyond
@@ -543,11 +558,31 @@ static const struct lograte_settings *daemon_lograte_settings(const struct confi
 
 /* ---- reload and stop ---------------------------------------------------- */
 
+static bool daemon_same_text(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* The metrics listener follows a reload; the control socket does not (a
+ * reload may come through it), so a change there waits for the restart. */
+static void daemon_reload_listeners(struct daemon *d, const struct config *old)
+{
+	const struct config_control *was = &old->control, *now = &d->config->control;
+	struct errbuf err;
+
+	if (was->enabled != now->enabled || !daemon_same_text(was->socket, now->socket) ||
+	    !daemon_same_text(was->group, now->group))
+		log_msg(LOG_NOTICE, "control socket settings changed: they take effect at the "
+				    "next restart");
+	if (exporter_configure(d->exporter, &d->config->metrics, &err) < 0)
+		log_msg(LOG_ERR, "metrics listener not started: %s", err.msg);
+}
+
 static int daemon_reload(struct daemon *d)
 {
 	struct lograte_settings lset;
 	struct errbuf err;
-	struct config *cfg;
+	struct config *cfg, *old;
 	struct gateway **gws;
 
 	notify_reloading();
@@ -558,7 +593,7 @@ static int daemon_reload(struct daemon *d)
 	cfg = config_load(d->config_path, &err);
 	if (cfg == NULL)
 		goto failed;
-	gws = daemon_build_gateways(cfg, d->gws, d->n_gws, &err);
+	gws = daemon_build_gateways(cfg, d->gws, d->n_gws, exporter_stats(d->exporter), &err);
 	if (gws == NULL) {
 		config_unref(cfg);
 		goto failed;
@@ -581,10 +616,12 @@ static int daemon_reload(struct daemon *d)
 	daemon_stop_checks(d);
 	daemon_end_passes(d, gws, cfg->n_gateways);
 	daemon_free_gateways(d->gws, d->n_gws);
-	config_unref(d->config);
+	old = d->config;
 	d->config = cfg;
 	d->gws = gws;
 	d->n_gws = cfg->n_gateways;
+	daemon_reload_listeners(d, old);
+	config_unref(old);
 	daemon_start_checks(d);
 	daemon_update_status(d);
 	d->loaded = time(NULL);
@@ -726,6 +763,10 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 	d->passes = passes_create(DAEMON_MAX_PASSES);
 	if (d->passes == NULL)
 		return errbuf_set(err, "out of memory");
+	/* Always: a reload may turn recording on. Idle, it is a sleeping thread. */
+	d->recorder = recorder_create(DAEMON_RECORD_QUEUE, err);
+	if (d->recorder == NULL)
+		return -1;
 	d->workers = calloc(n, sizeof(*d->workers));
 	if (d->workers == NULL)
 		return errbuf_set(err, "out of memory");
@@ -738,6 +779,8 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 			.passes = d->passes,
 			.penalties = d->penalties,
 			.lograte = d->lograte,
+			.stats = exporter_stats(d->exporter),
+			.recorder = d->recorder,
 			.scratch_len = d->config->relay_buffer,
 		};
 		struct worker *w = worker_create(&ws, err);
@@ -775,6 +818,9 @@ static void daemon_shutdown(struct daemon *d)
 		worker_free(d->workers[i]);
 	}
 	free(d->workers);
+	/* The sessions closed their recordings: what is queued is written now. */
+	recorder_free(d->recorder);
+	d->recorder = NULL;
 	auth_pool_free(d->auth);
 	d->auth = NULL;
 	pamauth_pool_free(d->pam);
@@ -792,6 +838,7 @@ static void daemon_shutdown(struct daemon *d)
 		close(sigfd);
 	daemon_free_gateways(d->gws, d->n_gws);
 	config_unref(d->config);
+	exporter_free(d->exporter);
 	admission_free(d->admission);
 	penalty_free(d->penalties);
 	if (d->lograte != NULL)
@@ -955,7 +1002,10 @@ int daemon_run(const char *config_path)
 			  LOG_FIELDS({"SOCKGATE_CONFIG", config_path}, {"REASON", err.msg}));
 		return 1;
 	}
-	d.gws = daemon_build_gateways(d.config, NULL, 0, &err);
+	d.exporter = exporter_create(&err);
+	d.gws = d.exporter != NULL
+			? daemon_build_gateways(d.config, NULL, 0, exporter_stats(d.exporter), &err)
+			: NULL;
 	if (d.gws == NULL) {
 		log_event(LOG_ERR, LOG_EV_CONFIG_ERROR, "configuration error",
 			  LOG_FIELDS({"SOCKGATE_CONFIG", config_path}, {"REASON", err.msg}));
@@ -975,7 +1025,8 @@ int daemon_run(const char *config_path)
 	if (d.endpoints == NULL || daemon_configure_penalties(&d, d.config, &err) < 0 ||
 	    daemon_setup_signals(&d, &err) < 0 || daemon_start_workers(&d, &err) < 0 ||
 	    endpoints_inherit(d.endpoints, d.gws, d.n_gws, &err) < 0 ||
-	    endpoints_bind(d.endpoints, d.gws, d.n_gws, &err) < 0) {
+	    endpoints_bind(d.endpoints, d.gws, d.n_gws, &err) < 0 ||
+	    exporter_configure(d.exporter, &d.config->metrics, &err) < 0) {
 		log_msg(LOG_ERR, "cannot start: %s", err.msg);
 		goto out;
 	}
@@ -1023,7 +1074,7 @@ int daemon_check(const char *config_path)
 		fprintf(stderr, "sockgate: %s\n", err.msg);
 		return 1;
 	}
-	gws = daemon_build_gateways(cfg, NULL, 0, &err);
+	gws = daemon_build_gateways(cfg, NULL, 0, NULL, &err);
 	if (gws == NULL) {
 		fprintf(stderr, "sockgate: %s\n", err.msg);
 		config_unref(cfg);

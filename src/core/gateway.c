@@ -182,6 +182,7 @@ struct gateway *gateway_create(struct config *config, const struct config_gatewa
 		errbuf_set(err, "out of memory");
 		return NULL;
 	}
+	gw->stats = prev != NULL ? prev->stats : &stats_gateway_unused;
 	if (cfg->authenticate && cfg->auth == CONFIG_AUTH_FILE) {
 		gw->creds = credentials_load(cfg->credentials_path, owner_uid, err);
 		if (gw->creds == NULL) {

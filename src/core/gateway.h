@@ -14,6 +14,7 @@
 #include "credentials.h"
 #include "errbuf.h"
 #include "pool.h"
+#include "stats.h"
 #include "tls.h"
 #include "user_sessions.h"
 
@@ -41,6 +42,7 @@ struct gateway {
 	uint8_t *proxy_key;               /* upstream_proxy_protocol_key, or NULL */
 	size_t proxy_key_len;
 	struct gateway_counters *counters;
+	struct stats_gateway *stats; /* the metrics of its name; stats_gateway_unused until set */
 };
 
 /* Builds the gateway for cfg (a gateway of config), loading its credentials

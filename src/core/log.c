@@ -37,6 +37,7 @@ static const char *const log_event_ids[LOG_EV__COUNT] = {
 	[LOG_EV_UNAUTH_SUMMARY] = "511bd625a26142aeb39b4cb1db0307bd",
 	[LOG_EV_STALLED] = "968844cec9a04dff89125fd41822bf0c",
 	[LOG_EV_UPSTREAM_STATE] = "47009cdfa31b4059bc6971c360c76f28",
+	[LOG_EV_RECORDING] = "23c002e75d494a53a4a175579df7c38a",
 };
 
 void log_init(const char *ident, int max_priority)

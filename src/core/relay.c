@@ -116,6 +116,8 @@ enum relay_status relay_pump(struct relay_dir *d, struct transport *src, bool *s
 		}
 		d->bytes += (uint64_t)n;
 		moved += (size_t)n;
+		if (d->tap != NULL)
+			d->tap(d, scratch, (size_t)n);
 		/* A short read emptied the socket: the next byte brings a new edge,
 		 * so skip the recv() that would only say EAGAIN. Not when an event
 		 * reported a hang-up (the EOF behind the data brings no further edge)

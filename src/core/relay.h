@@ -15,13 +15,19 @@
 
 /* One direction. Readiness flags are the edge-triggered state of the two
  * sockets: set by events, cleared when a call meets EAGAIN. */
+struct relay_dir;
+/* Sees each chunk as it is read from the source, before it is written
+ * (session recordings); d tells the direction. */
+typedef void relay_tap_fn(struct relay_dir *d, const char *buf, size_t len);
+
 struct relay_dir {
-	char *buf;      /* pending bytes for the destination, or NULL */
-	uint32_t off;   /* first unwritten byte in buf */
-	uint32_t len;   /* bytes in buf from off */
-	uint64_t bytes; /* read from the source so far (relay_queue does not count) */
-	bool eof;       /* the source has no more to send */
-	bool shut;      /* the destination was shut down for writing */
+	char *buf;         /* pending bytes for the destination, or NULL */
+	uint32_t off;      /* first unwritten byte in buf */
+	uint32_t len;      /* bytes in buf from off */
+	uint64_t bytes;    /* read from the source so far (relay_queue does not count) */
+	bool eof;          /* the source has no more to send */
+	bool shut;         /* the destination was shut down for writing */
+	relay_tap_fn *tap; /* or NULL; relay_pump() only, relay_splice() never copies */
 };
 
 enum relay_status {

@@ -82,7 +82,10 @@ struct session {
 	struct relay_dir up;     /* client -> upstream */
 	struct relay_dir down;   /* upstream -> client; also login output */
 	struct upstream_choice choice;
+	struct recording *rec; /* record = {...}: what is relayed, from the relay's start */
 	uint64_t started_ms, active_ms;
+	uint64_t login_ms;                /* logged in (or, for a plain relay, connecting) */
+	uint64_t counted_in, counted_out; /* bytes already added to the gateway's metrics */
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;
@@ -328,6 +331,8 @@ static void session_enter(struct session *s, enum session_state st)
 		__atomic_sub_fetch(&s->gw->counters->logging_in, 1, __ATOMIC_RELAXED);
 		s->counted_login = false;
 	}
+	if (st == SESSION_CONNECTING && s->login_ms == 0)
+		s->login_ms = loop_now_ms(session_loop(s));
 	if (s->source_ticket != 0 && !is_login) {
 		penalty_login_done(s->set->env.penalties, &s->peer.sa, s->source_ticket);
 		s->source_ticket = 0;
@@ -364,16 +369,56 @@ static void session_log_closed(const struct session *s, const char *reason)
 	snprintf(dur, sizeof(dur), "%llu",
 		 (unsigned long long)(loop_now_ms(session_loop(s)) - s->started_ms));
 	tls_text = session_tls_text(s, tls, sizeof(tls), subject, sizeof(subject));
-	log_event(LOG_INFO, LOG_EV_SESSION_CLOSED, "session closed",
-		  LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
-			     {"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", s->user},
-			     {"SOCKGATE_TARGET",
-			      s->choice.pool != NULL ? pool_target(s->choice.pool) : NULL},
-			     {"UPSTREAM", s->connected ? s->choice.addr->text : NULL},
-			     {"SOCKGATE_SESSION", s->id}, {"SOCKGATE_STATE", session_state_text(s)},
-			     {"REASON", reason}, {"BYTES_IN", in}, {"BYTES_OUT", out},
-			     {"DURATION_MS", dur}, {"SOCKGATE_TLS", tls_text},
-			     {"SOCKGATE_TLS_SUBJECT", subject[0] != '\0' ? subject : NULL}));
+	log_event(
+		LOG_INFO, LOG_EV_SESSION_CLOSED, "session closed",
+		LOG_FIELDS({"REMOTE_ADDR", addr}, {"REMOTE_PORT", port},
+			   {"SOCKGATE_GATEWAY", session_cfg(s)->name}, {"SOCKGATE_USER", s->user},
+			   {"SOCKGATE_TARGET",
+			    s->choice.pool != NULL ? pool_target(s->choice.pool) : NULL},
+			   {"UPSTREAM", s->connected ? s->choice.addr->text : NULL},
+			   {"SOCKGATE_SESSION", s->id}, {"SOCKGATE_STATE", session_state_text(s)},
+			   {"REASON", reason}, {"BYTES_IN", in}, {"BYTES_OUT", out},
+			   {"DURATION_MS", dur}, {"SOCKGATE_TLS", tls_text},
+			   {"SOCKGATE_TLS_SUBJECT", subject[0] != '\0' ? subject : NULL},
+			   {"SOCKGATE_RECORDING", s->rec != NULL ? recording_path(s->rec) : NULL}));
+}
+
+/* Adds what was relayed since the last call to the gateway's byte counters:
+ * once per wakeup that moved bytes, not per chunk. */
+static void session_count_bytes(struct session *s)
+{
+	if (s->up.bytes != s->counted_in) {
+		stats_add(&s->gw->stats->bytes_in, s->up.bytes - s->counted_in);
+		s->counted_in = s->up.bytes;
+	}
+	if (s->down.bytes != s->counted_out) {
+		stats_add(&s->gw->stats->bytes_out, s->down.bytes - s->counted_out);
+		s->counted_out = s->down.bytes;
+	}
+}
+
+/* The recording's end, after the closed line that names its file. */
+static void session_stop_recording(struct session *s, const char *reason)
+{
+	uint64_t dropped;
+
+	if (s->rec == NULL)
+		return;
+	dropped = recording_dropped(s->rec);
+	if (dropped > 0) {
+		char n[24];
+
+		snprintf(n, sizeof(n), "%llu", (unsigned long long)dropped);
+		log_event(LOG_WARNING, LOG_EV_RECORDING,
+			  "recording incomplete: the disk was behind",
+			  LOG_FIELDS({"SOCKGATE_GATEWAY", session_cfg(s)->name},
+				     {"SOCKGATE_SESSION", s->id},
+				     {"SOCKGATE_RECORDING", recording_path(s->rec)},
+				     {"SOCKGATE_DROPPED_BYTES", n}));
+	}
+	recording_close(s->rec, reason, loop_now_ms(session_loop(s)));
+	s->rec = NULL;
+	s->up.tap = s->down.tap = NULL;
 }
 
 /* Stops watching a side and closes it. */
@@ -395,10 +440,14 @@ static void session_close(struct session *s, const char *reason)
 	session_set_unlink(set, s);
 	__atomic_sub_fetch(&set->count, 1, __ATOMIC_RELAXED);
 	gateway_session_end(s->gw);
+	session_count_bytes(s);
+	if (s->login_ms != 0)
+		stats_observe_session(s->gw->stats, loop_now_ms(set->env.loop) - s->login_ms);
 	if (s->counted_user)
 		gateway_user_end(s->gw, s->user);
 	s->counted_user = false;
 	session_log_closed(s, reason);
+	session_stop_recording(s, reason);
 	session_enter(s, SESSION_CLOSED);
 	loop_timer_disarm(set->env.loop, &s->timer);
 	loop_timer_disarm(set->env.loop, &s->life);
@@ -674,6 +723,7 @@ static void session_read_proxy(struct session *s)
 		s->c.rd = false; /* the rest comes with the next event */
 		return;
 	case PROXY_INVALID:
+		stats_refused(s->gw->stats, STATS_REFUSED_BAD_PROXY_HEADER);
 		snprintf(reason, sizeof(reason), "bad PROXY header: %s", why.msg);
 		free(s->close_detail);
 		s->close_detail = strdup(reason);
@@ -697,6 +747,7 @@ static void session_read_proxy(struct session *s)
 	s->have_local = true;
 	if (!admission_check_source(s->set->env.admission, cfg, &s->peer.sa,
 				    loop_now_ms(session_loop(s)), &ticket, &r)) {
+		stats_refused(s->gw->stats, r.why);
 		snprintf(reason, sizeof(reason), "refused: %s", r.reason);
 		free(s->close_detail);
 		s->close_detail = strdup(reason);
@@ -796,6 +847,7 @@ static void session_handshake(struct session *s)
 
 	switch (tls_handshake(&s->client, &why)) {
 	case TLS_DONE:
+		stats_inc(&s->gw->stats->tls_ok);
 		s->tls_up = true;
 		s->c.rd = s->c.wr = true;
 		session_begin(s);
@@ -807,6 +859,7 @@ static void session_handshake(struct session *s)
 		break;
 	}
 	snprintf(reason, sizeof(reason), "TLS handshake failed: %s", why.msg);
+	stats_inc(&s->gw->stats->tls_failed);
 	/* A peer that left without a word (a balancer's TCP check) is no failed
 	 * login, only an abandoned connection. */
 	silent = strcmp(why.msg, "the peer closed before the handshake") == 0;
@@ -841,6 +894,10 @@ static void session_log_login(const struct session *s, enum log_event ev, const 
 	char addr[NET_ADDRSTRLEN], port[8], attempt[12], tls[128], subject[256];
 	const char *tls_text = session_tls_text(s, tls, sizeof(tls), subject, sizeof(subject));
 
+	if (ev == LOG_EV_LOGIN_OK)
+		stats_inc(&s->gw->stats->logins_ok);
+	else
+		stats_login_failed(s->gw->stats, stats_login_reason(reason));
 	session_log_fields(s, addr, port, sizeof(addr));
 	snprintf(attempt, sizeof(attempt), "%u",
 		 s->login != NULL ? s->login->failures + (ev == LOG_EV_LOGIN_OK) : 0);
@@ -1018,6 +1075,8 @@ static void session_auth_done(struct loop_task *t)
 		return;
 	}
 	s->holds--;
+	if (s->set->env.stats != NULL)
+		stats_observe_check(s->set->env.stats, auth_clock_us() - login->job.submitted_us);
 	switch (login->job.result) {
 	case AUTH_OK: {
 		size_t len;
@@ -1441,6 +1500,7 @@ static void session_log_upstream_failure(const struct session *s, const char *wh
 
 static void session_upstream_failed(struct session *s, const char *what)
 {
+	stats_inc(&s->gw->stats->upstream_connect_failures);
 	session_log_upstream_failure(s, what);
 	upstream_choice_failed(&s->choice, what, loop_now_ms(session_loop(s)));
 	session_close_side(s, &s->upstream_io, &s->upstream);
@@ -1480,6 +1540,7 @@ static void session_connect_next(struct session *s)
 		int fd = net_connect((const struct sockaddr *)&a->ss, a->len, 1, &err);
 
 		if (fd < 0) {
+			stats_inc(&s->gw->stats->upstream_connect_failures);
 			session_log_upstream_failure(s, err.msg);
 			upstream_choice_failed(&s->choice, err.msg, loop_now_ms(loop));
 			continue;
@@ -1606,10 +1667,60 @@ static void session_choose_splice(struct session *s)
 	bool client_tls = tls_describe(&s->client, &client);
 	bool upstream_tls = tls_describe(&s->upstream, &upstream);
 
-	s->splice_down = client_tls && client.ktls_send && !upstream_tls;
-	s->splice_up = upstream_tls && upstream.ktls_send && !client_tls;
+	/* A recording needs the bytes in user space. */
+	s->splice_down = client_tls && client.ktls_send && !upstream_tls && s->rec == NULL;
+	s->splice_up = upstream_tls && upstream.ktls_send && !client_tls && s->rec == NULL;
 	if ((s->splice_down || s->splice_up) && !session_set_pipe(s->set))
 		s->splice_down = s->splice_up = false;
+}
+
+static void session_record_up(struct relay_dir *d, const char *buf, size_t len)
+{
+	struct session *s = (struct session *)((char *)d - offsetof(struct session, up));
+
+	recording_data(s->rec, true, buf, len, loop_now_ms(session_loop(s)));
+}
+
+static void session_record_down(struct relay_dir *d, const char *buf, size_t len)
+{
+	struct session *s = (struct session *)((char *)d - offsetof(struct session, down));
+
+	recording_data(s->rec, false, buf, len, loop_now_ms(session_loop(s)));
+}
+
+/* record = {...}: from the relay's first byte on, so the login (and its
+ * password) is never in it. A recording that cannot start leaves the session
+ * unrecorded, and says so. */
+static void session_start_recording(struct session *s)
+{
+	const struct config_gateway *cfg = session_cfg(s);
+	struct loop *loop = session_loop(s);
+	char addr[NET_ADDRSTRLEN], port[8], client[NET_ADDRSTRLEN + 16];
+	struct errbuf err;
+
+	if (!cfg->record.enabled || s->set->env.recorder == NULL)
+		return;
+	session_log_fields(s, addr, port, sizeof(addr));
+	snprintf(client, sizeof(client), strchr(addr, ':') != NULL ? "[%s]:%s" : "%s:%s", addr,
+		 port);
+	s->rec = recording_open(s->set->env.recorder, cfg->record.directory, cfg->record.max_bytes,
+				cfg->record.max_total_bytes, s->id, cfg->name, s->user, client,
+				s->choice.addr->text, time(NULL), loop_now_ms(loop), &err);
+	if (s->rec == NULL) {
+		log_event(LOG_ERR, LOG_EV_RECORDING, "session not recorded",
+			  LOG_FIELDS({"SOCKGATE_GATEWAY", cfg->name}, {"SOCKGATE_SESSION", s->id},
+				     {"REASON", err.msg}));
+		return;
+	}
+	log_event(LOG_INFO, LOG_EV_RECORDING, "session recorded",
+		  LOG_FIELDS({"SOCKGATE_GATEWAY", cfg->name}, {"SOCKGATE_USER", s->user},
+			     {"SOCKGATE_SESSION", s->id},
+			     {"SOCKGATE_RECORDING", recording_path(s->rec)}));
+	/* What the client typed ahead of the relay is the session's first input. */
+	if (s->up.len > 0)
+		recording_data(s->rec, true, s->up.buf + s->up.off, s->up.len, loop_now_ms(loop));
+	s->up.tap = session_record_up;
+	s->down.tap = session_record_down;
 }
 
 static void session_connected(struct session *s)
@@ -1622,6 +1733,7 @@ static void session_connected(struct session *s)
 	upstream_choice_connected(&s->choice);
 	(void)net_set_nodelay(s->upstream.fd);
 	(void)net_set_oobinline(s->upstream.fd);
+	session_start_recording(s);
 	session_choose_splice(s);
 	session_enter(s, SESSION_RELAYING);
 	if (cfg->authenticate && session_send(s, cfg->login.success_message) < 0) {
@@ -1726,8 +1838,10 @@ static void session_relay(struct session *s)
 		return;
 	}
 	s->active_ms = loop_now_ms(set->env.loop);
-	if (s->up.bytes + s->down.bytes != moved)
+	if (s->up.bytes + s->down.bytes != moved) {
 		auth_pool_note_relaying(set->env.auth, s->active_ms);
+		session_count_bytes(s);
+	}
 	if (up == RELAY_FINISHED && down == RELAY_FINISHED) {
 		session_close(s, "closed");
 		return;

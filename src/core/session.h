@@ -21,6 +21,8 @@
 #include "pamauth.h"
 #include "passes.h"
 #include "penalty.h"
+#include "record.h"
+#include "stats.h"
 #include "table.h"
 
 enum session_state {
@@ -45,6 +47,8 @@ struct session_env {
 	struct passes *passes;           /* logins that admit binary clients later */
 	struct penalty_table *penalties; /* shared by all loops; may be NULL */
 	struct lograte *lograte;         /* shared by all loops; may be NULL */
+	struct stats *stats;             /* the check-time histogram; may be NULL */
+	struct recorder *recorder;       /* where record = {...} gateways record; may be NULL */
 	size_t scratch_len;              /* the relay's read buffer, one per set */
 };
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 struct stats {
@@ -22,6 +23,7 @@ struct stats {
 	struct stats_gauges *snapshot;
 	uint64_t check_buckets[STATS_CHECK_BUCKETS + 1];
 	uint64_t check_us_sum;
+	time_t created; /* the start time where /proc/stat is hidden (ProcSubset=pid) */
 };
 
 /* Bucket bounds in the unit the observation comes in, and as Prometheus prints
@@ -87,6 +89,8 @@ static const struct {
 	{"PAM failed", STATS_LOGIN_PAM_ERROR},
 };
 
+struct stats_gateway stats_gateway_unused = {.name = ""};
+
 struct stats *stats_create(struct errbuf *err)
 {
 	struct stats *st = calloc(1, sizeof(*st));
@@ -97,6 +101,7 @@ struct stats *stats_create(struct errbuf *err)
 	}
 	pthread_mutex_init(&st->lock, NULL);
 	st->tail = &st->gateways;
+	st->created = time(NULL);
 	return st;
 }
 
@@ -146,9 +151,14 @@ enum stats_login_reason stats_login_reason(const char *text)
 
 	if (text == NULL)
 		return STATS_LOGIN_OTHER;
-	for (i = 0; i < sizeof(login_texts) / sizeof(login_texts[0]); i++)
-		if (strcmp(text, login_texts[i].text) == 0)
+	/* The text may go on with a detail: "bad credentials (client gone)". */
+	for (i = 0; i < sizeof(login_texts) / sizeof(login_texts[0]); i++) {
+		size_t n = strlen(login_texts[i].text);
+
+		if (strncmp(text, login_texts[i].text, n) == 0 &&
+		    (text[n] == '\0' || text[n] == ' ' || text[n] == ':'))
 			return login_texts[i].reason;
+	}
 	return STATS_LOGIN_OTHER;
 }
 
@@ -541,7 +551,7 @@ static void stats_render_counters(struct stats_buf *b, struct stats *st)
 	size_t i;
 
 	stats_family(b, "sockgate_connections_accepted_total", "counter",
-		     "Connections accepted by a gateway, before any login.");
+		     "Connections a gateway's listeners accepted, the refused ones included.");
 	for (g = st->gateways; g != NULL; g = g->next)
 		stats_sample_u64(b, "sockgate_connections_accepted_total",
 				 LABELS("gateway", g->name), 1, stats_read(&g->accepted));
@@ -651,6 +661,8 @@ int stats_render(struct stats *st, char **text, size_t *len)
 
 	/* /proc first: no need to hold the lock over file reads. */
 	stats_read_process(&proc);
+	if (proc.start_time_s < 0)
+		proc.start_time_s = (long long)st->created;
 
 	stats_family(&b, "sockgate_build_info", "gauge",
 		     "Always 1; the version of sockgate in a label.");

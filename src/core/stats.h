@@ -66,6 +66,10 @@ struct stats_gateway {
 	struct stats_gateway *next; /* private: the registry's list */
 };
 
+/* The counters of a gateway that no registry knows (sockgate -t, unit tests):
+ * bumped like any other, shown nowhere. */
+extern struct stats_gateway stats_gateway_unused;
+
 /* Relaxed: a counter orders nothing, and a scrape may see one a moment late. One
  * add per relayed chunk costs far less than the read() and write() that moved it. */
 static inline void stats_add(uint64_t *counter, uint64_t n)
@@ -135,7 +139,8 @@ void stats_free(struct stats *st);
 struct stats_gateway *stats_gateway_get(struct stats *st, const char *name);
 
 /* The reason enum for a denial text of the daemon's ("bad credentials", "wrong
- * verification code", "account refused by PAM", ...); STATS_LOGIN_OTHER for a text
+ * verification code", "account refused by PAM", ...), which may go on after a
+ * space or colon ("bad credentials (client gone)"); STATS_LOGIN_OTHER for a text
  * it does not know, or NULL. */
 enum stats_login_reason stats_login_reason(const char *text);
 

@@ -34,6 +34,8 @@ struct worker *worker_create(const struct worker_settings *set, struct errbuf *e
 		.passes = set->passes,
 		.penalties = set->penalties,
 		.lograte = set->lograte,
+		.stats = set->stats,
+		.recorder = set->recorder,
 		.scratch_len = set->scratch_len,
 	};
 

@@ -24,6 +24,8 @@ struct worker_settings {
 	struct passes *passes;           /* shared: passes granted and used */
 	struct penalty_table *penalties; /* shared; may be NULL */
 	struct lograte *lograte;         /* shared; may be NULL */
+	struct stats *stats;             /* shared: the metrics; may be NULL */
+	struct recorder *recorder;       /* shared: session recordings; may be NULL */
 	size_t scratch_len;              /* the relay's read buffer */
 };
 

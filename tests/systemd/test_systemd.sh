@@ -470,6 +470,52 @@ else
 	g timeout 60 systemctl stop sockgate || fail "systemctl stop sockgate failed"
 fi
 
+echo "== j. operating it under the hardened unit: sockgatectl, metrics, a recording"
+write_config "" ""
+g sed -i -e 's|^gateways = ($|control = { socket = "/run/sockgate/control"; group = "adm"; };\nmetrics = { listen = "127.0.0.1:9323"; };\ngateways = (|' \
+	-e 's|^    credentials = "users";$|    credentials = "users";\n    record = { directory = "/var/lib/sockgate/recordings"; };|' \
+	/etc/sockgate.conf
+g timeout 60 systemctl start sockgate || fail "systemctl start sockgate with control, metrics and record failed"
+g useradd -M -G adm sgoperator 2>/dev/null || true
+g useradd -M sgoutsider 2>/dev/null || true
+coproc OPS { g timeout 60 sockgate-client 127.0.0.1 2323 2>&1; }
+# shellcheck disable=SC2153 # set by coproc
+ops_out=${OPS[0]} ops_in=${OPS[1]} ops_pid=$OPS_PID
+printf 'alice\n%s\nrecorded line\n' "$PW" >&"$ops_in"
+expect_line "$ops_out" "[up1] I got your message: recorded line" 20 || fail "the operated session does not relay"
+# One command answers who is connected, since when, to what: as root and as a
+# member of the control group, not as anyone else.
+out=$(g sockgatectl sessions 2>&1) || fail "sockgatectl sessions as root failed: $out"
+[[ $out == *alice*127.0.0.1:8080*relaying* ]] || fail "sockgatectl sessions does not list alice's session: $out"
+out=$(g setpriv --reuid=sgoperator --regid=sgoperator --init-groups sockgatectl sessions 2>&1) ||
+	fail "sockgatectl as a member of adm failed: $out"
+[[ $out == *alice* ]] || fail "sockgatectl as a member of adm does not list alice: $out"
+if out=$(g setpriv --reuid=sgoutsider --regid=sgoutsider --init-groups sockgatectl sessions 2>&1); then
+	fail "sockgatectl answered a user outside the control group: $out"
+fi
+ok "sockgatectl sessions lists alice as root and for group adm, refuses others ($(tr -d '\n' <<<"$out"))"
+metrics=$(g python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9323/metrics", timeout=10).read().decode(), end="")') ||
+	fail "no answer from the metrics listener"
+grep -q '^sockgate_logins_total{gateway="demo",result="ok"} 1$' <<<"$metrics" ||
+	fail "the metrics do not count the login: $(grep logins_total <<<"$metrics")"
+grep -q '^process_open_fds [0-9]' <<<"$metrics" || fail "no process figures under the unit's ProcSubset=pid"
+grep -q '^process_start_time_seconds [0-9]' <<<"$metrics" || fail "no process start time under ProcSubset=pid"
+ok "GET /metrics counts the login and shows the process figures"
+out=$(g sockgatectl kill --user alice 2>&1) || fail "sockgatectl kill --user alice failed: $out"
+wait "$ops_pid" || true # the client ends with the session
+poll_until 10 has_entries -u sockgate MESSAGE_ID=$ID_SESSION_CLOSED SOCKGATE_USER=alice REASON="killed by sockgatectl, uid 0" ||
+	fail "no session-closed event with the kill's reason"
+sid=$(journal -u sockgate MESSAGE_ID=$ID_SESSION_CLOSED SOCKGATE_USER=alice REASON="killed by sockgatectl, uid 0" | field_values SOCKGATE_SESSION | tail -n 1)
+rec=$(journal -u sockgate SOCKGATE_SESSION="$sid" | field_values SOCKGATE_RECORDING | grep . | tail -n 1)
+[[ $rec == /var/lib/sockgate/recordings/*"$sid".cast ]] || fail "session $sid names no recording in the journal: \"$rec\""
+rec_done() { g grep -q '"session closed' "$rec"; }
+poll_until 10 rec_done || fail "the recording $rec was not closed"
+[[ $(g stat -c %a "$rec") == 600 ]] || fail "the recording is mode $(g stat -c %a "$rec"), not 600"
+g grep -q -- "$PW" "$rec" && fail "the password is in the recording"
+g grep -q 'recorded line' "$rec" || fail "the relayed line is not in the recording"
+ok "journalctl SOCKGATE_SESSION=$sid tells the session's story and names its recording, mode 0600, no password"
+g timeout 60 systemctl stop sockgate || fail "systemctl stop sockgate failed"
+
 guest_stop
 ok "the guest powered off"
 echo "PASS"

@@ -25,6 +25,8 @@
 #include "harness.h"
 #include "testmain.h"
 
+#include "asciinema_checks.h"
+
 #include "record.h"
 
 /* ---- the wrapped libc calls ------------------------------------------------ */
@@ -535,30 +537,6 @@ static size_t telnet_session(const struct dir *d, char *out, size_t cap, char *p
 	recorder_flush(r);
 	recorder_free(r);
 	return n;
-}
-
-/* Runs asciinema with args on path; what it printed on stdout into buf. */
-static size_t run_asciinema(const char *asciinema, const char *cmd, const char *opt,
-			    const char *path, char *buf, size_t cap)
-{
-	/* `asciinema cat` opens /dev/tty: setsid -c makes the harness's pty
-	 * (stdin) its controlling terminal. Its output is a pipe: exact bytes. */
-	const char *argv[] = {"/usr/bin/setsid", "-c", "-w", asciinema, cmd, opt, path, NULL};
-	const char *argv_noopt[] = {"/usr/bin/setsid", "-c", "-w", asciinema, cmd, path, NULL};
-	const char *env[] = {"PYTHONIOENCODING=utf-8", "LC_ALL=C.UTF-8", NULL};
-	struct harness_proc p;
-	ssize_t n;
-
-	assert_int_equal(harness_spawn(&p, opt != NULL ? argv : argv_noopt, env, HARNESS_STDIN_PTY),
-			 0);
-	n = harness_read_all(p.out_fd, buf, cap, HARNESS_TIMEOUT_MS);
-	assert_int_equal(harness_wait_exit(&p, HARNESS_TIMEOUT_MS), 0);
-	if (n < 0 || p.exit_code != 0)
-		harness_dump_ready(p.err_fd, "asciinema's stderr");
-	assert_true(n >= 0);
-	assert_int_equal(p.exit_code, 0);
-	harness_cleanup(&p);
-	return (size_t)n;
 }
 
 static void asciinema_prints_what_the_client_saw(void **state)

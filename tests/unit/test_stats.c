@@ -106,7 +106,8 @@ static void login_reason_texts(void **state)
 		{"PAM failed", STATS_LOGIN_PAM_ERROR},
 		{"denied", STATS_LOGIN_OTHER},
 		{"Bad credentials", STATS_LOGIN_OTHER},
-		{"bad credentials ", STATS_LOGIN_OTHER},
+		{"bad credentials (client gone)", STATS_LOGIN_BAD_CREDENTIALS},
+		{"bad credentialsx", STATS_LOGIN_OTHER},
 		{"", STATS_LOGIN_OTHER},
 	};
 	size_t i;
