@@ -165,9 +165,9 @@ static int control_run(struct control_conn *k, const struct ctl_request *r, stru
 {
 	static const char *const session_cols[] = {SESSION_COLUMNS};
 	static const char *const kv[] = {"key", "value"};
-	static const char *const penalty_cols[] = {"source", "state", "left_s", "logging_in"};
+	static const char *const penalty_cols[] = {"source", "state", "#left_s", "#logging_in"};
 	static const char *const upstream_cols[] = {"gateway", "target", "upstream", "state"};
-	static const char *const pass_cols[] = {"gateway", "client", "user", "target", "age_s"};
+	static const char *const pass_cols[] = {"gateway", "client", "user", "target", "#age_s"};
 	const struct control_env *env = &k->c->env;
 	struct session_filter f = {r->gateway, r->user, r->id, r->has_source ? &r->source : NULL};
 	struct control_call call = {.f = &f};

@@ -884,6 +884,7 @@ static void daemon_ctl_status(void *arg, struct table *t)
 		logging_in += session_set_logging_in(worker_sessions(d->workers[i]));
 	}
 	daemon_ctl_row(t, "version", "%s", SOCKGATE_VERSION);
+	daemon_ctl_row(t, "pid", "%ld", (long)getpid());
 	daemon_ctl_row(t, "uptime_s", "%lld", (long long)(time(NULL) - d->started));
 	daemon_ctl_row(t, "config", "%s", d->config_path);
 	gmtime_r(&d->loaded, &tm);

@@ -74,8 +74,8 @@ struct session_filter {
 /* On the set's loop: a row per matching session into t, whose columns are
  * SESSION_COLUMNS (sockgatectl sessions). */
 #define SESSION_COLUMNS                                                                            \
-	"id", "gateway", "user", "client", "upstream", "target", "state", "age_s", "idle_s",       \
-		"bytes_in", "bytes_out", "tls"
+	"id", "gateway", "user", "client", "upstream", "target", "state", "#age_s", "#idle_s",     \
+		"#bytes_in", "#bytes_out", "tls"
 #define SESSION_N_COLUMNS 12
 void session_set_describe(struct session_set *set, const struct session_filter *f, struct table *t);
 /* On the set's loop: ends the matching sessions, logging reason. Returns how

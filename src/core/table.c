@@ -9,20 +9,25 @@
 struct table {
 	size_t n_cols, n_rows, cap;
 	char **cols;
-	char **cells; /* n_rows * n_cols */
+	bool *numeric; /* per column: JSON numbers */
+	char **cells;  /* n_rows * n_cols */
 };
 
 struct table *table_new(const char *const *columns, size_t n)
 {
 	struct table *t = calloc(1, sizeof(*t));
 
-	if (t == NULL || (t->cols = calloc(n, sizeof(*t->cols))) == NULL) {
+	if (t == NULL || (t->cols = calloc(n, sizeof(*t->cols))) == NULL ||
+	    (t->numeric = calloc(n, sizeof(*t->numeric))) == NULL) {
+		if (t != NULL)
+			free(t->cols);
 		free(t);
 		return NULL;
 	}
 	t->n_cols = n;
 	for (size_t i = 0; i < n; i++) {
-		if ((t->cols[i] = strdup(columns[i])) == NULL) {
+		t->numeric[i] = columns[i][0] == '#';
+		if ((t->cols[i] = strdup(columns[i] + t->numeric[i])) == NULL) {
 			table_free(t);
 			return NULL;
 		}
@@ -39,6 +44,7 @@ void table_free(struct table *t)
 	for (size_t i = 0; i < t->n_rows * t->n_cols; i++)
 		free(t->cells[i]);
 	free(t->cols);
+	free(t->numeric);
 	free(t->cells);
 	free(t);
 }
@@ -111,6 +117,21 @@ int table_json_string(const char *s, char **out, size_t *len)
 	return rc == 0 ? put(out, len, "\"", 1) : -1;
 }
 
+/* A count's cell as a JSON number when it is one; anything else as text. */
+static int table_json_cell(const struct table *t, size_t c, const char *cell, char **out,
+			   size_t *len)
+{
+	size_t n = strlen(cell);
+
+	if (!t->numeric[c])
+		return table_json_string(cell, out, len);
+	if (n == 0)
+		return put(out, len, "null", 4);
+	if (strspn(cell, "0123456789") == n && (cell[0] != '0' || n == 1))
+		return put(out, len, cell, n);
+	return table_json_string(cell, out, len);
+}
+
 int table_render(const struct table *t, bool json, char **out, size_t *len)
 {
 	const char *cell;
@@ -124,7 +145,7 @@ int table_render(const struct table *t, bool json, char **out, size_t *len)
 				cell = t->cells[r * t->n_cols + c];
 				rc = (c > 0 ? put(out, len, ",", 1) : 0) |
 				     table_json_string(t->cols[c], out, len) |
-				     put(out, len, ":", 1) | table_json_string(cell, out, len);
+				     put(out, len, ":", 1) | table_json_cell(t, c, cell, out, len);
 			}
 			rc |= put(out, len, "}", 1);
 		}
@@ -164,6 +185,9 @@ int table_render(const struct table *t, bool json, char **out, size_t *len)
 					}
 				}
 			}
+			/* Empty last cells leave no trailing blanks. */
+			while (rc == 0 && *len > 0 && (*out)[*len - 1] == ' ')
+				(*len)--;
 			rc |= put(out, len, "\n", 1);
 		}
 		free(w);

@@ -9,7 +9,9 @@
 
 struct table;
 
-/* A table with n columns named by columns (copied). NULL if out of memory. */
+/* A table with n columns named by columns (copied). A name that starts with
+ * '#' (the '#' is not part of it) is a count: JSON shows its cells as numbers
+ * (null when empty). NULL if out of memory. */
 struct table *table_new(const char *const *columns, size_t n);
 void table_free(struct table *t);
 /* Appends a row of n cells (copied; NULL is an empty cell). -1 if out of memory. */
