@@ -1562,7 +1562,8 @@ static void session_connect_next(struct session *s)
 	}
 	if (s->user != NULL || session_log_unauthenticated(s, LOGRATE_UNREACHABLE))
 		log_event(LOG_ERR, LOG_EV_UPSTREAM_UNREACHABLE, "no upstream reachable",
-			  LOG_FIELDS({"SOCKGATE_GATEWAY", cfg->name}, {"SOCKGATE_USER", s->user}));
+			  LOG_FIELDS({"SOCKGATE_GATEWAY", cfg->name}, {"SOCKGATE_USER", s->user},
+				     {"SOCKGATE_SESSION", s->id}));
 	/* A plain relay says nothing of its own: the client just sees the close. */
 	session_finish(s, cfg->authenticate ? "Service unavailable.\n" : NULL,
 		       "no upstream reachable");
