@@ -46,6 +46,8 @@ struct control {
 	int fd;
 	struct loop_io io;
 	struct control_conn conns[CONTROL_MAX_CONNS];
+	uint64_t refused_log_ms;   /* the last refusal logged */
+	unsigned refused_unlogged; /* refusals since, not logged one by one */
 };
 
 static void control_conn_end(struct control_conn *k)
@@ -271,6 +273,8 @@ static int control_run(struct control_conn *k, const struct ctl_request *r, stru
 }
 
 /* The request is in: the answer, then writing it. */
+static void control_conn_io(struct loop_io *io, uint32_t events);
+
 static void control_answer(struct control_conn *k)
 {
 	struct ctl_request r;
@@ -294,7 +298,10 @@ static void control_answer(struct control_conn *k)
 			(void)out_add(k, done);
 	}
 	table_free(t);
-	(void)loop_io_mod(k->c->env.loop, &k->io, EPOLLOUT);
+	/* Written now where it fits: a drain may stop the loop before another
+	 * round would. */
+	if (loop_io_mod(k->c->env.loop, &k->io, EPOLLOUT) == 0)
+		control_conn_io(&k->io, EPOLLOUT);
 }
 
 static void control_conn_io(struct loop_io *io, uint32_t events)
@@ -369,6 +376,32 @@ static void control_conn_deadline(struct loop_timer *t)
 	control_conn_end(t->arg);
 }
 
+/* A refused peer gets one line and the close, and takes no slot: refusals
+ * cannot keep root out. They are logged at most once a second, with a count,
+ * so a loop of them cannot flood the journal. */
+static void control_refuse(struct control *c, int fd, const struct ucred *cred, bool have_cred)
+{
+	uint64_t now = loop_now_ms(c->env.loop);
+
+	(void)!send(fd, "ERROR permission denied\n", 24, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+	if (c->refused_log_ms != 0 && now < c->refused_log_ms + 1000) {
+		c->refused_unlogged++;
+		return;
+	}
+	if (c->refused_unlogged > 0)
+		log_msg(LOG_WARNING,
+			"control socket: uid %u refused (not root, not in the control group); "
+			"%u more refused since the last such line",
+			have_cred ? (unsigned)cred->uid : 0u, c->refused_unlogged);
+	else
+		log_msg(LOG_WARNING,
+			"control socket: uid %u refused (not root, not in the control group)",
+			have_cred ? (unsigned)cred->uid : 0u);
+	c->refused_log_ms = now;
+	c->refused_unlogged = 0;
+}
+
 static void control_accept(struct loop_io *io, uint32_t events)
 {
 	struct control *c = io->arg;
@@ -379,17 +412,16 @@ static void control_accept(struct loop_io *io, uint32_t events)
 		struct control_conn *k = NULL;
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
-		bool allowed;
+		bool have_cred;
 
 		if (fd < 0)
 			return;
-		allowed = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
-			  control_allowed(c, fd, &cred);
-		if (!allowed)
-			log_msg(LOG_WARNING,
-				"control socket: uid %u refused (not root, not in the "
-				"control group)",
-				len == sizeof(cred) ? (unsigned)cred.uid : 0u);
+		have_cred = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+			    len == sizeof(cred);
+		if (!have_cred || !control_allowed(c, fd, &cred)) {
+			control_refuse(c, fd, &cred, have_cred);
+			continue;
+		}
 		for (size_t i = 0; i < CONTROL_MAX_CONNS && k == NULL; i++)
 			if (!c->conns[i].used)
 				k = &c->conns[i];
@@ -403,17 +435,10 @@ static void control_accept(struct loop_io *io, uint32_t events)
 		k->fd = fd;
 		k->uid = cred.uid;
 		k->used = true;
-		k->io.fd = -1;
-		/* A refused peer gets its answer as any other, then the same
-		 * lingering close: closing on its unread request would reset the
-		 * connection, and it might never read why. */
-		if ((!allowed && out_add(k, "ERROR permission denied\n") < 0) ||
-		    loop_io_add(c->env.loop, &k->io, fd, allowed ? EPOLLIN : EPOLLOUT,
-				control_conn_io, k) < 0 ||
+		if (loop_io_add(c->env.loop, &k->io, fd, EPOLLIN, control_conn_io, k) < 0 ||
 		    loop_timer_arm(c->env.loop, &k->deadline, CONTROL_DEADLINE_MS,
 				   control_conn_deadline, k) < 0) {
 			loop_io_del(c->env.loop, &k->io);
-			free(k->out);
 			close(fd);
 			k->used = false;
 		}
@@ -432,6 +457,45 @@ static bool control_socket_live(const struct sockaddr_un *sun)
 	return live;
 }
 
+/* The group by name or number. Members of a large (directory) group take more
+ * than a small buffer: it grows until the entry fits. */
+static int control_find_group(const char *name, gid_t *gid, struct errbuf *err)
+{
+	struct group gr, *g = NULL;
+	size_t cap = 4096;
+	char *buf = NULL, *end;
+	unsigned long n = strtoul(name, &end, 10);
+	bool numeric = name[0] >= '0' && name[0] <= '9' && *end == '\0';
+	int rc;
+
+	for (;;) {
+		char *grown = realloc(buf, cap);
+
+		if (grown == NULL) {
+			free(buf);
+			return errbuf_set(err, "out of memory");
+		}
+		buf = grown;
+		rc = numeric ? getgrgid_r((gid_t)n, &gr, buf, cap, &g)
+			     : getgrnam_r(name, &gr, buf, cap, &g);
+		if (rc != ERANGE || cap >= (16u << 20))
+			break;
+		cap *= 4;
+	}
+	if (g != NULL)
+		*gid = g->gr_gid;
+	free(buf);
+	if (g == NULL && numeric) {
+		/* A number names a gid even without an entry in the group database. */
+		*gid = (gid_t)n;
+		return 0;
+	}
+	if (g == NULL)
+		return rc != 0 ? errbuf_errno(err, rc, "control.group \"%s\"", name)
+			       : errbuf_set(err, "control.group: no group \"%s\"", name);
+	return 0;
+}
+
 struct control *control_start(const struct config_control *cfg, const struct control_env *env,
 			      struct errbuf *err)
 {
@@ -444,18 +508,11 @@ struct control *control_start(const struct config_control *cfg, const struct con
 	}
 	c->env = *env;
 	c->fd = -1;
-	if (cfg->group != NULL) {
-		struct group gr, *g = NULL;
-		char buf[4096];
-
-		if (getgrnam_r(cfg->group, &gr, buf, sizeof(buf), &g) != 0 || g == NULL) {
-			errbuf_set(err, "control.group: no group \"%s\"", cfg->group);
-			free(c);
-			return NULL;
-		}
-		c->gid = g->gr_gid;
-		c->have_group = true;
+	if (cfg->group != NULL && control_find_group(cfg->group, &c->gid, err) < 0) {
+		free(c);
+		return NULL;
 	}
+	c->have_group = cfg->group != NULL;
 	snprintf(c->path, sizeof(c->path), "%s", cfg->socket);
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", cfg->socket);
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -471,7 +528,7 @@ struct control *control_start(const struct config_control *cfg, const struct con
 	}
 	(void)unlink(cfg->socket);
 	if (c->fd < 0 || bind(c->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    chmod(cfg->socket, 0666) < 0 || listen(c->fd, 16) < 0 ||
+	    chmod(cfg->socket, c->have_group ? 0666 : 0600) < 0 || listen(c->fd, 16) < 0 ||
 	    loop_io_add(env->loop, &c->io, c->fd, EPOLLIN, control_accept, c) < 0) {
 		errbuf_errno(err, errno, "control socket %s", cfg->socket);
 		if (c->fd >= 0)

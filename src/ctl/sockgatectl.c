@@ -182,7 +182,10 @@ int main(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	strcat(req, "\n");
-	if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req)) {
+	/* A daemon that refuses us answers and closes at once, maybe before the
+	 * request is out: then its answer is still there to read. */
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) && errno != EPIPE &&
+	    errno != ECONNRESET) {
 		fprintf(stderr, PROG ": cannot send the request: %s\n", strerror(errno));
 		return EXIT_FAIL;
 	}

@@ -316,6 +316,60 @@ static void drain_waits_for_the_last_session(void **state)
 	assert_int_equal(c->f.daemon.exit_code, 0);
 }
 
+/* An idle daemon drains at once, and still answers the request that asked. */
+static void drain_of_an_idle_daemon_answers(void **state)
+{
+	struct ctl *c = *state;
+	char out[4096];
+
+	assert_int_equal(ctl(c, out, sizeof(out), "drain", NULL), 0);
+	assert_non_null(strstr(out, "draining"));
+	assert_int_equal(harness_wait_exit(&c->f.daemon, T), 0);
+	assert_int_equal(c->f.daemon.exit_code, 0);
+}
+
+/* Refused peers that hold their connections open take none of the socket's
+ * places: the group's member still gets in. */
+static void refused_peers_cannot_lock_out_members(void **state)
+{
+	struct ctl *c = *state;
+	struct group *g = getgrnam("nogroup");
+	char out[4096], gid[32], line[1024];
+	const char *member[] = {SETPRIV, "--reuid=65534", "--regid", gid, "--clear-groups", NULL};
+	static const char *const status[] = {"status", NULL};
+	int held[16];
+
+	if (access(SETPRIV, X_OK) != 0 || g == NULL || getuid() != 0)
+		test_skip("needs root, setpriv and the group nogroup");
+	snprintf(gid, sizeof(gid), "%u", (unsigned)g->gr_gid);
+	assert_int_equal(chmod(c->f.dir, 0711), 0);
+	/* As uid 65534 outside the group: connected, never sending, never closing. */
+	for (int i = 0; i < 16; i++) {
+		struct sockaddr_un sun = {.sun_family = AF_UNIX};
+		char buf[64];
+
+		memcpy(sun.sun_path, c->socket, strlen(c->socket) + 1);
+		assert_int_equal(setegid(1), 0);
+		assert_int_equal(seteuid(65534), 0);
+		held[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(held[i] >= 0);
+		assert_int_equal(connect(held[i], (struct sockaddr *)&sun, sizeof(sun)), 0);
+		assert_int_equal(seteuid(0), 0);
+		assert_int_equal(setegid(0), 0);
+		/* Each is answered and closed without a word from it. */
+		assert_true(harness_read_all(held[i], buf, sizeof(buf) - 1, T) > 0);
+	}
+	if (ctl_run(c, member, status, out, sizeof(out)) != 0)
+		fail_msg("a member was locked out by refused peers: %s", out);
+	assert_int_equal(ctl(c, out, sizeof(out), "status", NULL), 0);
+	/* Sixteen refusals, not sixteen lines. */
+	assert_int_equal(
+		fixture_log_wait(&c->f, "control socket: uid 65534 refused", line, sizeof(line)),
+		0);
+	for (int i = 0; i < 16; i++)
+		close(held[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +380,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(access_is_root_and_the_group, setup, teardown),
 		cmocka_unit_test_setup_teardown(bad_requests_are_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(drain_waits_for_the_last_session, setup, teardown),
+		cmocka_unit_test_setup_teardown(drain_of_an_idle_daemon_answers, setup, teardown),
+		cmocka_unit_test_setup_teardown(refused_peers_cannot_lock_out_members, setup,
+						teardown),
 	};
 
 	return test_exit(cmocka_run_group_tests_name("ctl", tests, NULL, NULL));
