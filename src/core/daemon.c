@@ -15,8 +15,10 @@
 
 #include "admission.h"
 #include "auth.h"
+#include "carry.h"
 #include "config.h"
 #include "control.h"
+#include "credentials.h"
 #include "endpoints.h"
 #include "exporter.h"
 #include "fault.h"
@@ -78,7 +80,10 @@ struct daemon {
 	struct control *control;   /* sockgatectl's socket, or NULL */
 	struct exporter *exporter; /* the metrics and their listener */
 	struct recorder *recorder; /* the writer of session recordings */
-	time_t started, loaded;    /* the start, the last configuration loaded */
+	struct carry *carry;       /* relayed sessions a restart carries over, or NULL */
+	struct notify_fd *passed;  /* what systemd passed in: sockets, the fd store */
+	size_t n_passed;
+	time_t started, loaded; /* the start, the last configuration loaded */
 	char reload_error[ERRBUF_LEN];
 	bool draining;
 	uint64_t drain_until_ms;
@@ -781,6 +786,7 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 			.lograte = d->lograte,
 			.stats = exporter_stats(d->exporter),
 			.recorder = d->recorder,
+			.carry = d->carry,
 			.scratch_len = d->config->relay_buffer,
 		};
 		struct worker *w = worker_create(&ws, err);
@@ -795,6 +801,8 @@ static int daemon_start_workers(struct daemon *d, struct errbuf *err)
 	}
 	return 0;
 }
+
+static void daemon_close_passed(struct daemon *d);
 
 static void daemon_shutdown(struct daemon *d)
 {
@@ -813,11 +821,21 @@ static void daemon_shutdown(struct daemon *d)
 		auth_pool_stop(d->auth);
 	if (d->pam != NULL)
 		pamauth_pool_stop(d->pam);
+	/* Under the fd store a stop hands the relayed sessions over: a restart
+	 * takes them back, and at a plain stop systemd closes what it kept. */
 	for (unsigned i = 0; i < d->n_workers; i++) {
-		worker_stop(d->workers[i], "shutdown");
+		if (d->carry != NULL && !d->draining)
+			worker_hand_over(d->workers[i]);
+		else
+			worker_stop(d->workers[i], "shutdown");
 		worker_free(d->workers[i]);
 	}
 	free(d->workers);
+	if (d->carry != NULL && !d->draining && d->n_workers > 0)
+		carry_set_planned(d->carry);
+	carry_free(d->carry);
+	d->carry = NULL;
+	daemon_close_passed(d);
 	/* The sessions closed their recordings: what is queued is written now. */
 	recorder_free(d->recorder);
 	d->recorder = NULL;
@@ -986,6 +1004,223 @@ static void daemon_start_control(struct daemon *d)
 		log_msg(LOG_ERR, "control socket not started: %s", err.msg);
 }
 
+/* ---- carried sessions (systemd's fd store) ------------------------------ */
+
+/* What systemd passed in; the fd store on, a carry file opened in the state
+ * directory. Before the workers start. */
+static int daemon_take_passed(struct daemon *d, struct errbuf *err)
+{
+	const char *dir = getenv("STATE_DIRECTORY");
+	int n = notify_listen_fds(&d->passed, err);
+
+	if (n < 0)
+		return -1;
+	d->n_passed = (size_t)n;
+	if (!notify_fdstore_enabled())
+		return 0;
+	endpoints_use_fdstore(d->endpoints);
+	if (dir == NULL || dir[0] == '\0') {
+		log_msg(LOG_WARNING, "fd store: no StateDirectory= for the carry file: a restart "
+				     "keeps the listening sockets, not the sessions");
+		return 0;
+	}
+	{
+		char first[PATH_MAX];
+		struct errbuf why;
+
+		/* STATE_DIRECTORY lists every StateDirectory=, ':'-separated. */
+		snprintf(first, sizeof(first), "%.*s", (int)strcspn(dir, ":"), dir);
+		d->carry = carry_open(first, &why);
+		if (d->carry == NULL)
+			log_msg(LOG_WARNING,
+				"fd store: %s: a restart keeps the listening sockets, "
+				"not the sessions",
+				why.msg);
+	}
+	return 0;
+}
+
+/* A carried session's socket from the store (CARRY_SESSION_PREFIX ID -kind),
+ * taken out of the list; -1 if the store did not have it. */
+static int daemon_take_session_fd(struct daemon *d, const char *id, char kind)
+{
+	char name[96];
+
+	snprintf(name, sizeof(name), CARRY_SESSION_PREFIX "%s-%c", id, kind);
+	for (size_t i = 0; i < d->n_passed; i++)
+		if (d->passed[i].fd >= 0 && strcmp(d->passed[i].name, name) == 0) {
+			int fd = d->passed[i].fd;
+
+			d->passed[i].fd = -1;
+			return fd;
+		}
+	return -1;
+}
+
+/* A carried session that cannot go on: out of the store, closed (the client
+ * and the upstream see the end), its record dropped. */
+static void daemon_end_carried(struct daemon *d, const struct carry_record *r, int slot, int cfd,
+			       int ufd, const char *why)
+{
+	char name[96];
+
+	for (int kind = 0; kind < 2; kind++) {
+		int fd = kind == 0 ? cfd : ufd;
+
+		snprintf(name, sizeof(name), CARRY_SESSION_PREFIX "%s-%c", r->id,
+			 kind == 0 ? 'c' : 'u');
+		(void)notify_fdstore_remove(name);
+		if (fd >= 0) {
+			(void)shutdown(fd, SHUT_RDWR);
+			close(fd);
+		}
+	}
+	carry_drop(d->carry, slot);
+	log_event(LOG_NOTICE, LOG_EV_CARRIED, "carried session ended",
+		  LOG_FIELDS({"SOCKGATE_GATEWAY", r->gateway},
+			     {"SOCKGATE_USER", r->user[0] != '\0' ? r->user : NULL},
+			     {"SOCKGATE_SESSION", r->id}, {"REASON", why}));
+}
+
+static uint64_t daemon_age_ms(int64_t then_unix_ms, int64_t now_unix_ms)
+{
+	return then_unix_ms > 0 && then_unix_ms < now_unix_ms
+		       ? (uint64_t)(now_unix_ms - then_unix_ms)
+		       : 0;
+}
+
+/* One carried session: on a worker again, with the bytes it held; NULL why
+ * when it goes on. */
+static const char *daemon_resume_one(struct daemon *d, const struct carry_record *r, int slot,
+				     int cfd, int ufd, int64_t now_unix_ms)
+{
+	struct gateway *gw = daemon_find_gateway(d->gws, d->n_gws, r->gateway);
+	const char *why = NULL;
+	struct session *s;
+
+	if (cfd < 0 || ufd < 0)
+		return "its sockets were not kept by systemd";
+	if (gw == NULL)
+		return "its gateway is no longer configured";
+	/* Removed, locked or expired since: as a reload with revoke_on_reload. */
+	if (gw->creds != NULL && r->user[0] != '\0' && !credentials_has_user(gw->creds, r->user))
+		return "user removed";
+	if (gw->creds != NULL && r->user[0] != '\0' &&
+	    (why = credentials_revoked(gw->creds, gw->creds, r->user, time(NULL))) != NULL)
+		return why;
+	s = session_resume(gateway_ref(gw), cfd, ufd, r, slot, &why);
+	if (s == NULL) {
+		gateway_unref(gw);
+		return why;
+	}
+	for (int in = 1; in >= 0; in--) {
+		char *held = NULL;
+		size_t len = 0;
+		uint32_t expected = in ? r->held_in : r->held_out;
+
+		if (carry_take(d->carry, r->id, in, expected, &held, &len) < 0 ||
+		    session_resume_held(s, in, held, len) < 0)
+			log_event(LOG_WARNING, LOG_EV_CARRIED, "carried bytes lost",
+				  LOG_FIELDS({"SOCKGATE_SESSION", r->id},
+					     {"REASON", in ? "bytes from the client the process "
+							     "before held"
+							   : "bytes for the client the process "
+							     "before held"}));
+		free(held);
+	}
+	session_start_resumed(s, worker_sessions(worker_least_loaded(d->workers, d->n_workers)),
+			      daemon_age_ms(r->started_unix_ms, now_unix_ms),
+			      daemon_age_ms(r->login_unix_ms, now_unix_ms));
+	log_event(LOG_INFO, LOG_EV_CARRIED, "session resumed",
+		  LOG_FIELDS({"SOCKGATE_GATEWAY", r->gateway},
+			     {"SOCKGATE_USER", r->user[0] != '\0' ? r->user : NULL},
+			     {"UPSTREAM", r->upstream}, {"SOCKGATE_SESSION", r->id}));
+	return NULL;
+}
+
+static bool daemon_passed_sessions(const struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_passed; i++)
+		if (strncmp(d->passed[i].name, CARRY_SESSION_PREFIX,
+			    strlen(CARRY_SESSION_PREFIX)) == 0)
+			return true;
+	return false;
+}
+
+/* The relayed sessions the process before kept in the fd store: each goes on,
+ * or ends with its reason in the log. After a crash the bytes that were
+ * inside the old process are lost: the log says so. */
+static void daemon_resume(struct daemon *d)
+{
+	const struct carry_record *records;
+	const int *slots;
+	size_t n = d->carry != NULL ? carry_found(d->carry, &records, &slots) : 0;
+	unsigned resumed = 0, ended = 0, strays = 0;
+	struct timespec ts;
+	int64_t now_unix_ms;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	/* A stop or a reboot came between: systemd kept none of their sockets,
+	 * and the records describe sessions long gone. */
+	if (n > 0 && !daemon_passed_sessions(d)) {
+		for (size_t i = 0; i < n; i++)
+			carry_drop(d->carry, slots[i]);
+		log_msg(LOG_INFO,
+			"forgot %zu carried session%s: systemd kept none of their sockets "
+			"(the service was stopped in between)",
+			n, n == 1 ? "" : "s");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct carry_record *r = &records[i];
+		int cfd = daemon_take_session_fd(d, r->id, 'c');
+		int ufd = daemon_take_session_fd(d, r->id, 'u');
+		const char *why = daemon_resume_one(d, r, slots[i], cfd, ufd, now_unix_ms);
+
+		if (why != NULL) {
+			daemon_end_carried(d, r, slots[i], cfd, ufd, why);
+			ended++;
+		} else {
+			resumed++;
+		}
+	}
+	/* Sockets of sessions whose record is gone (another build's layout). */
+	for (size_t i = 0; i < d->n_passed; i++)
+		if (d->passed[i].fd >= 0 && strncmp(d->passed[i].name, CARRY_SESSION_PREFIX,
+						    strlen(CARRY_SESSION_PREFIX)) == 0) {
+			(void)notify_fdstore_remove(d->passed[i].name);
+			(void)shutdown(d->passed[i].fd, SHUT_RDWR);
+			close(d->passed[i].fd);
+			d->passed[i].fd = -1;
+			strays++;
+		}
+	if (strays > 0)
+		log_msg(LOG_WARNING, "closed %u carried socket%s without a record", strays,
+			strays == 1 ? "" : "s");
+	if (resumed + ended == 0)
+		return;
+	if (carry_was_planned(d->carry))
+		log_msg(LOG_NOTICE,
+			"took over %u relayed session%s from the process before (%u "
+			"could not go on)",
+			resumed, resumed == 1 ? "" : "s", ended);
+	else
+		log_msg(LOG_WARNING,
+			"took over %u relayed session%s after the process before ended without "
+			"handing them over (%u could not go on): bytes it had read and not yet "
+			"written are lost",
+			resumed, resumed == 1 ? "" : "s", ended);
+}
+
+/* What systemd passed and nobody took (the fd list itself). */
+static void daemon_close_passed(struct daemon *d)
+{
+	notify_fds_free(d->passed, d->n_passed);
+	d->passed = NULL;
+	d->n_passed = 0;
+}
+
 int daemon_run(const char *config_path)
 {
 	struct daemon d = {.config_path = config_path, .sig_io.fd = -1, .exit_code = 1};
@@ -1024,8 +1259,9 @@ int daemon_run(const char *config_path)
 	if (d.loop != NULL && d.admission != NULL)
 		d.endpoints = endpoints_create(d.loop, daemon_accept, &d, &err);
 	if (d.endpoints == NULL || daemon_configure_penalties(&d, d.config, &err) < 0 ||
-	    daemon_setup_signals(&d, &err) < 0 || daemon_start_workers(&d, &err) < 0 ||
-	    endpoints_inherit(d.endpoints, d.gws, d.n_gws, &err) < 0 ||
+	    daemon_setup_signals(&d, &err) < 0 || daemon_take_passed(&d, &err) < 0 ||
+	    daemon_start_workers(&d, &err) < 0 ||
+	    endpoints_inherit(d.endpoints, d.gws, d.n_gws, d.passed, d.n_passed, &err) < 0 ||
 	    endpoints_bind(d.endpoints, d.gws, d.n_gws, &err) < 0 ||
 	    exporter_configure(d.exporter, &d.config->metrics, &err) < 0) {
 		log_msg(LOG_ERR, "cannot start: %s", err.msg);
@@ -1033,6 +1269,7 @@ int daemon_run(const char *config_path)
 	}
 	d.exit_code = 0;
 	d.started = d.loaded = time(NULL);
+	daemon_resume(&d);
 	daemon_start_checks(&d);
 	daemon_start_control(&d);
 	daemon_update_status(&d);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "carry.h"
 #include "listener.h"
 #include "log.h"
 #include "net.h"
@@ -23,6 +24,7 @@ struct endpoint {
 	struct sockaddr_storage cfg_ss; /* the configured address it was bound for */
 	socklen_t cfg_len;
 	bool from_systemd;
+	char stored[NOTIFY_FDNAME_MAX + 1]; /* its name in systemd's fd store, or "" */
 };
 
 struct endpoints {
@@ -30,6 +32,8 @@ struct endpoints {
 	struct endpoint *list; /* in the configuration's order */
 	endpoints_accept_fn *on_accept;
 	void *arg;
+	bool fdstore;        /* keep the listening sockets in systemd's fd store */
+	unsigned stored_seq; /* names them */
 };
 
 struct endpoints *endpoints_create(struct loop *loop, endpoints_accept_fn *on_accept, void *arg,
@@ -49,6 +53,8 @@ struct endpoints *endpoints_create(struct loop *loop, endpoints_accept_fn *on_ac
 
 static void endpoint_free(struct endpoint *ep)
 {
+	/* At a stop or restart the store keeps it: a restart finds it again and
+	 * no connection is refused meanwhile (at a stop systemd closes it). */
 	listener_free(ep->listener);
 	gateway_unref(ep->gw);
 	free(ep);
@@ -173,6 +179,80 @@ static struct gateway *endpoint_new_gateway(const struct endpoint *ep, struct ga
 	return NULL;
 }
 
+/* Hands a configured listener to systemd's fd store under a name of its own
+ * (a restart takes it back by address). */
+static void endpoint_store(struct endpoints *e, struct endpoint *ep)
+{
+	int fd = listener_fd(ep->listener);
+
+	if (!e->fdstore || ep->from_systemd)
+		return;
+	snprintf(ep->stored, sizeof(ep->stored), CARRY_LISTEN_PREFIX "%ld-%u", (long)getpid(),
+		 e->stored_seq++);
+	if (!notify_fdstore_add(ep->stored, &fd, 1)) {
+		log_msg(LOG_WARNING,
+			"cannot keep %s in systemd's fd store: a restart will refuse "
+			"connections while it runs",
+			listener_name(ep->listener));
+		ep->stored[0] = '\0';
+	}
+}
+
+void endpoints_use_fdstore(struct endpoints *e)
+{
+	e->fdstore = true;
+}
+
+/* The gateway and configured address a listening socket from the fd store
+ * serves now, by its bound address. */
+static struct gateway *endpoints_stored_gateway(int fd, struct gateway **gws, size_t n_gws,
+						const struct config_addr **addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return NULL;
+	for (size_t i = 0; i < n_gws; i++)
+		for (size_t j = 0; j < gws[i]->cfg->n_listen; j++)
+			if (same_addr(&ss, sl, &gws[i]->cfg->listen[j].ss,
+				      gws[i]->cfg->listen[j].len)) {
+				*addr = &gws[i]->cfg->listen[j];
+				return gws[i];
+			}
+	return NULL;
+}
+
+/* A listening socket the process before kept in the fd store: it serves its
+ * address's gateway again, or goes (the configuration no longer has it). */
+static int endpoints_take_stored(struct endpoints *e, const struct notify_fd *p,
+				 struct gateway **gws, size_t n_gws, struct errbuf *err)
+{
+	const struct config_addr *addr = NULL;
+	struct gateway *gw = endpoints_stored_gateway(p->fd, gws, n_gws, &addr);
+	struct endpoint *ep;
+	struct errbuf why;
+
+	if (gw == NULL || net_check_tcp_listener(p->fd, &why) < 0) {
+		log_msg(LOG_INFO,
+			"dropping a listening socket kept by systemd (%s): no gateway "
+			"listens there now",
+			p->name);
+		(void)notify_fdstore_remove(p->name);
+		close(p->fd);
+		return 0;
+	}
+	(void)net_set_nonblock(p->fd, 1);
+	ep = endpoint_add(e, &e->list, p->fd, gw, err);
+	if (ep == NULL)
+		return -1;
+	memcpy(&ep->cfg_ss, &addr->ss, addr->len);
+	ep->cfg_len = addr->len;
+	snprintf(ep->stored, sizeof(ep->stored), "%s", p->name);
+	endpoint_log_listening(ep);
+	return 0;
+}
+
 int endpoints_bind(struct endpoints *e, struct gateway **gws, size_t n_gws, struct errbuf *err)
 {
 	struct endpoint *fresh = NULL, *keep = NULL, **p;
@@ -218,6 +298,8 @@ int endpoints_bind(struct endpoints *e, struct gateway **gws, size_t n_gws, stru
 		*p = ep->next;
 		if (gw == NULL) {
 			log_msg(LOG_INFO, "no longer listening on %s", listener_name(ep->listener));
+			if (ep->stored[0] != '\0')
+				(void)notify_fdstore_remove(ep->stored);
 			endpoint_free(ep);
 			continue;
 		}
@@ -231,6 +313,7 @@ int endpoints_bind(struct endpoints *e, struct gateway **gws, size_t n_gws, stru
 		fresh = ep->next;
 		endpoint_append(&keep, ep);
 		endpoint_log_listening(ep);
+		endpoint_store(e, ep);
 	}
 	e->list = keep;
 	return 0;
@@ -239,33 +322,39 @@ fail:
 	return -1;
 }
 
-int endpoints_inherit(struct endpoints *e, struct gateway **gws, size_t n_gws, struct errbuf *err)
+int endpoints_inherit(struct endpoints *e, struct gateway **gws, size_t n_gws,
+		      const struct notify_fd *passed, size_t n, struct errbuf *err)
 {
-	char **names = NULL;
-	int n = notify_listen_fds(&names, err);
 	int rc = 0;
 
-	if (n < 0)
-		return -1;
-	for (int i = 0; i < n; i++) {
-		int fd = NOTIFY_LISTEN_FDS_START + i;
-		struct gateway *gw = endpoints_gateway(gws, n_gws, names[i]);
+	for (size_t i = 0; i < n; i++) {
+		int fd = passed[i].fd;
+		const char *name = passed[i].name;
+		struct gateway *gw = endpoints_gateway(gws, n_gws, name);
 		struct endpoint *ep;
 		struct errbuf why;
 
+		/* A carried session's socket: the daemon's to take (daemon_resume). */
+		if (strncmp(name, CARRY_SESSION_PREFIX, strlen(CARRY_SESSION_PREFIX)) == 0)
+			continue;
+		if (rc == 0 &&
+		    strncmp(name, CARRY_LISTEN_PREFIX, strlen(CARRY_LISTEN_PREFIX)) == 0) {
+			rc = endpoints_take_stored(e, &passed[i], gws, n_gws, err);
+			continue;
+		}
 		if (rc < 0 || gw == NULL) {
 			if (rc == 0)
 				rc = errbuf_set(
 					err,
 					"systemd passed a socket named \"%s\", but no gateway has "
 					"that name (set FileDescriptorName= to a gateway's name)",
-					names[i]);
+					name);
 			close(fd);
 			continue;
 		}
 		if (net_check_tcp_listener(fd, &why) < 0) {
 			rc = errbuf_set(err, "socket %d from systemd for gateway \"%s\" is %s", fd,
-					names[i], why.msg);
+					name, why.msg);
 			close(fd);
 			continue;
 		}
@@ -278,8 +367,5 @@ int endpoints_inherit(struct endpoints *e, struct gateway **gws, size_t n_gws, s
 		ep->from_systemd = true;
 		endpoint_log_listening(ep);
 	}
-	for (int i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
 	return rc;
 }

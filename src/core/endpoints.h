@@ -13,6 +13,7 @@
 #include "errbuf.h"
 #include "gateway.h"
 #include "loop.h"
+#include "notify.h"
 
 /* A connection accepted for gw (a reference the callee may take). */
 typedef void endpoints_accept_fn(struct gateway *gw, int fd, const struct sockaddr *peer,
@@ -25,10 +26,19 @@ struct endpoints *endpoints_create(struct loop *loop, endpoints_accept_fn *on_ac
 /* Closes every listening socket. */
 void endpoints_free(struct endpoints *e);
 
-/* Takes the sockets systemd passed in (sd_listen_fds_with_names), each for the
- * gateway of its name in gws. A name no gateway has, or a socket that is not a
- * listening TCP socket, fails start-up (err says which). */
-int endpoints_inherit(struct endpoints *e, struct gateway **gws, size_t n_gws, struct errbuf *err);
+/* Takes the listening sockets systemd passed in (notify_listen_fds()): a
+ * socket unit's, each for the gateway of its name in gws, and those the
+ * process before kept in the fd store (CARRY_LISTEN_PREFIX), each for the
+ * gateway that listens on its address now (or closed and dropped from the
+ * store if none does). A socket unit's name no gateway has, or a socket that
+ * is not a listening TCP socket, fails start-up (err says which). Takes every
+ * fd of passed, also on failure. */
+int endpoints_inherit(struct endpoints *e, struct gateway **gws, size_t n_gws,
+		      const struct notify_fd *passed, size_t n, struct errbuf *err);
+
+/* From now on, every listening socket bound for the configuration is also
+ * kept in systemd's fd store (and dropped from it when a reload closes it). */
+void endpoints_use_fdstore(struct endpoints *e);
 
 /* Makes the sockets serve gws: systemd's (by name) and every configured
  * address, keeping the sockets of addresses that did not change. First

@@ -38,6 +38,7 @@ static const char *const log_event_ids[LOG_EV__COUNT] = {
 	[LOG_EV_STALLED] = "968844cec9a04dff89125fd41822bf0c",
 	[LOG_EV_UPSTREAM_STATE] = "47009cdfa31b4059bc6971c360c76f28",
 	[LOG_EV_RECORDING] = "23c002e75d494a53a4a175579df7c38a",
+	[LOG_EV_CARRIED] = "1232b5289c27409bae06e1738483dde7",
 };
 
 void log_init(const char *ident, int max_priority)

@@ -60,16 +60,38 @@ static bool notify_open(void)
 	return notify_sock.fd >= 0;
 }
 
-/* Returns false only when a message for systemd could not be sent. */
-static bool notify_send(const char *msg, bool important)
+/* Sends msg, with fds (n of them) attached if n > 0. Returns false only when
+ * a message for systemd could not be sent. */
+static bool notify_send_fds(const char *msg, bool important, const int *fds, size_t n)
 {
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * NOTIFY_MAX_FDS)];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = {.iov_base = (void *)msg, .iov_len = strlen(msg)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	int waited_ms = 0;
 
 	if (!notify_open())
 		return notify_sock.checked; /* true: no socket is set, nothing was due */
+	mh.msg_name = &notify_sock.addr;
+	mh.msg_namelen = notify_sock.addr_len;
+	if (n > 0) {
+		struct cmsghdr *c;
+
+		if (n > NOTIFY_MAX_FDS)
+			return false;
+		memset(&control, 0, sizeof(control));
+		mh.msg_control = control.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+	}
 	for (;;) {
-		if (sendto(notify_sock.fd, msg, strlen(msg), MSG_NOSIGNAL,
-			   (const struct sockaddr *)&notify_sock.addr, notify_sock.addr_len) >= 0)
+		if (sendmsg(notify_sock.fd, &mh, MSG_NOSIGNAL) >= 0)
 			return true;
 		if (errno == EINTR)
 			continue;
@@ -78,6 +100,35 @@ static bool notify_send(const char *msg, bool important)
 		(void)poll(NULL, 0, 10);
 		waited_ms += 10;
 	}
+}
+
+static bool notify_send(const char *msg, bool important)
+{
+	return notify_send_fds(msg, important, NULL, 0);
+}
+
+bool notify_fdstore_enabled(void)
+{
+	const char *e = getenv("FDSTORE");
+
+	/* Opened here, on the main thread, before any worker sends. */
+	return e != NULL && strtoul(e, NULL, 10) > 0 && notify_open();
+}
+
+bool notify_fdstore_add(const char *name, const int *fds, size_t n)
+{
+	char msg[NOTIFY_FDNAME_MAX + 32];
+
+	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
+	return notify_send_fds(msg, true, fds, n);
+}
+
+bool notify_fdstore_remove(const char *name)
+{
+	char msg[NOTIFY_FDNAME_MAX + 32];
+
+	snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
+	return notify_send(msg, true);
 }
 
 void notify_ready(const char *status)
@@ -130,15 +181,35 @@ uint64_t notify_watchdog_usec(void)
 	return usec;
 }
 
-int notify_listen_fds(char ***names, struct errbuf *err)
+int notify_listen_fds(struct notify_fd **fds, struct errbuf *err)
 {
-	int n = sd_listen_fds_with_names(1, names);
+	char **names = NULL;
+	int n = sd_listen_fds_with_names(1, &names);
 
+	*fds = NULL;
 	if (n < 0)
 		return errbuf_errno(err, -n, "cannot read the sockets passed by systemd");
-	if (n > 0 && *names == NULL)
+	if (n > 0 && names == NULL)
 		return errbuf_set(err, "systemd passed sockets without names");
+	if (n > 0 && (*fds = calloc((size_t)n, sizeof(**fds))) == NULL) {
+		for (int i = 0; i < n; i++) {
+			close(NOTIFY_LISTEN_FDS_START + i);
+			free(names[i]);
+		}
+		free(names);
+		return errbuf_set(err, "out of memory");
+	}
+	for (int i = 0; i < n; i++)
+		(*fds)[i] = (struct notify_fd){.fd = NOTIFY_LISTEN_FDS_START + i, .name = names[i]};
+	free(names);
 	return n;
+}
+
+void notify_fds_free(struct notify_fd *fds, size_t n)
+{
+	for (size_t i = 0; fds != NULL && i < n; i++)
+		free(fds[i].name);
+	free(fds);
 }
 
 void notify_setup_logging(void)

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "login.h"
 #include "net.h"
+#include "notify.h"
 #include "proxy.h"
 #include "relay.h"
 #include "tls.h"
@@ -86,6 +87,8 @@ struct session {
 	uint64_t started_ms, active_ms;
 	uint64_t login_ms;                /* logged in (or, for a plain relay, connecting) */
 	uint64_t counted_in, counted_out; /* bytes already added to the gateway's metrics */
+	int carry_slot;    /* its record in the carry file (kept in the fd store), or -1 */
+	bool handing_over; /* closing for the next process, which takes it over */
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;
@@ -137,6 +140,8 @@ static int session_send_proxy_out(struct session *s);
 static void session_authenticated(struct session *s, const char *groups, size_t groups_len);
 static const char *session_groups(struct session *s, size_t *len);
 static void session_choose_splice(struct session *s);
+static void session_start_recording(struct session *s);
+static void session_idle_timeout(struct loop_timer *t);
 
 /* The state as logs name it: a login in progress by its step. */
 static const char *session_state_text(const struct session *s)
@@ -285,6 +290,7 @@ struct session *session_create(struct gateway *gw, int fd, const struct sockaddr
 	transport_tcp(&s->client, fd);
 	s->client_io.fd = -1;
 	s->upstream_io.fd = -1;
+	s->carry_slot = -1;
 	if (peerlen > sizeof(s->peer))
 		peerlen = sizeof(s->peer);
 	memcpy(&s->peer, peer, peerlen);
@@ -421,6 +427,242 @@ static void session_stop_recording(struct session *s, const char *reason)
 	s->up.tap = s->down.tap = NULL;
 }
 
+/* ---- carried sessions (systemd's fd store, carry.h) ---------------------- */
+
+static void session_carry_name(const struct session *s, bool client, char *name, size_t len)
+{
+	snprintf(name, len, CARRY_SESSION_PREFIX "%s-%c", s->id, client ? 'c' : 'u');
+}
+
+static int64_t session_unix_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What the next process needs to go on with s. */
+static void session_carry_record(const struct session *s, struct carry_record *r)
+{
+	int64_t now_unix = session_unix_ms();
+	uint64_t now = loop_now_ms(session_loop(s));
+	const char *target = s->choice.pool != NULL ? pool_target(s->choice.pool) : NULL;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->id, sizeof(r->id), "%s", s->id);
+	snprintf(r->gateway, sizeof(r->gateway), "%s", session_cfg(s)->name);
+	snprintf(r->user, sizeof(r->user), "%s", s->user != NULL ? s->user : "");
+	snprintf(r->target, sizeof(r->target), "%s", target != NULL ? target : "");
+	snprintf(r->upstream, sizeof(r->upstream), "%s", s->choice.addr->text);
+	r->peer_len = s->peer.sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						       : sizeof(struct sockaddr_in);
+	memcpy(&r->peer, &s->peer, r->peer_len);
+	r->started_unix_ms = now_unix - (int64_t)(now - s->started_ms);
+	r->login_unix_ms = now_unix - (int64_t)(now - s->login_ms);
+	r->bytes_in = s->up.bytes;
+	r->bytes_out = s->down.bytes;
+	r->in_eof = s->up.eof;
+	r->in_shut = s->up.shut;
+	r->out_eof = s->down.eof;
+	r->out_shut = s->down.shut;
+}
+
+/* A relayed session's sockets go to the fd store and its record to the carry
+ * file, so that a restart, an upgrade or a crash does not end it. Not a TLS
+ * side: its keys and sequence numbers live in this process. */
+static void session_carry(struct session *s)
+{
+	struct carry *c = s->set->env.carry;
+	struct tls_info info;
+	struct carry_record r;
+	char name_c[96], name_u[96];
+	int slot;
+
+	if (c == NULL || tls_describe(&s->client, &info) || tls_describe(&s->upstream, &info))
+		return;
+	session_carry_record(s, &r);
+	slot = carry_put(c, &r);
+	if (slot < 0)
+		return;
+	session_carry_name(s, true, name_c, sizeof(name_c));
+	session_carry_name(s, false, name_u, sizeof(name_u));
+	if (!notify_fdstore_add(name_c, &s->client.fd, 1) ||
+	    !notify_fdstore_add(name_u, &s->upstream.fd, 1)) {
+		(void)notify_fdstore_remove(name_c);
+		carry_drop(c, slot);
+		return;
+	}
+	s->carry_slot = slot;
+}
+
+/* The session ends here (not handed over): out of the store and the file. */
+static void session_uncarry(struct session *s)
+{
+	char name[96];
+
+	if (s->carry_slot < 0 || s->handing_over)
+		return;
+	session_carry_name(s, true, name, sizeof(name));
+	(void)notify_fdstore_remove(name);
+	session_carry_name(s, false, name, sizeof(name));
+	(void)notify_fdstore_remove(name);
+	carry_drop(s->set->env.carry, s->carry_slot);
+	s->carry_slot = -1;
+}
+
+/* A planned stop: the record gets the session's counters and half-closes,
+ * and the bytes it holds go to side files, so the next process goes on
+ * where this one stopped, without a byte lost. Nothing more is read. */
+static void session_hand_over(struct session *s)
+{
+	struct carry *c = s->set->env.carry;
+	struct carry_record r;
+
+	session_carry_record(s, &r);
+	if (s->up.len > 0 && carry_hold(c, s->id, true, s->up.buf + s->up.off, s->up.len) == 0)
+		r.held_in = s->up.len;
+	if (s->down.len > 0 &&
+	    carry_hold(c, s->id, false, s->down.buf + s->down.off, s->down.len) == 0)
+		r.held_out = s->down.len;
+	carry_update(c, s->carry_slot, &r);
+	s->handing_over = true;
+	session_close(s, "handed over to the next process");
+}
+
+void session_set_hand_over(struct session_set *set)
+{
+	while (set->list != NULL) {
+		struct session *s = set->list;
+
+		if (s->state == SESSION_RELAYING && s->carry_slot >= 0) {
+			session_hand_over(s);
+			continue;
+		}
+		/* Best effort, never blocking: the process is on its way out. */
+		if (session_logging_in(s) && session_cfg(s)->authenticate)
+			(void)!send(s->client.fd, "The service is restarting; please reconnect.\n",
+				    46, MSG_NOSIGNAL | MSG_DONTWAIT);
+		session_close(s, session_logging_in(s)
+					 ? "restart: logging in"
+					 : "restart: a TLS session is not carried over");
+	}
+}
+
+struct session *session_resume(struct gateway *gw, int client_fd, int upstream_fd,
+			       const struct carry_record *r, int slot, const char **why)
+{
+	const struct config_gateway *cfg = gw->cfg;
+	struct pool *pool = gw->pool;
+	struct session *s;
+	int target = -1;
+
+	if (r->target[0] != '\0') {
+		for (size_t i = 0; i < cfg->n_targets; i++)
+			if (strcmp(cfg->targets[i].name, r->target) == 0)
+				target = (int)i;
+		if (target < 0) {
+			*why = "its target is no longer configured";
+			return NULL;
+		}
+		pool = gw->target_pools[target];
+	}
+	s = session_create(gw, client_fd, (const struct sockaddr *)&r->peer, r->peer_len);
+	if (s == NULL) {
+		*why = "out of memory";
+		return NULL;
+	}
+	if (!upstream_choice_adopt(&s->choice, pool, r->upstream)) {
+		free(s);
+		*why = "its upstream is no longer configured";
+		return NULL;
+	}
+	if (r->user[0] != '\0' && (s->user = strdup(r->user)) == NULL) {
+		upstream_choice_end(&s->choice);
+		free(s);
+		*why = "out of memory";
+		return NULL;
+	}
+	transport_tcp(&s->upstream, upstream_fd);
+	snprintf(s->id, sizeof(s->id), "%s", r->id);
+	s->target = target;
+	s->connected = true;
+	s->carry_slot = slot;
+	s->up.bytes = s->counted_in = r->bytes_in;
+	s->down.bytes = s->counted_out = r->bytes_out;
+	s->up.eof = r->in_eof;
+	s->up.shut = r->in_shut;
+	s->down.eof = r->out_eof;
+	s->down.shut = r->out_shut;
+	return s;
+}
+
+/* Bytes the process before held for one direction: they go first. */
+int session_resume_held(struct session *s, bool in, const char *buf, size_t len)
+{
+	return len == 0 ? 0 : relay_queue(in ? &s->up : &s->down, buf, len);
+}
+
+static void session_resume_task(struct loop_task *t)
+{
+	struct session *s = t->arg;
+	struct session_set *set = s->set;
+	const struct config_gateway *cfg = session_cfg(s);
+	struct loop *loop = set->env.loop;
+	uint64_t now = loop_now_ms(loop), lived;
+
+	s->holds--;
+	s->started_ms = now - s->started_ms;
+	s->login_ms = now - s->login_ms;
+	s->active_ms = now;
+	session_set_link(set, s);
+	s->state = SESSION_RELAYING;
+	s->c = (struct readiness){true, true, true};
+	s->u = (struct readiness){true, true, true};
+	(void)net_set_nonblock(s->client.fd, 1);
+	(void)net_set_nonblock(s->upstream.fd, 1);
+	if (loop_io_add(loop, &s->client_io, s->client.fd, SESSION_EVENTS, session_client_cb, s) <
+		    0 ||
+	    loop_io_add(loop, &s->upstream_io, s->upstream.fd, SESSION_EVENTS, session_upstream_cb,
+			s) < 0) {
+		session_close(s, "cannot register socket");
+		return;
+	}
+	lived = now - s->login_ms;
+	if (cfg->session_timeout_ms > 0 &&
+	    loop_timer_arm(loop, &s->life,
+			   cfg->session_timeout_ms > lived ? cfg->session_timeout_ms - lived : 0,
+			   session_life_timeout, s) < 0) {
+		session_close(s, "out of memory");
+		return;
+	}
+	if (cfg->idle_timeout_ms > 0 &&
+	    loop_timer_arm(loop, &s->timer, cfg->idle_timeout_ms, session_idle_timeout, s) < 0) {
+		session_close(s, "out of memory");
+		return;
+	}
+	session_start_recording(s);
+	session_relay(s);
+}
+
+void session_start_resumed(struct session *s, struct session_set *set, uint64_t started_ago_ms,
+			   uint64_t login_ago_ms)
+{
+	s->set = set;
+	s->holds = 1;
+	/* Ages until the loop's clock turns them into times. */
+	s->started_ms = started_ago_ms;
+	s->login_ms = login_ago_ms;
+	if (s->user != NULL) {
+		/* Counted whatever the limits: the session is there already. */
+		(void)gateway_user_begin(s->gw, s->user);
+		s->counted_user = true;
+	}
+	__atomic_add_fetch(&s->gw->counters->sessions, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&set->count, 1, __ATOMIC_RELAXED);
+	loop_post(set->env.loop, &s->task, session_resume_task, s);
+}
+
 /* Stops watching a side and closes it. */
 static void session_close_side(struct session *s, struct loop_io *io, struct transport *t)
 {
@@ -441,13 +683,14 @@ static void session_close(struct session *s, const char *reason)
 	__atomic_sub_fetch(&set->count, 1, __ATOMIC_RELAXED);
 	gateway_session_end(s->gw);
 	session_count_bytes(s);
-	if (s->login_ms != 0)
+	if (s->connected)
 		stats_observe_session(s->gw->stats, loop_now_ms(set->env.loop) - s->login_ms);
 	if (s->counted_user)
 		gateway_user_end(s->gw, s->user);
 	s->counted_user = false;
 	session_log_closed(s, reason);
 	session_stop_recording(s, reason);
+	session_uncarry(s);
 	session_enter(s, SESSION_CLOSED);
 	loop_timer_disarm(set->env.loop, &s->timer);
 	loop_timer_disarm(set->env.loop, &s->life);
@@ -859,10 +1102,11 @@ static void session_handshake(struct session *s)
 		break;
 	}
 	snprintf(reason, sizeof(reason), "TLS handshake failed: %s", why.msg);
-	stats_inc(&s->gw->stats->tls_failed);
 	/* A peer that left without a word (a balancer's TCP check) is no failed
 	 * login, only an abandoned connection. */
 	silent = strcmp(why.msg, "the peer closed before the handshake") == 0;
+	if (!silent)
+		stats_inc(&s->gw->stats->tls_failed);
 	session_penalise(s, silent ? PENALTY_NOAUTH : PENALTY_AUTHFAIL,
 			 silent ? "client closed before the TLS handshake"
 				: "failed TLS handshake");
@@ -1736,6 +1980,7 @@ static void session_connected(struct session *s)
 	(void)net_set_oobinline(s->upstream.fd);
 	session_start_recording(s);
 	session_choose_splice(s);
+	session_carry(s);
 	session_enter(s, SESSION_RELAYING);
 	if (cfg->authenticate && session_send(s, cfg->login.success_message) < 0) {
 		session_client_write_failed(s);
@@ -2017,7 +2262,7 @@ void session_set_describe(struct session_set *set, const struct session_filter *
 
 	for (const struct session *s = set->list; s != NULL; s = s->next) {
 		char addr[NET_ADDRSTRLEN], port[8], client[NET_ADDRSTRLEN + 10], age[24], idle[24],
-			in[24], out[24], tls[128], subject[256];
+			in[24], out[24], tls[128], subject[256], tls_cell[400];
 		const char *target = s->choice.pool != NULL ? pool_target(s->choice.pool) : NULL;
 		const char *cells[SESSION_N_COLUMNS];
 
@@ -2044,6 +2289,10 @@ void session_set_describe(struct session_set *set, const struct session_filter *
 		cells[9] = in;
 		cells[10] = out;
 		cells[11] = session_tls_text(s, tls, sizeof(tls), subject, sizeof(subject));
+		if (cells[11] != NULL && subject[0] != '\0') {
+			snprintf(tls_cell, sizeof(tls_cell), "%s subject=%s", cells[11], subject);
+			cells[11] = tls_cell;
+		}
 		(void)table_add(t, cells);
 	}
 }

@@ -14,6 +14,7 @@
 
 #include "admission.h"
 #include "auth.h"
+#include "carry.h"
 #include "errbuf.h"
 #include "gateway.h"
 #include "lograte.h"
@@ -49,6 +50,7 @@ struct session_env {
 	struct lograte *lograte;         /* shared by all loops; may be NULL */
 	struct stats *stats;             /* the check-time histogram; may be NULL */
 	struct recorder *recorder;       /* where record = {...} gateways record; may be NULL */
+	struct carry *carry;             /* relayed sessions kept for a restart; may be NULL */
 	size_t scratch_len;              /* the relay's read buffer, one per set */
 };
 
@@ -82,6 +84,25 @@ void session_set_describe(struct session_set *set, const struct session_filter *
  * many. */
 unsigned session_set_kill(struct session_set *set, const struct session_filter *f,
 			  const char *reason);
+
+/* On the set's loop, at a planned stop under systemd's fd store: hands every
+ * carried relayed session over to the next process (its record final, the
+ * bytes it held saved, its sockets left in the store) and closes the others
+ * (logging in: told to reconnect). */
+void session_set_hand_over(struct session_set *set);
+
+/* A session the process before relayed, from its record r (slot in the carry
+ * file) and its two sockets, or NULL with why ("its upstream is no longer
+ * configured", ...): then the sockets are still the caller's. Any thread. */
+struct session *session_resume(struct gateway *gw, int client_fd, int upstream_fd,
+			       const struct carry_record *r, int slot, const char **why);
+/* Bytes the process before held for one direction (in: client to upstream),
+ * written before anything read now. 0, or -1 when out of memory. */
+int session_resume_held(struct session *s, bool in, const char *buf, size_t len);
+/* Hands a resumed session to set: it relays on at once on the set's loop.
+ * The ages say how long ago it was accepted and logged in. */
+void session_start_resumed(struct session *s, struct session_set *set, uint64_t started_ago_ms,
+			   uint64_t login_ago_ms);
 
 /* On the set's loop: ends every session, logging reason. */
 void session_set_close_all(struct session_set *set, const char *reason);

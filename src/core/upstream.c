@@ -44,3 +44,18 @@ void upstream_choice_end(struct upstream_choice *c)
 		pool_released(c->pool, (size_t)c->current);
 	c->connected = false;
 }
+
+bool upstream_choice_adopt(struct upstream_choice *c, struct pool *pool, const char *text)
+{
+	memset(c, 0, sizeof(*c));
+	c->pool = pool;
+	c->current = -1;
+	for (size_t i = 0; i < pool_size(pool); i++)
+		if (strcmp(pool_addr(pool, i)->text, text) == 0) {
+			c->current = (int)i;
+			c->addr = pool_addr(pool, i);
+			upstream_choice_connected(c);
+			return true;
+		}
+	return false;
+}

@@ -38,6 +38,11 @@ const struct pool_addr *upstream_choice_next(struct upstream_choice *c);
 void upstream_choice_failed(struct upstream_choice *c, const char *why, uint64_t now_ms);
 /* The current address accepted: the session goes on there. */
 void upstream_choice_connected(struct upstream_choice *c);
+/* A session connected by the process before (a restart): its member is the
+ * pool's address written text, now in use. False if the pool has no such
+ * address any more. */
+bool upstream_choice_adopt(struct upstream_choice *c, struct pool *pool, const char *text);
+
 /* The session is done with its upstream. */
 void upstream_choice_end(struct upstream_choice *c);
 

@@ -36,6 +36,7 @@ struct worker *worker_create(const struct worker_settings *set, struct errbuf *e
 		.lograte = set->lograte,
 		.stats = set->stats,
 		.recorder = set->recorder,
+		.carry = set->carry,
 		.scratch_len = set->scratch_len,
 	};
 
@@ -93,7 +94,10 @@ static void worker_stop_task(struct loop_task *t)
 {
 	struct worker *w = t->arg;
 
-	session_set_close_all(w->sessions, w->stop_reason);
+	if (w->stop_reason == NULL)
+		session_set_hand_over(w->sessions);
+	else
+		session_set_close_all(w->sessions, w->stop_reason);
 	loop_stop(w->loop);
 }
 
@@ -102,6 +106,16 @@ void worker_stop(struct worker *w, const char *reason)
 	if (!w->running)
 		return;
 	w->stop_reason = reason;
+	loop_post(w->loop, &w->stop_task, worker_stop_task, w);
+	pthread_join(w->thread, NULL);
+	w->running = false;
+}
+
+void worker_hand_over(struct worker *w)
+{
+	if (!w->running)
+		return;
+	w->stop_reason = NULL;
 	loop_post(w->loop, &w->stop_task, worker_stop_task, w);
 	pthread_join(w->thread, NULL);
 	w->running = false;

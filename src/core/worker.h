@@ -26,6 +26,7 @@ struct worker_settings {
 	struct lograte *lograte;         /* shared; may be NULL */
 	struct stats *stats;             /* shared: the metrics; may be NULL */
 	struct recorder *recorder;       /* shared: session recordings; may be NULL */
+	struct carry *carry;             /* shared: sessions kept for a restart; may be NULL */
 	size_t scratch_len;              /* the relay's read buffer */
 };
 
@@ -33,6 +34,9 @@ struct worker *worker_create(const struct worker_settings *set, struct errbuf *e
 int worker_start(struct worker *w, struct errbuf *err);
 /* Closes every session (reason is logged), stops the loop, joins the thread. */
 void worker_stop(struct worker *w, const char *reason);
+/* The same at a planned stop under systemd's fd store: the carried sessions
+ * are handed over to the next process (session_set_hand_over()). */
+void worker_hand_over(struct worker *w);
 void worker_free(struct worker *w);
 
 unsigned worker_id(const struct worker *w);

@@ -516,6 +516,51 @@ g grep -q 'recorded line' "$rec" || fail "the relayed line is not in the recordi
 ok "journalctl SOCKGATE_SESSION=$sid tells the session's story and names its recording, mode 0600, no password"
 g timeout 60 systemctl stop sockgate || fail "systemctl stop sockgate failed"
 
+echo "== k. restarts and crashes drop no relayed session (systemd's fd store)"
+write_config "" ""
+g sed -i 's|upstream = ( "127.0.0.1:8080" );|upstream = ( "127.0.0.1:8081" );|' /etc/sockgate.conf
+g systemd-run --quiet --unit=sockgate-echo -p Type=exec -p DynamicUser=yes \
+	"$(g sh -c 'command -v sockgate-server')" -l 127.0.0.1 -p 8081 --echo -m 1000 -i 0 ||
+	fail "systemd-run could not start the echo upstream"
+poll_until 10 port_listening 8081 || fail "the echo upstream is not listening on 127.0.0.1:8081"
+g timeout 60 systemctl start sockgate || fail "systemctl start sockgate failed"
+CARRY_N=50
+coproc CARRY { g python3 "$src/tests/systemd/carry_client.py" 127.0.0.1 2323 alice "$PW" "$CARRY_N" 2>&1; }
+# shellcheck disable=SC2153 # set by coproc
+carry_out=${CARRY[0]} carry_in=${CARRY[1]} carry_pid=$CARRY_PID
+expect_line "$carry_out" "ready $CARRY_N" 60 || fail "$CARRY_N sessions did not log in"
+main_pid() { g systemctl show -P MainPID sockgate; }
+pid_before=$(main_pid)
+# Data moves both ways while systemd replaces the process.
+printf 'pump 3\n' >&"$carry_in"
+g timeout 60 systemctl restart sockgate || fail "systemctl restart sockgate failed"
+expect_line "$carry_out" "pumped" 60 || fail "the sessions did not relay through systemctl restart"
+printf 'drain\n' >&"$carry_in"
+expect_line "$carry_out" "exact $CARRY_N" 60 ||
+	fail "not every session got back exactly what it sent through the restart"
+[[ $(main_pid) != "$pid_before" ]] || fail "systemctl restart did not replace the process"
+took_over() { g journalctl -u sockgate --no-pager -o cat | grep -q "$1"; }
+poll_until 10 took_over "took over $CARRY_N relayed sessions from the process before" ||
+	fail "no \"took over $CARRY_N relayed sessions\" in the journal"
+ok "$CARRY_N sessions relayed byte-exact through systemctl restart (PID $pid_before -> $(main_pid))"
+
+pid_before=$(main_pid)
+printf 'pump 4 any\n' >&"$carry_in"
+g kill -SEGV "$pid_before"
+restarted() { local p; p=$(main_pid); [[ $p != 0 && $p != "$pid_before" ]] && is_state sockgate active; }
+poll_until 30 restarted || fail "sockgate did not come back after SIGSEGV: $(active_state sockgate)"
+expect_line "$carry_out" "pumped" 60 || fail "the sessions broke through the crash"
+printf 'resync\n' >&"$carry_in"
+expect_line "$carry_out" "resynced $CARRY_N" 60 || fail "not every session relays after the crash"
+printf 'pump 1\ndrain\n' >&"$carry_in"
+expect_line "$carry_out" "exact $CARRY_N" 60 || fail "the sessions are not byte-exact after the crash"
+poll_until 10 took_over "ended without handing them over" ||
+	fail "the journal does not say that the crash lost the bytes in flight"
+ok "$CARRY_N sessions still connected after kill -SEGV (PID $pid_before -> $(main_pid)), relaying byte-exact again"
+exec {carry_in}>&-
+wait "$carry_pid" || true
+g timeout 60 systemctl stop sockgate || fail "systemctl stop sockgate failed"
+
 guest_stop
 ok "the guest powered off"
 echo "PASS"
