@@ -264,6 +264,13 @@ static int control_run(struct control_conn *k, const struct ctl_request *r, stru
 			 "draining: no new connections; exiting when the last "
 			 "session ends\n");
 		break;
+	case CTL_RESTART:
+		if (env->restart(env->arg, why, why_len) < 0)
+			return -1;
+		log_msg(LOG_NOTICE, "sockgatectl (uid %u) asked for a restart", (unsigned)k->uid);
+		snprintf(done, done_len,
+			 "restarting: the relayed sessions are handed over to the next process\n");
+		break;
 	case CTL__COMMANDS:
 		break;
 	}

@@ -35,6 +35,9 @@ struct control_env {
 	int (*reload)(void *arg, char *why, size_t len);
 	/* drain: stop accepting; exit when the last session ends or after timeout_s. */
 	void (*drain)(void *arg, unsigned timeout_s);
+	/* restart: 0 (the process hands its sessions over and exits for systemd to
+	 * start anew), or -1 with why (no fd store: it would end them). */
+	int (*restart)(void *arg, char *why, size_t len);
 };
 
 struct control;

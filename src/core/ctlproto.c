@@ -8,7 +8,7 @@
 static const char *const commands[CTL__COMMANDS] = {
 	[CTL_STATUS] = "status",       [CTL_SESSIONS] = "sessions",   [CTL_KILL] = "kill",
 	[CTL_PENALTIES] = "penalties", [CTL_UPSTREAMS] = "upstreams", [CTL_PASSES] = "passes",
-	[CTL_RELOAD] = "reload",       [CTL_DRAIN] = "drain",
+	[CTL_RELOAD] = "reload",       [CTL_DRAIN] = "drain",         [CTL_RESTART] = "restart",
 };
 
 const char *ctl_command_name(enum ctl_command cmd)

@@ -20,7 +20,8 @@ enum ctl_command {
 	CTL_UPSTREAMS,
 	CTL_PASSES, /* [revoke source= | user=] */
 	CTL_RELOAD,
-	CTL_DRAIN, /* [timeout=SECONDS] */
+	CTL_DRAIN,   /* [timeout=SECONDS] */
+	CTL_RESTART, /* hand the sessions over and exit for systemd to start anew */
 	CTL__COMMANDS
 };
 

@@ -88,6 +88,7 @@ struct daemon {
 	bool draining;
 	uint64_t drain_until_ms;
 	struct loop_timer drain_timer;
+	struct loop_timer restart_timer; /* sockgatectl restart, after its answer */
 };
 
 /* ---- gateways ----------------------------------------------------------- */
@@ -814,8 +815,10 @@ static void daemon_shutdown(struct daemon *d)
 	d->endpoints = NULL;
 	control_stop(d->control);
 	d->control = NULL;
-	if (d->loop != NULL)
+	if (d->loop != NULL) {
 		loop_timer_disarm(d->loop, &d->drain_timer);
+		loop_timer_disarm(d->loop, &d->restart_timer);
+	}
 	daemon_stop_checks(d);
 	if (d->auth != NULL)
 		auth_pool_stop(d->auth);
@@ -971,7 +974,9 @@ static void daemon_ctl_drain(void *arg, unsigned timeout_s)
 		return;
 	d->draining = true;
 	d->drain_until_ms = loop_now_ms(d->loop) + (timeout_s > 0 ? timeout_s : 3600) * 1000ull;
-	/* No new connections: the listeners close (the balancer's checks fail). */
+	/* No new connections: the listeners close (the balancer's checks fail),
+	 * also the copies systemd's fd store kept. */
+	endpoints_forget_stored(d->endpoints);
 	endpoints_free(d->endpoints);
 	d->endpoints = NULL;
 	log_msg(LOG_NOTICE,
@@ -979,6 +984,38 @@ static void daemon_ctl_drain(void *arg, unsigned timeout_s)
 		"ends or in %u s",
 		timeout_s > 0 ? timeout_s : 3600);
 	(void)loop_timer_arm(d->loop, &d->drain_timer, 0, daemon_drain_check, d);
+}
+
+static void daemon_restart_now(struct loop_timer *t)
+{
+	struct daemon *d = t->arg;
+
+	log_msg(LOG_NOTICE, "restarting: handing the relayed sessions over");
+	loop_stop(d->loop);
+}
+
+/* sockgatectl restart: as systemctl restart, from the daemon's side: hand the
+ * sessions over, exit with DAEMON_EXIT_RESTART, which the unit's
+ * RestartForceExitStatus= makes systemd start anew. Without the fd store the
+ * restart would end every session: refused. */
+static int daemon_ctl_restart(void *arg, char *why, size_t len)
+{
+	struct daemon *d = arg;
+
+	if (d->carry == NULL) {
+		snprintf(why, len,
+			 "restart needs systemd's fd store (FDSTORE=, the shipped unit): "
+			 "without it the sessions would end; use systemctl restart");
+		return -1;
+	}
+	if (d->draining) {
+		snprintf(why, len, "draining: the daemon is on its way out");
+		return -1;
+	}
+	d->exit_code = DAEMON_EXIT_RESTART;
+	/* After this round: the answer goes out first. */
+	(void)loop_timer_arm(d->loop, &d->restart_timer, 0, daemon_restart_now, d);
+	return 0;
 }
 
 static void daemon_start_control(struct daemon *d)
@@ -994,6 +1031,7 @@ static void daemon_start_control(struct daemon *d)
 		.status = daemon_ctl_status,
 		.reload = daemon_ctl_reload,
 		.drain = daemon_ctl_drain,
+		.restart = daemon_ctl_restart,
 	};
 	struct errbuf err;
 

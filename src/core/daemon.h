@@ -8,8 +8,14 @@
 
 #include <sys/types.h>
 
+/* `sockgatectl restart`: the process handed its sessions over and exits with
+ * this status (EX_TEMPFAIL), which the unit's RestartForceExitStatus= makes
+ * systemd start it anew. */
+#define DAEMON_EXIT_RESTART 75
+
 /* Runs the daemon in the foreground until SIGTERM/SIGINT. Returns the process
- * exit status (0 after a clean stop, 1 if start-up failed). */
+ * exit status (0 after a clean stop, 1 if start-up failed, DAEMON_EXIT_RESTART
+ * when asked to restart). */
 int daemon_run(const char *config_path);
 
 /* `sockgate -t`: loads the configuration and every credentials file. Prints

@@ -198,6 +198,15 @@ static void endpoint_store(struct endpoints *e, struct endpoint *ep)
 	}
 }
 
+void endpoints_forget_stored(struct endpoints *e)
+{
+	for (struct endpoint *ep = e->list; ep != NULL; ep = ep->next)
+		if (ep->stored[0] != '\0') {
+			(void)notify_fdstore_remove(ep->stored);
+			ep->stored[0] = '\0';
+		}
+}
+
 void endpoints_use_fdstore(struct endpoints *e)
 {
 	e->fdstore = true;

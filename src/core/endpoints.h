@@ -36,6 +36,10 @@ void endpoints_free(struct endpoints *e);
 int endpoints_inherit(struct endpoints *e, struct gateway **gws, size_t n_gws,
 		      const struct notify_fd *passed, size_t n, struct errbuf *err);
 
+/* A drain: the listening sockets leave the fd store too, so that once the
+ * daemon closes them the kernel stops accepting (systemd kept copies). */
+void endpoints_forget_stored(struct endpoints *e);
+
 /* From now on, every listening socket bound for the configuration is also
  * kept in systemd's fd store (and dropped from it when a reload closes it). */
 void endpoints_use_fdstore(struct endpoints *e);

@@ -37,6 +37,8 @@ static void usage(FILE *f)
 		   "  reload                           reload the configuration, with the answer\n"
 		   "  drain [--timeout S]              stop accepting; exit when the last session\n"
 		   "                                   ends or after S seconds (default 3600)\n"
+		   "  restart                          hand the relayed sessions over to a new\n"
+		   "                                   process (under systemd's fd store)\n"
 		   "\n"
 		   "  -s, --socket PATH   the control socket (default " DEFAULT_SOCKET
 		   ", or $SOCKGATE_CONTROL)\n"

@@ -316,6 +316,20 @@ static void drain_waits_for_the_last_session(void **state)
 	assert_int_equal(c->f.daemon.exit_code, 0);
 }
 
+/* Outside systemd's fd store a restart would end every session: refused. */
+static void restart_needs_the_fd_store(void **state)
+{
+	struct ctl *c = *state;
+	char out[4096];
+	int fd = session_from(c, "127.0.0.95", "alice");
+
+	assert_int_equal(ctl(c, out, sizeof(out), "restart", NULL), 1);
+	assert_non_null(strstr(out, "restart needs systemd's fd store"));
+	send_str(fd, "still here\n");
+	expect_str(fd, "I got your message: still here\n");
+	close(fd);
+}
+
 /* An idle daemon drains at once, and still answers the request that asked. */
 static void drain_of_an_idle_daemon_answers(void **state)
 {
@@ -381,6 +395,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(bad_requests_are_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(drain_waits_for_the_last_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(drain_of_an_idle_daemon_answers, setup, teardown),
+		cmocka_unit_test_setup_teardown(restart_needs_the_fd_store, setup, teardown),
 		cmocka_unit_test_setup_teardown(refused_peers_cannot_lock_out_members, setup,
 						teardown),
 	};

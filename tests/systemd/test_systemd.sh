@@ -518,7 +518,8 @@ g timeout 60 systemctl stop sockgate || fail "systemctl stop sockgate failed"
 
 echo "== k. restarts and crashes drop no relayed session (systemd's fd store)"
 write_config "" ""
-g sed -i 's|upstream = ( "127.0.0.1:8080" );|upstream = ( "127.0.0.1:8081" );|' /etc/sockgate.conf
+g sed -i -e 's|upstream = ( "127.0.0.1:8080" );|upstream = ( "127.0.0.1:8081" );|' \
+	-e 's|^gateways = ($|control = { socket = "/run/sockgate/control"; };\ngateways = (|' /etc/sockgate.conf
 g systemd-run --quiet --unit=sockgate-echo -p Type=exec -p DynamicUser=yes \
 	"$(g sh -c 'command -v sockgate-server')" -l 127.0.0.1 -p 8081 --echo -m 5000 -i 0 ||
 	fail "systemd-run could not start the echo upstream"
@@ -564,6 +565,14 @@ expect_line "$carry_out" "exact $CARRY_N" 60 || fail "the sessions are not byte-
 poll_until 10 took_over "ended without handing them over" ||
 	fail "the journal does not say that the crash lost the bytes in flight"
 ok "$CARRY_N sessions still connected after kill -SEGV (PID $pid_before -> $(main_pid)), relaying byte-exact again"
+pid_before=$(main_pid)
+printf 'pump 2\n' >&"$carry_in"
+out=$(g sockgatectl restart 2>&1) || fail "sockgatectl restart failed: $out"
+poll_until 30 restarted || fail "sockgate did not come back after sockgatectl restart: $(active_state sockgate)"
+expect_line "$carry_out" "pumped" 60 || fail "the sessions broke through sockgatectl restart"
+printf 'drain\n' >&"$carry_in"
+expect_line "$carry_out" "exact $CARRY_N" 60 || fail "not byte-exact through sockgatectl restart"
+ok "sockgatectl restart: $CARRY_N sessions byte-exact (PID $pid_before -> $(main_pid), exit 75 restarted by systemd)"
 exec {carry_in}>&-
 wait "$carry_pid" || true
 g timeout 60 systemctl stop sockgate || fail "systemctl stop sockgate failed"
