@@ -1,6 +1,7 @@
 /* carry: the records of carried sessions (see carry.h). */
 #include "carry.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -219,6 +220,19 @@ void carry_drop(struct carry *c, int slot)
 		c->used[slot] = 0;
 	}
 	pthread_mutex_unlock(&c->lock);
+}
+
+void carry_sweep(struct carry *c)
+{
+	DIR *d = opendir(c->dir);
+	struct dirent *e;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, "held-", 5) == 0)
+			(void)unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
 }
 
 int carry_hold(struct carry *c, const char *id, bool in, const void *buf, size_t len)

@@ -33,8 +33,12 @@ struct carry_record {
 	int64_t login_unix_ms;   /* logged in (a plain relay: connecting) */
 	uint64_t bytes_in, bytes_out;
 	uint8_t in_eof, in_shut, out_eof, out_shut; /* the relay's half-closes */
-	uint32_t held_in, held_out;                 /* bytes in the side files (planned handover) */
+	uint32_t held_in, held_out; /* bytes in the side files (planned handover), or: */
 };
+
+/* held_in/held_out when the bytes could not be saved: the session cannot go
+ * on without a hole in its stream, so the next process ends it. */
+#define CARRY_HELD_LOST UINT32_MAX
 
 struct carry;
 
@@ -58,8 +62,12 @@ size_t carry_found(const struct carry *c, const struct carry_record **records, c
 int carry_put(struct carry *c, const struct carry_record *r);
 /* Rewrites slot's record. */
 void carry_update(struct carry *c, int slot, const struct carry_record *r);
-/* The session ended: its slot is free (and its side files gone). */
+/* The session ended: its slot is free. */
 void carry_drop(struct carry *c, int slot);
+/* Removes every side file left: they exist only from a planned handover to
+ * the resume that takes them, and what is left belongs to sessions that did
+ * not go on (relayed bytes, maybe a secret typed to the upstream). */
+void carry_sweep(struct carry *c);
 
 /* The bytes a session held for one direction at a planned handover (from the
  * client: in). 0, or -1 (then the handover loses them: logged by the caller). */

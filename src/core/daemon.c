@@ -1133,6 +1133,8 @@ static const char *daemon_resume_one(struct daemon *d, const struct carry_record
 				     int cfd, int ufd, int64_t now_unix_ms)
 {
 	struct gateway *gw = daemon_find_gateway(d->gws, d->n_gws, r->gateway);
+	char *held[2] = {NULL, NULL};
+	size_t held_len[2] = {0, 0};
 	const char *why = NULL;
 	struct session *s;
 
@@ -1141,31 +1143,30 @@ static const char *daemon_resume_one(struct daemon *d, const struct carry_record
 	if (gw == NULL)
 		return "its gateway is no longer configured";
 	/* Removed, locked or expired since: as a reload with revoke_on_reload. */
-	if (gw->creds != NULL && r->user[0] != '\0' && !credentials_has_user(gw->creds, r->user))
-		return "user removed";
 	if (gw->creds != NULL && r->user[0] != '\0' &&
 	    (why = credentials_revoked(gw->creds, gw->creds, r->user, time(NULL))) != NULL)
 		return why;
+	/* A hole in its stream is worse than its end. */
+	if (r->held_in == CARRY_HELD_LOST || r->held_out == CARRY_HELD_LOST)
+		return "the bytes it held at the restart could not be saved";
+	if (carry_take(d->carry, r->id, true, r->held_in, &held[1], &held_len[1]) < 0 ||
+	    carry_take(d->carry, r->id, false, r->held_out, &held[0], &held_len[0]) < 0) {
+		free(held[0]);
+		free(held[1]);
+		return "the bytes it held at the restart could not be read back";
+	}
 	s = session_resume(gateway_ref(gw), cfd, ufd, r, slot, &why);
 	if (s == NULL) {
 		gateway_unref(gw);
+	} else if (session_resume_held(s, true, held[1], held_len[1]) < 0 ||
+		   session_resume_held(s, false, held[0], held_len[0]) < 0) {
+		why = "out of memory";
+		session_abandon(s);
+	}
+	free(held[0]);
+	free(held[1]);
+	if (why != NULL)
 		return why;
-	}
-	for (int in = 1; in >= 0; in--) {
-		char *held = NULL;
-		size_t len = 0;
-		uint32_t expected = in ? r->held_in : r->held_out;
-
-		if (carry_take(d->carry, r->id, in, expected, &held, &len) < 0 ||
-		    session_resume_held(s, in, held, len) < 0)
-			log_event(LOG_WARNING, LOG_EV_CARRIED, "carried bytes lost",
-				  LOG_FIELDS({"SOCKGATE_SESSION", r->id},
-					     {"REASON", in ? "bytes from the client the process "
-							     "before held"
-							   : "bytes for the client the process "
-							     "before held"}));
-		free(held);
-	}
 	session_start_resumed(s, worker_sessions(worker_least_loaded(d->workers, d->n_workers)),
 			      daemon_age_ms(r->started_unix_ms, now_unix_ms),
 			      daemon_age_ms(r->login_unix_ms, now_unix_ms));
@@ -1208,6 +1209,7 @@ static void daemon_resume(struct daemon *d)
 			"forgot %zu carried session%s: systemd kept none of their sockets "
 			"(the service was stopped in between)",
 			n, n == 1 ? "" : "s");
+		carry_sweep(d->carry);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -1236,6 +1238,8 @@ static void daemon_resume(struct daemon *d)
 	if (strays > 0)
 		log_msg(LOG_WARNING, "closed %u carried socket%s without a record", strays,
 			strays == 1 ? "" : "s");
+	if (d->carry != NULL)
+		carry_sweep(d->carry);
 	if (resumed + ended == 0)
 		return;
 	if (carry_was_planned(d->carry))

@@ -119,7 +119,10 @@ bool notify_fdstore_add(const char *name, const int *fds, size_t n)
 {
 	char msg[NOTIFY_FDNAME_MAX + 32];
 
-	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
+	/* FDPOLL=0: PID 1 keeps a socket whatever it reports. A half-closed
+	 * session's socket shows a hang-up with bytes still queued in it, and
+	 * would otherwise be dropped from the store before a restart. */
+	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDPOLL=0\nFDNAME=%s", name);
 	return notify_send_fds(msg, true, fds, n);
 }
 

@@ -141,6 +141,7 @@ static void session_authenticated(struct session *s, const char *groups, size_t 
 static const char *session_groups(struct session *s, size_t *len);
 static void session_choose_splice(struct session *s);
 static void session_start_recording(struct session *s);
+static int session_send(struct session *s, const char *text);
 static void session_idle_timeout(struct loop_timer *t);
 
 /* The state as logs name it: a login in progress by its step. */
@@ -509,6 +510,10 @@ static void session_uncarry(struct session *s)
 	(void)notify_fdstore_remove(name);
 	carry_drop(s->set->env.carry, s->carry_slot);
 	s->carry_slot = -1;
+	/* PID 1 closes its copies when it reads the removals: the peers get
+	 * their end now, whatever it does and when. */
+	(void)shutdown(s->client.fd, SHUT_RDWR);
+	(void)shutdown(s->upstream.fd, SHUT_RDWR);
 }
 
 /* A planned stop: the record gets the session's counters and half-closes,
@@ -520,14 +525,45 @@ static void session_hand_over(struct session *s)
 	struct carry_record r;
 
 	session_carry_record(s, &r);
-	if (s->up.len > 0 && carry_hold(c, s->id, true, s->up.buf + s->up.off, s->up.len) == 0)
-		r.held_in = s->up.len;
-	if (s->down.len > 0 &&
-	    carry_hold(c, s->id, false, s->down.buf + s->down.off, s->down.len) == 0)
-		r.held_out = s->down.len;
+	/* Bytes that cannot be saved would leave a hole in the stream: then the
+	 * next process ends the session rather than relay on past it. */
+	if (s->up.len > 0)
+		r.held_in = carry_hold(c, s->id, true, s->up.buf + s->up.off, s->up.len) == 0
+				    ? s->up.len
+				    : CARRY_HELD_LOST;
+	if (s->down.len > 0)
+		r.held_out =
+			carry_hold(c, s->id, false, s->down.buf + s->down.off, s->down.len) == 0
+				? s->down.len
+				: CARRY_HELD_LOST;
 	carry_update(c, s->carry_slot, &r);
 	s->handing_over = true;
-	session_close(s, "handed over to the next process");
+	session_close(s, r.held_in == CARRY_HELD_LOST || r.held_out == CARRY_HELD_LOST
+				 ? "handed over, but the bytes it held could not be saved"
+				 : "handed over to the next process");
+}
+
+/* A session the restart cannot carry: a client that saw a prompt is told to
+ * come back (through its transport, TLS or not; best effort, never
+ * blocking); the log says why it ended. */
+static const char *session_restart_reason(struct session *s)
+{
+	struct tls_info info;
+
+	switch (s->state) {
+	case SESSION_LOGIN:
+	case SESSION_VERIFYING:
+	case SESSION_CONNECTING:
+		if (session_cfg(s)->authenticate)
+			(void)session_send(s, "The service is restarting; please reconnect.\n");
+		return "restart: logging in";
+	case SESSION_RELAYING:
+		return tls_describe(&s->client, &info) || tls_describe(&s->upstream, &info)
+			       ? "restart: a TLS session is not carried over"
+			       : "restart: it could not be kept in systemd's fd store";
+	default:
+		return "restart";
+	}
 }
 
 void session_set_hand_over(struct session_set *set)
@@ -539,13 +575,7 @@ void session_set_hand_over(struct session_set *set)
 			session_hand_over(s);
 			continue;
 		}
-		/* Best effort, never blocking: the process is on its way out. */
-		if (session_logging_in(s) && session_cfg(s)->authenticate)
-			(void)!send(s->client.fd, "The service is restarting; please reconnect.\n",
-				    46, MSG_NOSIGNAL | MSG_DONTWAIT);
-		session_close(s, session_logging_in(s)
-					 ? "restart: logging in"
-					 : "restart: a TLS session is not carried over");
+		session_close(s, session_restart_reason(s));
 	}
 }
 
@@ -597,6 +627,16 @@ struct session *session_resume(struct gateway *gw, int client_fd, int upstream_f
 	return s;
 }
 
+void session_abandon(struct session *s)
+{
+	relay_dir_release(&s->up);
+	relay_dir_release(&s->down);
+	upstream_choice_end(&s->choice);
+	/* The sockets stay the caller's. */
+	s->client.ops = s->upstream.ops = NULL;
+	session_free(s);
+}
+
 /* Bytes the process before held for one direction: they go first. */
 int session_resume_held(struct session *s, bool in, const char *buf, size_t len)
 {
@@ -642,6 +682,14 @@ static void session_resume_task(struct loop_task *t)
 		return;
 	}
 	session_start_recording(s);
+	/* The record as it is now: a crash of this process must not look for the
+	 * side files it has taken already. */
+	{
+		struct carry_record r;
+
+		session_carry_record(s, &r);
+		carry_update(set->env.carry, s->carry_slot, &r);
+	}
 	session_relay(s);
 }
 
@@ -683,7 +731,7 @@ static void session_close(struct session *s, const char *reason)
 	__atomic_sub_fetch(&set->count, 1, __ATOMIC_RELAXED);
 	gateway_session_end(s->gw);
 	session_count_bytes(s);
-	if (s->connected)
+	if (s->connected && !s->handing_over) /* the next process observes it */
 		stats_observe_session(s->gw->stats, loop_now_ms(set->env.loop) - s->login_ms);
 	if (s->counted_user)
 		gateway_user_end(s->gw, s->user);

@@ -96,6 +96,9 @@ void session_set_hand_over(struct session_set *set);
  * configured", ...): then the sockets are still the caller's. Any thread. */
 struct session *session_resume(struct gateway *gw, int client_fd, int upstream_fd,
 			       const struct carry_record *r, int slot, const char **why);
+/* A resumed session that will not start after all: freed, its gateway
+ * reference dropped; its two sockets stay the caller's. */
+void session_abandon(struct session *s);
 /* Bytes the process before held for one direction (in: client to upstream),
  * written before anything read now. 0, or -1 when out of memory. */
 int session_resume_held(struct session *s, bool in, const char *buf, size_t len);

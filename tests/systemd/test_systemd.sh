@@ -533,6 +533,26 @@ carry_out=${CARRY[0]} carry_in=${CARRY[1]} carry_pid=$CARRY_PID
 expect_line "$carry_out" "ready $CARRY_N" 600 || fail "$CARRY_N sessions did not log in"
 main_pid() { g systemctl show -P MainPID sockgate; }
 pid_before=$(main_pid)
+# A client at the user name prompt when the restart comes is told to come back.
+coproc PROMPTED { g timeout 60 python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", 2323), timeout=50)
+buf = b""
+while b"Username: " not in buf:
+    buf += s.recv(100)
+print("prompted", flush=True)
+while True:
+    d = s.recv(4096)
+    if not d:
+        break
+    buf += d
+print(buf.decode(errors="replace").replace("\n", "|"), flush=True)
+' 2>&1; }
+# A copy: bash closes a coprocess's descriptors when it exits, and this one
+# exits as soon as it has printed what it was told.
+# shellcheck disable=SC2153 # set by coproc
+exec {prompted_out}<&"${PROMPTED[0]}"
+expect_line "$prompted_out" "prompted" 20 || fail "no prompt for the client logging in"
 # Data moves both ways while systemd replaces the process.
 printf 'pump 3\n' >&"$carry_in"
 t0=$(date +%s%N)
@@ -548,7 +568,10 @@ echo "   $line bytes each way in all; systemctl restart took ${restart_ms} ms"
 took_over() { g journalctl -u sockgate --no-pager -o cat | grep -q "$1"; }
 poll_until 10 took_over "took over $CARRY_N relayed sessions from the process before" ||
 	fail "no \"took over $CARRY_N relayed sessions\" in the journal"
-ok "$CARRY_N sessions relayed byte-exact through systemctl restart (PID $pid_before -> $(main_pid))"
+expect_line "$prompted_out" "The service is restarting; please reconnect." 20 ||
+	fail "the client logging in was not told to reconnect"
+ok "$CARRY_N sessions relayed byte-exact through systemctl restart (PID $pid_before -> $(main_pid)); the one logging in was told to reconnect"
+exec {prompted_out}<&-
 
 pid_before=$(main_pid)
 printf 'pump 4 any\n' >&"$carry_in"
