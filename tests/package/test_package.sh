@@ -23,7 +23,6 @@ src=$(cd "$1" && pwd)
 PW=pw-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 # What the administrator's edit of /etc/sockgate.conf makes every client see.
 EDITED='Welcome: this line was edited by the administrator.'
-POLL_S=0.05 # interval of the bounded polls, where no event exists to wait for
 ID_SESSION_CLOSED=2e852d806caf449ead0c66a7d273949b # src/core/log.c
 
 unavailable()
@@ -82,36 +81,6 @@ fail()
 		g journalctl --no-pager -n 60 -o short-monotonic >&2 || true
 	fi
 	exit 1
-}
-
-# poll_until TIMEOUT_S CMD...: runs CMD every POLL_S until it succeeds.
-poll_until()
-{
-	local timeout=$1 i
-	shift
-	for ((i = 0; i < timeout * 20; i++)); do
-		"$@" && return 0
-		sleep "$POLL_S"
-	done
-	return 1
-}
-
-# expect_line FD TEXT TIMEOUT_S: reads lines from FD until one contains TEXT;
-# fails at the deadline or at end of file.
-expect_line()
-{
-	local fd=$1 text=$2 timeout=$3 line seen='' deadline left
-	deadline=$(($(date +%s%N) / 1000000 + timeout * 1000))
-	while :; do
-		left=$((deadline - $(date +%s%N) / 1000000))
-		((left > 0)) || break
-		IFS= read -r -t "$((left / 1000)).$(printf '%03d' $((left % 1000)))" -u "$fd" line || break
-		seen+="$line"$'\n'
-		[[ $line == *"$text"* ]] && return 0
-	done
-	echo "expected \"$text\" within ${timeout}s; got:" >&2
-	printf '%s' "$seen" | sed 's/^/  | /' >&2
-	return 1
 }
 
 # copy_tree DEST: the source tree as a checkout has it: tracked files (as they

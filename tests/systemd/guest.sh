@@ -251,3 +251,38 @@ guest__on_exit()
 trap guest__on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# ---- waiting, for the scripts that drive a guest ---------------------------
+
+# The interval of bounded polls, where no event exists to wait for.
+POLL_S=${POLL_S:-0.05}
+
+# poll_until TIMEOUT_S CMD...: runs CMD every POLL_S until it succeeds.
+poll_until()
+{
+	local timeout=$1 i
+	shift
+	for ((i = 0; i < timeout * 20; i++)); do
+		"$@" && return 0
+		sleep "$POLL_S"
+	done
+	return 1
+}
+
+# expect_line FD TEXT TIMEOUT_S: reads lines from FD until one contains TEXT;
+# fails at the deadline or at end of file.
+expect_line()
+{
+	local fd=$1 text=$2 timeout=$3 line seen='' deadline left
+	deadline=$(($(date +%s%N) / 1000000 + timeout * 1000))
+	while :; do
+		left=$((deadline - $(date +%s%N) / 1000000))
+		((left > 0)) || break
+		IFS= read -r -t "$((left / 1000)).$(printf '%03d' $((left % 1000)))" -u "$fd" line || break
+		seen+="$line"$'\n'
+		[[ $line == *"$text"* ]] && return 0
+	done
+	echo "expected \"$text\" within ${timeout}s; got:" >&2
+	printf '%s' "$seen" | sed 's/^/  | /' >&2
+	return 1
+}

@@ -31,7 +31,6 @@ ID_UNIT_RELOADED=7b05ebc668384222baa8881179cfda54
 # A password of this run only, so finding it anywhere in the journal means a leak.
 PW=pw-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 NEW_SUCCESS='Configuration reloaded: welcome.'
-POLL_S=0.05 # interval of the bounded polls, where no event exists to wait for
 
 g() { guest_run "$@"; }
 
@@ -48,18 +47,6 @@ fail()
 }
 
 ok() { echo "ok: $*"; }
-
-# poll_until TIMEOUT_S CMD...: runs CMD every POLL_S until it succeeds.
-poll_until()
-{
-	local timeout=$1 i
-	shift
-	for ((i = 0; i < timeout * 20; i++)); do
-		"$@" && return 0
-		sleep "$POLL_S"
-	done
-	return 1
-}
 
 active_state() { g systemctl is-active "$1" 2>/dev/null || true; }
 is_state() { [[ $(active_state "$1") == "$2" ]]; }
@@ -130,26 +117,6 @@ import json, re, sys
 entries = [json.loads(l) for l in sys.stdin if l.strip()]
 print(int(re.search(r";i=([0-9a-f]+)", entries[-1]["__CURSOR"]).group(1), 16) if entries else "")
 '
-}
-
-# expect_line FD TEXT TIMEOUT_S: reads lines from FD until one contains TEXT.
-expect_line()
-{
-	local fd=$1 text=$2 timeout=$3 line seen='' deadline now left
-	deadline=$(($(date +%s%N) / 1000000 + timeout * 1000))
-	while :; do
-		now=$(($(date +%s%N) / 1000000))
-		left=$((deadline - now))
-		((left > 0)) || break
-		if ! IFS= read -r -t "$((left / 1000)).$(printf '%03d' $((left % 1000)))" -u "$fd" line; then
-			break
-		fi
-		seen+="$line"$'\n'
-		[[ $line == *"$text"* ]] && return 0
-	done
-	echo "expected \"$text\" within ${timeout}s; got:" >&2
-	printf '%s' "$seen" | sed 's/^/  | /' >&2
-	return 1
 }
 
 # login HOST PORT LINE: logs in as alice, sends LINE, prints what the client saw.
