@@ -15,6 +15,14 @@ each on stdout:
   resync        after a crash bytes may be lost: each session sends a marker
                 and reads until it comes back -> "resynced N"
   open          -> "open K": sessions the peer has not closed
+  halfclose BYTES
+                one more session, with a 4 KiB receive buffer, sends BYTES of
+                its stream, half-closes and reads nothing: the upstream's
+                answer and its close wait in sockgate and the kernel, so the
+                upstream socket is shut both ways with bytes still queued
+                -> "halfclosed"
+  readhalf      reads that session to its end -> "halfexact BYTES" when it got
+                back exactly what it sent, then its end
 Used by test_systemd.sh (restarts and crashes under the fd store) and by
 bench/carry.sh (1,000 sessions). Loopback only."""
 import os
@@ -138,6 +146,21 @@ def resync(sessions):
     return done
 
 
+def login_small(host, port, user, password):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(TIMEOUT)
+    s.connect((host, port))
+    buf = b""
+    s.sendall(("%s\n%s\n" % (user, password)).encode())
+    while b"You are now logged in.\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            raise SystemExit("error: the half-closing session closed during its login")
+        buf += d
+    return s
+
+
 def main():
     host, port, user, password, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
     sessions = [login(host, port, user, password, i) for i in range(n)]
@@ -156,6 +179,22 @@ def main():
                           if ok else "error: not every byte came back"), flush=True)
         elif words[0] == "resync":
             print("resynced %d" % resync(sessions), flush=True)
+        elif words[0] == "halfclose":
+            half = login_small(host, port, user, password)
+            half_len = int(words[1])
+            half.sendall(stream(9999, 0, half_len))
+            half.shutdown(socket.SHUT_WR)
+            print("halfclosed", flush=True)
+        elif words[0] == "readhalf":
+            got = bytearray()
+            while True:
+                d = half.recv(65536)
+                if not d:
+                    break
+                got += d
+            ok = bytes(got) == stream(9999, 0, half_len)
+            print("halfexact %d" % len(got) if ok else "error: the half-closed session got %d bytes, not its %d" % (len(got), half_len), flush=True)
+            half.close()
         elif words[0] == "open":
             print("open %d" % sum(not s.closed for s in sessions), flush=True)
     for s in sessions:

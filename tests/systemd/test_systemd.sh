@@ -520,6 +520,11 @@ print(buf.decode(errors="replace").replace("\n", "|"), flush=True)
 # shellcheck disable=SC2153 # set by coproc
 exec {prompted_out}<&"${PROMPTED[0]}"
 expect_line "$prompted_out" "prompted" 20 || fail "no prompt for the client logging in"
+# And a half-closed session: its client, with a small receive buffer, has
+# sent and shut its side and reads nothing, so the answer waits in sockgate
+# and the kernel across the restart; it must arrive whole.
+printf 'halfclose 262144\n' >&"$carry_in"
+expect_line "$carry_out" "halfclosed" 30 || fail "the half-closing session did not start"
 # Data moves both ways while systemd replaces the process.
 printf 'pump 3\n' >&"$carry_in"
 t0=$(date +%s%N)
@@ -535,6 +540,9 @@ echo "   $line bytes each way in all; systemctl restart took ${restart_ms} ms"
 took_over() { g journalctl -u sockgate --no-pager -o cat | grep -q "$1"; }
 poll_until 10 took_over "took over $CARRY_N relayed sessions from the process before" ||
 	fail "no \"took over $CARRY_N relayed sessions\" in the journal"
+printf 'readhalf\n' >&"$carry_in"
+expect_line "$carry_out" "halfexact 262144" 60 ||
+	fail "the half-closed session did not get all 262144 bytes back through the restart"
 expect_line "$prompted_out" "The service is restarting; please reconnect." 20 ||
 	fail "the client logging in was not told to reconnect"
 ok "$CARRY_N sessions relayed byte-exact through systemctl restart (PID $pid_before -> $(main_pid)); the one logging in was told to reconnect"
