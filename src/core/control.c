@@ -281,6 +281,7 @@ static int control_run(struct control_conn *k, const struct ctl_request *r, stru
 
 /* The request is in: the answer, then writing it. */
 static void control_conn_io(struct loop_io *io, uint32_t events);
+static void control_conn_deadline(struct loop_timer *t);
 
 static void control_answer(struct control_conn *k)
 {
@@ -298,11 +299,25 @@ static void control_answer(struct control_conn *k)
 	}
 	if (rc < 0) {
 		(void)(out_add(k, "ERROR ") | out_add(k, why) | out_add(k, "\n"));
-	} else if (out_add(k, "OK\n") == 0) {
-		if (t != NULL)
-			(void)table_render(t, r.json, &k->out, &k->out_len);
-		else
-			(void)out_add(k, done);
+	} else {
+		/* "OK LENGTH": a reader cut off early can tell. */
+		char *body = NULL, head[32];
+		size_t len = 0;
+
+		if (t != NULL ? table_render(t, r.json, &body, &len) < 0
+			      : (body = strdup(done)) == NULL) {
+			(void)out_add(k, "ERROR out of memory\n");
+		} else {
+			len = t != NULL ? len : strlen(body);
+			snprintf(head, sizeof(head), "OK %zu\n", len);
+			if (out_add(k, head) < 0 || out_add(k, body) < 0) {
+				free(k->out);
+				k->out = NULL;
+				k->out_len = 0;
+				(void)out_add(k, "ERROR the answer is too large\n");
+			}
+		}
+		free(body);
 	}
 	table_free(t);
 	/* Written now where it fits: a drain may stop the loop before another
@@ -340,6 +355,10 @@ static void control_conn_io(struct loop_io *io, uint32_t events)
 				return;
 			}
 			k->out_sent += (size_t)n;
+			/* The deadline is for a stalled peer: one that reads a
+			 * long answer slowly but steadily gets all of it. */
+			(void)loop_timer_arm(k->c->env.loop, &k->deadline, CONTROL_DEADLINE_MS,
+					     control_conn_deadline, k);
 		}
 		/* Closing with unread bytes would reset the connection and could
 		 * lose the answer: end our side, then read to the peer's end

@@ -61,6 +61,13 @@ static int take_arg(struct ctl_request *r, const char *w, size_t len, struct err
 	nlen = (size_t)(eq - w);
 	v = eq + 1;
 	vlen = len - nlen - 1;
+	/* Each at most once: "kill user=a user=b" must not mean only b. */
+	if ((nlen == 7 && memcmp(w, "gateway", 7) == 0 && r->gateway[0] != '\0') ||
+	    (nlen == 4 && memcmp(w, "user", 4) == 0 && r->user[0] != '\0') ||
+	    (nlen == 2 && memcmp(w, "id", 2) == 0 && r->id[0] != '\0') ||
+	    (nlen == 6 && memcmp(w, "source", 6) == 0 && r->has_source) ||
+	    (nlen == 7 && memcmp(w, "timeout", 7) == 0 && r->timeout_s != 0))
+		return errbuf_set(why, "%s= given twice", shown(w, nlen, show));
 	if (nlen == 7 && memcmp(w, "gateway", 7) == 0)
 		return copy_value(v, vlen, r->gateway, sizeof(r->gateway), "gateway", why);
 	if (nlen == 4 && memcmp(w, "user", 4) == 0)

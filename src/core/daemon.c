@@ -78,6 +78,7 @@ struct daemon {
 	char status[256];
 	int exit_code;
 	struct control *control;   /* sockgatectl's socket, or NULL */
+	struct config *first;      /* the configuration at start: the control socket's */
 	struct exporter *exporter; /* the metrics and their listener */
 	struct recorder *recorder; /* the writer of session recordings */
 	struct carry *carry;       /* relayed sessions a restart carries over, or NULL */
@@ -573,9 +574,15 @@ static bool daemon_same_text(const char *a, const char *b)
  * reload may come through it), so a change there waits for the restart. */
 static void daemon_reload_listeners(struct daemon *d, const struct config *old)
 {
-	const struct config_control *was = &old->control, *now = &d->config->control;
+	const struct config_control *was = &d->first->control, *now = &d->config->control,
+				    *before = &old->control;
 	struct errbuf err;
 
+	/* Said when a reload departs from what the socket was started with, not
+	 * at every reload after, nor when a reload comes back to it. */
+	if (before->enabled == now->enabled && daemon_same_text(before->socket, now->socket) &&
+	    daemon_same_text(before->group, now->group))
+		was = now;
 	if (was->enabled != now->enabled || !daemon_same_text(was->socket, now->socket) ||
 	    !daemon_same_text(was->group, now->group))
 		log_msg(LOG_NOTICE, "control socket settings changed: they take effect at the "
@@ -859,6 +866,7 @@ static void daemon_shutdown(struct daemon *d)
 		close(sigfd);
 	daemon_free_gateways(d->gws, d->n_gws);
 	config_unref(d->config);
+	config_unref(d->first);
 	exporter_free(d->exporter);
 	admission_free(d->admission);
 	penalty_free(d->penalties);
@@ -970,8 +978,15 @@ static void daemon_ctl_drain(void *arg, unsigned timeout_s)
 {
 	struct daemon *d = arg;
 
-	if (d->draining)
+	if (d->draining) {
+		/* A second drain may bring the end closer, never push it back. */
+		uint64_t until =
+			loop_now_ms(d->loop) + (timeout_s > 0 ? timeout_s : 3600) * 1000ull;
+
+		if (until < d->drain_until_ms)
+			d->drain_until_ms = until;
 		return;
+	}
 	d->draining = true;
 	d->drain_until_ms = loop_now_ms(d->loop) + (timeout_s > 0 ? timeout_s : 3600) * 1000ull;
 	/* No new connections: the listeners close (the balancer's checks fail),
@@ -1280,6 +1295,7 @@ int daemon_run(const char *config_path)
 			  LOG_FIELDS({"SOCKGATE_CONFIG", config_path}, {"REASON", err.msg}));
 		return 1;
 	}
+	d.first = config_ref(d.config);
 	d.exporter = exporter_create(&err);
 	d.gws = d.exporter != NULL
 			? daemon_build_gateways(d.config, NULL, 0, exporter_stats(d.exporter), &err)

@@ -105,13 +105,14 @@ static struct MHD_Daemon *metrics_daemon(struct metrics *m, int fd)
 {
 	/* libmicrohttpd's epoll (MHD_USE_AUTO on Linux) in a thread of its own.
 	 * STRICT_FOR_CLIENT: a malformed request gets 400 rather than a guess. */
-	return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL,
-				metrics_handle, m, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_MAX_CONNECTIONS,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_TIMEOUT_S,
-				MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-				(size_t)METRICS_CONNECTION_MEMORY, MHD_OPTION_STRICT_FOR_CLIENT,
-				(int)1, MHD_OPTION_END);
+	return MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL, metrics_handle, m,
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_LIMIT,
+		(unsigned)METRICS_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned)METRICS_MAX_CONNECTIONS_PER_ADDRESS, MHD_OPTION_CONNECTION_TIMEOUT,
+		(unsigned)METRICS_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+		(size_t)METRICS_CONNECTION_MEMORY, MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+		MHD_OPTION_END);
 }
 
 /* Binds addr and hands the socket to a new libmicrohttpd daemon, which owns it

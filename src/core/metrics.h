@@ -12,7 +12,10 @@
 
 /* Limits of the listener, each per listening address. */
 #define METRICS_MAX_CONNECTIONS 16
-#define METRICS_TIMEOUT_S       5
+/* Of those, from one client address: a few slow clients cannot take them all
+ * (the timeout below is libmicrohttpd's, for a connection without progress). */
+#define METRICS_MAX_CONNECTIONS_PER_ADDRESS 4
+#define METRICS_TIMEOUT_S                   5
 /* The memory of one connection, request headers included: a request whose
  * headers do not fit gets 431 and a close. */
 #define METRICS_CONNECTION_MEMORY 8192

@@ -79,23 +79,37 @@ size_t table_rows(const struct table *t)
 	return t->n_rows;
 }
 
-static int put(char **out, size_t *len, const char *s, size_t n)
-{
-	char *grown = realloc(*out, *len + n + 1);
+/* The text being rendered. It grows by doubling: a JSON answer is built a
+ * character at a time, and a realloc() each would make it quadratic. */
+struct tbuf {
+	char *p;
+	size_t len, cap;
+};
 
-	if (grown == NULL)
-		return -1;
-	memcpy(grown + *len, s, n);
-	*len += n;
-	grown[*len] = '\0';
-	*out = grown;
+static int put(struct tbuf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap < 4096 ? 4096 : b->cap;
+		char *grown;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		grown = realloc(b->p, cap);
+		if (grown == NULL)
+			return -1;
+		b->p = grown;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
 	return 0;
 }
 
-int table_json_string(const char *s, char **out, size_t *len)
+static int json_string(struct tbuf *b, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
-	int rc = put(out, len, "\"", 1);
+	int rc = put(b, "\"", 1);
 
 	for (const unsigned char *c = (const unsigned char *)s; *c != '\0' && rc == 0; c++) {
 		char esc[8];
@@ -103,53 +117,51 @@ int table_json_string(const char *s, char **out, size_t *len)
 		if (*c == '"' || *c == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)*c;
-			rc = put(out, len, esc, 2);
+			rc = put(b, esc, 2);
 		} else if (*c < 0x20 || *c >= 0x7f) {
 			/* Logs and names are ASCII; anything else is shown by code. */
 			memcpy(esc, "\\u00", 4);
 			esc[4] = hex[*c >> 4];
 			esc[5] = hex[*c & 15];
-			rc = put(out, len, esc, 6);
+			rc = put(b, esc, 6);
 		} else {
-			rc = put(out, len, (const char *)c, 1);
+			rc = put(b, (const char *)c, 1);
 		}
 	}
-	return rc == 0 ? put(out, len, "\"", 1) : -1;
+	return rc == 0 ? put(b, "\"", 1) : -1;
 }
 
 /* A count's cell as a JSON number when it is one; anything else as text. */
-static int table_json_cell(const struct table *t, size_t c, const char *cell, char **out,
-			   size_t *len)
+static int json_cell(struct tbuf *b, const struct table *t, size_t c, const char *cell)
 {
 	size_t n = strlen(cell);
 
 	if (!t->numeric[c])
-		return table_json_string(cell, out, len);
+		return json_string(b, cell);
 	if (n == 0)
-		return put(out, len, "null", 4);
+		return put(b, "null", 4);
 	if (strspn(cell, "0123456789") == n && (cell[0] != '0' || n == 1))
-		return put(out, len, cell, n);
-	return table_json_string(cell, out, len);
+		return put(b, cell, n);
+	return json_string(b, cell);
 }
 
-int table_render(const struct table *t, bool json, char **out, size_t *len)
+static int render(const struct table *t, bool json, struct tbuf *b)
 {
 	const char *cell;
 	int rc = 0;
 
 	if (json) {
-		rc = put(out, len, "[", 1);
+		rc = put(b, "[", 1);
 		for (size_t r = 0; r < t->n_rows && rc == 0; r++) {
-			rc = put(out, len, r == 0 ? "{" : ",{", r == 0 ? 1 : 2);
+			rc = put(b, r == 0 ? "{" : ",{", r == 0 ? 1 : 2);
 			for (size_t c = 0; c < t->n_cols && rc == 0; c++) {
 				cell = t->cells[r * t->n_cols + c];
-				rc = (c > 0 ? put(out, len, ",", 1) : 0) |
-				     table_json_string(t->cols[c], out, len) |
-				     put(out, len, ":", 1) | table_json_cell(t, c, cell, out, len);
+				rc = (c > 0 ? put(b, ",", 1) : 0) | json_string(b, t->cols[c]) |
+				     put(b, ":", 1) | json_cell(b, t, c, cell);
 			}
-			rc |= put(out, len, "}", 1);
+			rc |= put(b, "}", 1);
 		}
-		return rc | put(out, len, "]\n", 2);
+		return rc | put(b, "]\n", 2);
 	}
 	{
 		size_t *w = calloc(t->n_cols, sizeof(*w));
@@ -171,7 +183,7 @@ int table_render(const struct table *t, bool json, char **out, size_t *len)
 
 				cell = r == 0 ? t->cols[c] : t->cells[(r - 1) * t->n_cols + c];
 				l = strlen(cell);
-				rc = put(out, len, cell, l);
+				rc = put(b, cell, l);
 				if (c + 1 < t->n_cols && rc == 0) {
 					size_t gap = w[c] - l + 2;
 
@@ -180,17 +192,33 @@ int table_render(const struct table *t, bool json, char **out, size_t *len)
 							gap < sizeof(pad) ? gap : sizeof(pad);
 
 						memset(pad, ' ', chunk);
-						rc = put(out, len, pad, chunk);
+						rc = put(b, pad, chunk);
 						gap -= chunk;
 					}
 				}
 			}
 			/* Empty last cells leave no trailing blanks. */
-			while (rc == 0 && *len > 0 && (*out)[*len - 1] == ' ')
-				(*len)--;
-			rc |= put(out, len, "\n", 1);
+			while (rc == 0 && b->len > 0 && b->p[b->len - 1] == ' ')
+				b->len--;
+			rc |= put(b, "\n", 1);
 		}
 		free(w);
 	}
 	return rc;
+}
+
+int table_render(const struct table *t, bool json, char **out, size_t *len)
+{
+	struct tbuf b = {NULL, 0, 0};
+	char *grown;
+
+	if (render(t, json, &b) < 0 || (grown = realloc(*out, *len + b.len + 1)) == NULL) {
+		free(b.p);
+		return -1;
+	}
+	memcpy(grown + *len, b.p, b.len + 1);
+	*len += b.len;
+	*out = grown;
+	free(b.p);
+	return 0;
 }

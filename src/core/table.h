@@ -21,7 +21,4 @@ size_t table_rows(const struct table *t);
  * appended to *out (realloc'd; *len updated). -1 if out of memory. */
 int table_render(const struct table *t, bool json, char **out, size_t *len);
 
-/* Appends a JSON string literal of s to *out (escaped). -1 if out of memory. */
-int table_json_string(const char *s, char **out, size_t *len);
-
 #endif

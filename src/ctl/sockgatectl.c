@@ -210,8 +210,20 @@ int main(int argc, char **argv)
 		answer[len] = '\0';
 	}
 	close(fd);
-	if (answer != NULL && strncmp(answer, "OK\n", 3) == 0) {
-		fwrite(answer + 3, 1, len - 3, stdout);
+	if (answer != NULL && strncmp(answer, "OK ", 3) == 0) {
+		/* "OK LENGTH\n", then the body: all of it, or an error. */
+		char *end = NULL;
+		unsigned long long want = strtoull(answer + 3, &end, 10);
+		size_t head = end != NULL && *end == '\n' ? (size_t)(end + 1 - answer) : 0;
+
+		if (head == 0 || len - head != want) {
+			fprintf(stderr,
+				PROG ": the answer from %s was cut short (%zu of %llu bytes)\n",
+				path, head > 0 ? len - head : 0, want);
+			free(answer);
+			return EXIT_FAIL;
+		}
+		fwrite(answer + head, 1, len - head, stdout);
 		free(answer);
 		return EXIT_OK;
 	}

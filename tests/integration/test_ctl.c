@@ -277,11 +277,14 @@ static void bad_requests_are_errors(void **state)
 	int fd;
 
 	memcpy(sun.sun_path, c->socket, strlen(c->socket) + 1);
-	for (int round = 0; round < 2; round++) {
+	for (int round = 0; round < 3; round++) {
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
 		if (round == 0) {
 			send_str(fd, "sessions user=\x01evil\n");
+		} else if (round == 1) {
+			/* Not "only bob": a key given twice is an error. */
+			send_str(fd, "kill user=alice user=bob\n");
 		} else {
 			memset(big, 'a', sizeof(big));
 			(void)!write(fd, big, sizeof(big));

@@ -483,11 +483,16 @@ static void connection_cap(void **state)
 	static const char keep[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
 	int fds[METRICS_MAX_CONNECTIONS], extra, i;
 
+	/* From as many addresses as the per-address cap asks for. */
 	for (i = 0; i < METRICS_MAX_CONNECTIONS; i++) {
-		fds[i] = harness_connect("127.0.0.1", f->port);
+		char src[32];
+
+		snprintf(src, sizeof(src), "127.0.0.%d",
+			 10 + i / METRICS_MAX_CONNECTIONS_PER_ADDRESS);
+		fds[i] = harness_connect_from(src, "127.0.0.1", f->port);
 		assert_true(fds[i] >= 0);
 	}
-	extra = harness_connect("127.0.0.1", f->port);
+	extra = harness_connect_from("127.0.0.40", "127.0.0.1", f->port);
 	assert_true(extra >= 0);
 	assert_int_equal(wait_accept_queue(f->port, 1), 0);
 	/* The listener went round its loop to serve this, and still left extra. */
@@ -498,6 +503,29 @@ static void connection_cap(void **state)
 	close(fds[0]);
 	assert_int_equal(exchange(extra, scrape_req, strlen(scrape_req), f->resp), 200);
 	for (i = 1; i < METRICS_MAX_CONNECTIONS; i++)
+		assert_int_equal(exchange(fds[i], scrape_req, strlen(scrape_req), f->resp), 200);
+}
+
+/* One address gets METRICS_MAX_CONNECTIONS_PER_ADDRESS connections: the next
+ * is closed at once, and the others (and other addresses) are served. */
+static void per_address_cap(void **state)
+{
+	struct fixture *f = *state;
+	int fds[METRICS_MAX_CONNECTIONS_PER_ADDRESS], over, other, i;
+	char c;
+
+	for (i = 0; i < METRICS_MAX_CONNECTIONS_PER_ADDRESS; i++) {
+		fds[i] = harness_connect_from("127.0.0.50", "127.0.0.1", f->port);
+		assert_true(fds[i] >= 0);
+	}
+	over = harness_connect_from("127.0.0.50", "127.0.0.1", f->port);
+	assert_true(over >= 0);
+	assert_int_equal(harness_read_some(over, &c, 1, HARNESS_TIMEOUT_MS), 0);
+	close(over);
+	other = harness_connect_from("127.0.0.51", "127.0.0.1", f->port);
+	assert_true(other >= 0);
+	assert_int_equal(exchange(other, scrape_req, strlen(scrape_req), f->resp), 200);
+	for (i = 0; i < METRICS_MAX_CONNECTIONS_PER_ADDRESS; i++)
 		assert_int_equal(exchange(fds[i], scrape_req, strlen(scrape_req), f->resp), 200);
 }
 
@@ -579,6 +607,7 @@ int main(void)
 		cmocka_unit_test(garbage_and_huge_headers),
 		cmocka_unit_test(keep_alive),
 		cmocka_unit_test(connection_cap),
+		cmocka_unit_test(per_address_cap),
 		cmocka_unit_test(threads_block_signals),
 	};
 	const struct CMUnitTest alone[] = {
