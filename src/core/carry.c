@@ -36,6 +36,7 @@ struct carry {
 	bool was_planned;
 	uint8_t *used; /* per slot */
 	size_t n_slots;
+	size_t n_used, max_used;
 	struct carry_record *found;
 	int *found_slots;
 	size_t n_found;
@@ -95,11 +96,53 @@ static int carry_load(struct carry *c, struct errbuf *err)
 			c->found[c->n_found].peer_len = sizeof(struct sockaddr_storage);
 		c->found_slots[c->n_found++] = (int)i;
 		c->used[i] = 1;
+		c->n_used++;
 	}
 	return 0;
 }
 
-struct carry *carry_open(const char *dir, struct errbuf *err)
+void carry_session_name(int slot, bool client, char *name, size_t len)
+{
+	static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+	char tmp[16];
+	size_t n = 0;
+	unsigned v = (unsigned)slot;
+
+	do
+		tmp[n++] = digits[v % 36];
+	while ((v /= 36) != 0 && n < sizeof(tmp));
+	if (len < n + 3) {
+		if (len > 0)
+			name[0] = '\0';
+		return;
+	}
+	name[0] = '~';
+	name[1] = client ? 'c' : 'u';
+	for (size_t i = 0; i < n; i++)
+		name[2 + i] = tmp[n - 1 - i];
+	name[2 + n] = '\0';
+}
+
+bool carry_session_fd_name(const char *name, int *slot, bool *client)
+{
+	unsigned long v = 0;
+	size_t i;
+
+	if (name[0] != '~' || (name[1] != 'c' && name[1] != 'u') || name[2] == '\0')
+		return false;
+	for (i = 2; name[i] != '\0'; i++) {
+		const char *d = strchr("0123456789abcdefghijklmnopqrstuvwxyz", name[i]);
+
+		if (d == NULL || i > 8)
+			return false;
+		v = v * 36 + (unsigned long)(d - "0123456789abcdefghijklmnopqrstuvwxyz");
+	}
+	*slot = (int)v;
+	*client = name[1] == 'c';
+	return true;
+}
+
+struct carry *carry_open(const char *dir, size_t max_sessions, struct errbuf *err)
 {
 	struct carry *c = calloc(1, sizeof(*c));
 	char path[PATH_MAX + 16];
@@ -108,6 +151,7 @@ struct carry *carry_open(const char *dir, struct errbuf *err)
 		errbuf_set(err, "out of memory");
 		return NULL;
 	}
+	c->max_used = max_sessions;
 	pthread_mutex_init(&c->lock, NULL);
 	snprintf(c->dir, sizeof(c->dir), "%s", dir);
 	snprintf(path, sizeof(path), "%s/sessions", dir);
@@ -174,6 +218,10 @@ int carry_put(struct carry *c, const struct carry_record *r)
 	int slot = -1;
 
 	pthread_mutex_lock(&c->lock);
+	if (c->n_used >= c->max_used) {
+		pthread_mutex_unlock(&c->lock);
+		return -1;
+	}
 	for (size_t i = 0; i < c->n_slots; i++)
 		if (!c->used[i]) {
 			slot = (int)i;
@@ -191,10 +239,12 @@ int carry_put(struct carry *c, const struct carry_record *r)
 		}
 	}
 	if (slot >= 0) {
-		if (carry_write(c, slot, r) == 0)
+		if (carry_write(c, slot, r) == 0) {
 			c->used[slot] = 1;
-		else
+			c->n_used++;
+		} else {
 			slot = -1;
+		}
 	}
 	pthread_mutex_unlock(&c->lock);
 	return slot;
@@ -218,6 +268,7 @@ void carry_drop(struct carry *c, int slot)
 	if (slot >= 0 && (size_t)slot < c->n_slots && c->used[slot]) {
 		(void)carry_write(c, slot, NULL);
 		c->used[slot] = 0;
+		c->n_used--;
 	}
 	pthread_mutex_unlock(&c->lock);
 }

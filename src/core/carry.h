@@ -16,10 +16,23 @@
 #include "errbuf.h"
 #include "net.h"
 
-/* A carried session's sockets are stored as PREFIX ID "-c" (client) and
- * PREFIX ID "-u" (upstream); listening sockets as LISTEN_PREFIX N. */
-#define CARRY_SESSION_PREFIX "sockgate-session-"
-#define CARRY_LISTEN_PREFIX  "sockgate-listen-"
+/* Names in the fd store. systemd passes every name back in one environment
+ * variable (LISTEN_FDNAMES), and exec() takes no string over 128 KiB: with
+ * 4,000 sessions and names of 43 bytes the restart itself failed (E2BIG). So
+ * the names are short: "~c" or "~u" (client, upstream) and the session's
+ * slot in base 36, "~l" and a unique tag for a listening socket: at most 7
+ * bytes with their separator for CARRY_MAX_FDS descriptors. No gateway name
+ * (a socket unit's FileDescriptorName=) starts with '~'. */
+#define CARRY_LISTEN_PREFIX "~l"
+#define CARRY_NAME_MAX      24
+/* Descriptors sockgate keeps in the store at most, listeners included:
+ * 18,000 names of 7 bytes fit in LISTEN_FDNAMES with room to spare. */
+#define CARRY_MAX_FDS 18000
+
+/* The name of slot's client (or upstream) socket. */
+void carry_session_name(int slot, bool client, char *name, size_t len);
+/* Whether name is a session socket's; if so *slot and *client. */
+bool carry_session_fd_name(const char *name, int *slot, bool *client);
 
 struct carry_record {
 	char id[28];
@@ -43,8 +56,10 @@ struct carry_record {
 struct carry;
 
 /* Opens DIR/sessions, creating it (mode 0600). Records already there (the
- * process before this one) are kept for carry_found(). NULL with err set. */
-struct carry *carry_open(const char *dir, struct errbuf *err);
+ * process before this one) are kept for carry_found(). At most max_sessions
+ * are carried at once (the store's room: FileDescriptorStoreMax=, two per
+ * session, CARRY_MAX_FDS at most). NULL with err set. */
+struct carry *carry_open(const char *dir, size_t max_sessions, struct errbuf *err);
 void carry_free(struct carry *c);
 
 /* Whether the process before this one handed over on purpose (SIGTERM) rather
@@ -58,7 +73,8 @@ void carry_set_planned(struct carry *c);
  * back with carry_drop(). */
 size_t carry_found(const struct carry *c, const struct carry_record **records, const int **slots);
 
-/* A new record; returns its slot, or -1 (out of memory, I/O error). */
+/* A new record; returns its slot, or -1 (out of memory, I/O error, or
+ * max_sessions carried already: that session is not carried). */
 int carry_put(struct carry *c, const struct carry_record *r);
 /* Rewrites slot's record. */
 void carry_update(struct carry *c, int slot, const struct carry_record *r);

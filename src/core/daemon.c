@@ -1059,6 +1059,18 @@ static void daemon_start_control(struct daemon *d)
 
 /* ---- carried sessions (systemd's fd store) ------------------------------ */
 
+/* Sessions the store has room for: FDSTORE= (FileDescriptorStoreMax=), two
+ * per session, the listeners and CARRY_MAX_FDS allowed for. */
+static size_t daemon_carry_max(void)
+{
+	const char *e = getenv("FDSTORE");
+	unsigned long n = e != NULL ? strtoul(e, NULL, 10) : 0;
+
+	if (n > CARRY_MAX_FDS)
+		n = CARRY_MAX_FDS;
+	return n > 64 ? (n - 64) / 2 : 0;
+}
+
 /* What systemd passed in; the fd store on, a carry file opened in the state
  * directory. Before the workers start. */
 static int daemon_take_passed(struct daemon *d, struct errbuf *err)
@@ -1083,7 +1095,7 @@ static int daemon_take_passed(struct daemon *d, struct errbuf *err)
 
 		/* STATE_DIRECTORY lists every StateDirectory=, ':'-separated. */
 		snprintf(first, sizeof(first), "%.*s", (int)strcspn(dir, ":"), dir);
-		d->carry = carry_open(first, &why);
+		d->carry = carry_open(first, daemon_carry_max(), &why);
 		if (d->carry == NULL)
 			log_msg(LOG_WARNING,
 				"fd store: %s: a restart keeps the listening sockets, "
@@ -1093,13 +1105,13 @@ static int daemon_take_passed(struct daemon *d, struct errbuf *err)
 	return 0;
 }
 
-/* A carried session's socket from the store (CARRY_SESSION_PREFIX ID -kind),
- * taken out of the list; -1 if the store did not have it. */
-static int daemon_take_session_fd(struct daemon *d, const char *id, char kind)
+/* A carried session's socket from the store (by its slot), taken out of the
+ * list; -1 if the store did not have it. */
+static int daemon_take_session_fd(struct daemon *d, int slot, bool client)
 {
-	char name[96];
+	char name[CARRY_NAME_MAX];
 
-	snprintf(name, sizeof(name), CARRY_SESSION_PREFIX "%s-%c", id, kind);
+	carry_session_name(slot, client, name, sizeof(name));
 	for (size_t i = 0; i < d->n_passed; i++)
 		if (d->passed[i].fd >= 0 && strcmp(d->passed[i].name, name) == 0) {
 			int fd = d->passed[i].fd;
@@ -1115,13 +1127,12 @@ static int daemon_take_session_fd(struct daemon *d, const char *id, char kind)
 static void daemon_end_carried(struct daemon *d, const struct carry_record *r, int slot, int cfd,
 			       int ufd, const char *why)
 {
-	char name[96];
+	char name[CARRY_NAME_MAX];
 
 	for (int kind = 0; kind < 2; kind++) {
 		int fd = kind == 0 ? cfd : ufd;
 
-		snprintf(name, sizeof(name), CARRY_SESSION_PREFIX "%s-%c", r->id,
-			 kind == 0 ? 'c' : 'u');
+		carry_session_name(slot, kind == 0, name, sizeof(name));
 		(void)notify_fdstore_remove(name);
 		if (fd >= 0) {
 			(void)shutdown(fd, SHUT_RDWR);
@@ -1194,9 +1205,11 @@ static const char *daemon_resume_one(struct daemon *d, const struct carry_record
 
 static bool daemon_passed_sessions(const struct daemon *d)
 {
+	int slot;
+	bool client;
+
 	for (size_t i = 0; i < d->n_passed; i++)
-		if (strncmp(d->passed[i].name, CARRY_SESSION_PREFIX,
-			    strlen(CARRY_SESSION_PREFIX)) == 0)
+		if (carry_session_fd_name(d->passed[i].name, &slot, &client))
 			return true;
 	return false;
 }
@@ -1210,6 +1223,8 @@ static void daemon_resume(struct daemon *d)
 	const int *slots;
 	size_t n = d->carry != NULL ? carry_found(d->carry, &records, &slots) : 0;
 	unsigned resumed = 0, ended = 0, strays = 0;
+	int slot;
+	bool client;
 	struct timespec ts;
 	int64_t now_unix_ms;
 
@@ -1229,8 +1244,8 @@ static void daemon_resume(struct daemon *d)
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct carry_record *r = &records[i];
-		int cfd = daemon_take_session_fd(d, r->id, 'c');
-		int ufd = daemon_take_session_fd(d, r->id, 'u');
+		int cfd = daemon_take_session_fd(d, slots[i], true);
+		int ufd = daemon_take_session_fd(d, slots[i], false);
 		const char *why = daemon_resume_one(d, r, slots[i], cfd, ufd, now_unix_ms);
 
 		if (why != NULL) {
@@ -1242,8 +1257,8 @@ static void daemon_resume(struct daemon *d)
 	}
 	/* Sockets of sessions whose record is gone (another build's layout). */
 	for (size_t i = 0; i < d->n_passed; i++)
-		if (d->passed[i].fd >= 0 && strncmp(d->passed[i].name, CARRY_SESSION_PREFIX,
-						    strlen(CARRY_SESSION_PREFIX)) == 0) {
+		if (d->passed[i].fd >= 0 &&
+		    carry_session_fd_name(d->passed[i].name, &slot, &client)) {
 			(void)notify_fdstore_remove(d->passed[i].name);
 			(void)shutdown(d->passed[i].fd, SHUT_RDWR);
 			close(d->passed[i].fd);

@@ -187,7 +187,8 @@ static void endpoint_store(struct endpoints *e, struct endpoint *ep)
 
 	if (!e->fdstore || ep->from_systemd)
 		return;
-	snprintf(ep->stored, sizeof(ep->stored), CARRY_LISTEN_PREFIX "%ld-%u", (long)getpid(),
+	/* Unique across restarts (the pid), and short (see carry.h). */
+	snprintf(ep->stored, sizeof(ep->stored), CARRY_LISTEN_PREFIX "%lx.%x", (long)getpid(),
 		 e->stored_seq++);
 	if (!notify_fdstore_add(ep->stored, &fd, 1)) {
 		log_msg(LOG_WARNING,
@@ -334,7 +335,8 @@ fail:
 int endpoints_inherit(struct endpoints *e, struct gateway **gws, size_t n_gws,
 		      const struct notify_fd *passed, size_t n, struct errbuf *err)
 {
-	int rc = 0;
+	int rc = 0, slot;
+	bool client;
 
 	for (size_t i = 0; i < n; i++) {
 		int fd = passed[i].fd;
@@ -344,7 +346,7 @@ int endpoints_inherit(struct endpoints *e, struct gateway **gws, size_t n_gws,
 		struct errbuf why;
 
 		/* A carried session's socket: the daemon's to take (daemon_resume). */
-		if (strncmp(name, CARRY_SESSION_PREFIX, strlen(CARRY_SESSION_PREFIX)) == 0)
+		if (carry_session_fd_name(name, &slot, &client))
 			continue;
 		if (rc == 0 &&
 		    strncmp(name, CARRY_LISTEN_PREFIX, strlen(CARRY_LISTEN_PREFIX)) == 0) {

@@ -432,7 +432,7 @@ static void session_stop_recording(struct session *s, const char *reason)
 
 static void session_carry_name(const struct session *s, bool client, char *name, size_t len)
 {
-	snprintf(name, len, CARRY_SESSION_PREFIX "%s-%c", s->id, client ? 'c' : 'u');
+	carry_session_name(s->carry_slot, client, name, len);
 }
 
 static int64_t session_unix_ms(void)
@@ -486,8 +486,8 @@ static void session_carry(struct session *s)
 	slot = carry_put(c, &r);
 	if (slot < 0)
 		return;
-	session_carry_name(s, true, name_c, sizeof(name_c));
-	session_carry_name(s, false, name_u, sizeof(name_u));
+	carry_session_name(slot, true, name_c, sizeof(name_c));
+	carry_session_name(slot, false, name_u, sizeof(name_u));
 	if (!notify_fdstore_add(name_c, &s->client.fd, 1) ||
 	    !notify_fdstore_add(name_u, &s->upstream.fd, 1)) {
 		(void)notify_fdstore_remove(name_c);

@@ -497,7 +497,12 @@ CARRY_N=${SOCKGATE_CARRY_SESSIONS:-50}
 coproc CARRY { g python3 "$src/tests/systemd/carry_client.py" 127.0.0.1 2323 alice "$PW" "$CARRY_N" 2>&1; }
 # shellcheck disable=SC2153 # set by coproc
 carry_out=${CARRY[0]} carry_in=${CARRY[1]} carry_pid=$CARRY_PID
+# PID 1's CPU time (ticks of user and system) shows what storing costs it.
+pid1_ticks() { g awk '{ print $14 + $15 }' /proc/1/stat; }
+ticks_before=$(pid1_ticks)
+t0=$(date +%s%N)
 expect_line "$carry_out" "ready $CARRY_N" 600 || fail "$CARRY_N sessions did not log in"
+echo "   $CARRY_N sessions logged in and stored in $((($(date +%s%N) - t0) / 1000000)) ms; PID 1 used $(($(pid1_ticks) - ticks_before)) ticks of CPU ($(getconf CLK_TCK)/s) meanwhile"
 main_pid() { g systemctl show -P MainPID sockgate; }
 pid_before=$(main_pid)
 # A client at the user name prompt when the restart comes is told to come back.
