@@ -421,16 +421,6 @@ static int local_port(int fd)
 	return ntohs(sa.sin_port);
 }
 
-/* A port on 127.0.0.1 that was free a moment ago and has nothing listening. */
-static int free_port(void)
-{
-	int port, fd = harness_listen("127.0.0.1", &port);
-
-	assert_true(fd >= 0);
-	close(fd);
-	return port;
-}
-
 /* Reads and drops what fd receives until EOF (returns 0) or a reset (returns ECONNRESET);
  * -1 on timeout or another error. Adds the bytes to *n if n is not NULL. */
 static int wait_end(int fd, int timeout_ms, size_t *n)

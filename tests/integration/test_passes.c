@@ -35,23 +35,6 @@ struct passes_fx {
 	int login_port, db_port;
 };
 
-/* A free loopback port. The db gateway needs a fixed one: a reload matches
- * listening sockets by their configured address, and two "port 0" addresses
- * would be the same one. */
-static int free_port(void)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	port = ntohs(sin.sin_port);
-	close(fd);
-	return port;
-}
-
 static int setup(void **state)
 {
 	struct passes_fx *p = calloc(1, sizeof(*p));

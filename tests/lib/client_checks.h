@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "fixture.h"
 
@@ -35,6 +36,17 @@ static inline const char *read_to_eof(int fd)
 	assert_true(n >= 0);
 	buf[n] = '\0';
 	return buf;
+}
+
+/* A free loopback port: bound, read and closed, for a program that binds it
+ * next (HAProxy, a fixed listen address that a reload must match). */
+static inline int free_port(void)
+{
+	int port, fd = harness_listen("127.0.0.1", &port);
+
+	assert_true(fd >= 0);
+	close(fd);
+	return port;
 }
 
 /* A connection to 127.0.0.1:port from the loopback address src (another "host"), or the test
